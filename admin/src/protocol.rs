@@ -1,0 +1,386 @@
+//! The one vocabulary shared by the admin thread and the gateway's control loop.
+//!
+//! Everything here is plain data: typed, validated algorithm specs and the
+//! command/reply envelope carried over `crossbeam-channel`. The data plane
+//! depends on this crate, never the reverse, so nothing here may name a type
+//! of the gateway core (or mio).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Names accepted by `POST /gateway/rate-limiter/:name` and `rate_limit.algorithm`.
+pub const LIMITER_NAMES: [&str; 5] = [
+    "fixed-window",
+    "sliding-log",
+    "sliding-counter",
+    "token-bucket",
+    "leaky-bucket",
+];
+
+/// Names accepted by `POST /gateway/load-balancer/:name` and `load_balancer`.
+pub const BALANCER_NAMES: [&str; 5] = [
+    "round-robin",
+    "weighted-round-robin",
+    "least-connections",
+    "ip-hash",
+    "consistent-hash",
+];
+
+/// Largest `limit` the sliding log accepts: it stores one timestamp per
+/// admitted request, so its memory is `limit * 8` bytes per tracked key.
+pub const SLIDING_LOG_MAX_LIMIT: u32 = 1024;
+
+/// A rate-limiting algorithm and its parameters. The JSON form is the config
+/// form: `{"algorithm":"token-bucket","capacity":20,"refill_per_sec":10}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LimitSpec {
+    /// At most `limit` requests per aligned window of `window_ms`.
+    FixedWindow {
+        /// Requests admitted per window.
+        limit: u32,
+        /// Window length in milliseconds.
+        window_ms: u64,
+    },
+    /// At most `limit` requests in any trailing `window_ms` (exact).
+    SlidingLog {
+        /// Requests admitted per trailing window (at most [`SLIDING_LOG_MAX_LIMIT`]).
+        limit: u32,
+        /// Window length in milliseconds.
+        window_ms: u64,
+    },
+    /// Weighted estimate over the current and previous fixed windows.
+    SlidingCounter {
+        /// Requests admitted per (estimated) trailing window.
+        limit: u32,
+        /// Window length in milliseconds.
+        window_ms: u64,
+    },
+    /// Bursts up to `capacity`, then `refill_per_sec` steady.
+    TokenBucket {
+        /// Bucket size: the largest burst.
+        capacity: u32,
+        /// Tokens added per second.
+        refill_per_sec: f64,
+    },
+    /// Shapes traffic: queues up to `capacity` requests, released at `leak_per_sec`.
+    LeakyBucket {
+        /// Queue length; beyond it requests get 429.
+        capacity: u32,
+        /// Requests released per second.
+        leak_per_sec: f64,
+    },
+}
+
+impl LimitSpec {
+    /// The algorithm's API name (one of [`LIMITER_NAMES`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LimitSpec::FixedWindow { .. } => "fixed-window",
+            LimitSpec::SlidingLog { .. } => "sliding-log",
+            LimitSpec::SlidingCounter { .. } => "sliding-counter",
+            LimitSpec::TokenBucket { .. } => "token-bucket",
+            LimitSpec::LeakyBucket { .. } => "leaky-bucket",
+        }
+    }
+
+    /// The defaults used when switching by name without parameters.
+    pub fn default_for(name: &str) -> Option<LimitSpec> {
+        Some(match name {
+            "fixed-window" => LimitSpec::FixedWindow {
+                limit: 100,
+                window_ms: 10_000,
+            },
+            "sliding-log" => LimitSpec::SlidingLog {
+                limit: 100,
+                window_ms: 10_000,
+            },
+            "sliding-counter" => LimitSpec::SlidingCounter {
+                limit: 100,
+                window_ms: 10_000,
+            },
+            "token-bucket" => LimitSpec::TokenBucket {
+                capacity: 20,
+                refill_per_sec: 2.0,
+            },
+            "leaky-bucket" => LimitSpec::LeakyBucket {
+                capacity: 10,
+                leak_per_sec: 5.0,
+            },
+            _ => return None,
+        })
+    }
+
+    /// Builds a spec from an API name and optional JSON parameters (an object
+    /// whose fields override the defaults). Errors name the bad field.
+    pub fn from_name(name: &str, params: Option<&Value>) -> Result<LimitSpec, String> {
+        let base = LimitSpec::default_for(name).ok_or_else(|| {
+            format!(
+                "unknown rate limiter '{name}'; valid: {}",
+                LIMITER_NAMES.join(", ")
+            )
+        })?;
+        let spec = merge_params(base, params)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks ranges; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive_rate = |field: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 1e9 {
+                Ok(())
+            } else {
+                Err(format!("{field} must be a number > 0 and <= 1e9"))
+            }
+        };
+        let window = |v: u64| {
+            if (1..=86_400_000).contains(&v) {
+                Ok(())
+            } else {
+                Err("window_ms must be between 1 and 86400000".to_string())
+            }
+        };
+        let at_least_one = |field: &str, v: u32| {
+            if v >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{field} must be at least 1"))
+            }
+        };
+        match *self {
+            LimitSpec::FixedWindow { limit, window_ms }
+            | LimitSpec::SlidingCounter { limit, window_ms } => {
+                at_least_one("limit", limit)?;
+                window(window_ms)
+            }
+            LimitSpec::SlidingLog { limit, window_ms } => {
+                at_least_one("limit", limit)?;
+                if limit > SLIDING_LOG_MAX_LIMIT {
+                    return Err(format!(
+                        "limit must be at most {SLIDING_LOG_MAX_LIMIT} for sliding-log (it stores one timestamp per request)"
+                    ));
+                }
+                window(window_ms)
+            }
+            LimitSpec::TokenBucket {
+                capacity,
+                refill_per_sec,
+            } => {
+                at_least_one("capacity", capacity)?;
+                positive_rate("refill_per_sec", refill_per_sec)
+            }
+            LimitSpec::LeakyBucket {
+                capacity,
+                leak_per_sec,
+            } => {
+                at_least_one("capacity", capacity)?;
+                positive_rate("leak_per_sec", leak_per_sec)
+            }
+        }
+    }
+}
+
+/// A load-balancing algorithm and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BalanceSpec {
+    /// Each eligible backend in turn.
+    RoundRobin,
+    /// Smooth weighted round robin (nginx SWRR order).
+    WeightedRoundRobin,
+    /// Fewest in-flight requests; ties broken in rotation.
+    LeastConnections,
+    /// Client address hash: the same client sticks to the same backend.
+    IpHash,
+    /// Hash ring with `virtual_nodes` points per unit of weight.
+    ConsistentHash {
+        /// Ring points per backend (times its weight).
+        #[serde(default = "default_virtual_nodes")]
+        virtual_nodes: u32,
+    },
+}
+
+fn default_virtual_nodes() -> u32 {
+    160
+}
+
+impl BalanceSpec {
+    /// The algorithm's API name (one of [`BALANCER_NAMES`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            BalanceSpec::RoundRobin => "round-robin",
+            BalanceSpec::WeightedRoundRobin => "weighted-round-robin",
+            BalanceSpec::LeastConnections => "least-connections",
+            BalanceSpec::IpHash => "ip-hash",
+            BalanceSpec::ConsistentHash { .. } => "consistent-hash",
+        }
+    }
+
+    /// Builds a spec from an API name and optional JSON parameters.
+    pub fn from_name(name: &str, params: Option<&Value>) -> Result<BalanceSpec, String> {
+        let base = match name {
+            "round-robin" => BalanceSpec::RoundRobin,
+            "weighted-round-robin" => BalanceSpec::WeightedRoundRobin,
+            "least-connections" => BalanceSpec::LeastConnections,
+            "ip-hash" => BalanceSpec::IpHash,
+            "consistent-hash" => BalanceSpec::ConsistentHash {
+                virtual_nodes: default_virtual_nodes(),
+            },
+            _ => {
+                return Err(format!(
+                    "unknown load balancer '{name}'; valid: {}",
+                    BALANCER_NAMES.join(", ")
+                ))
+            }
+        };
+        let spec = merge_params(base, params)?;
+        if let BalanceSpec::ConsistentHash { virtual_nodes } = spec {
+            if !(1..=1000).contains(&virtual_nodes) {
+                return Err("virtual_nodes must be between 1 and 1000".to_string());
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Circuit-breaker thresholds, the same for every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSpec {
+    /// Failures (connect errors, timeouts, 5xx) within `window_ms` that open the circuit.
+    pub failure_threshold: u32,
+    /// Window in which failures are counted, in milliseconds.
+    pub window_ms: u64,
+    /// How long an open circuit fails fast before admitting one probe, in milliseconds.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        BreakerSpec {
+            failure_threshold: 3,
+            window_ms: 10_000,
+            open_ms: 15_000,
+        }
+    }
+}
+
+impl BreakerSpec {
+    /// Checks ranges; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=10_000).contains(&self.failure_threshold) {
+            return Err("failure_threshold must be between 1 and 10000".into());
+        }
+        if !(1..=86_400_000).contains(&self.window_ms) {
+            return Err("window_ms must be between 1 and 86400000".into());
+        }
+        if !(1..=86_400_000).contains(&self.open_ms) {
+            return Err("open_ms must be between 1 and 86400000".into());
+        }
+        Ok(())
+    }
+}
+
+/// Overlays the fields of `params` (a JSON object) on `base`'s JSON form and
+/// parses the result back, so unknown fields and wrong types are reported by
+/// name.
+fn merge_params<T>(base: T, params: Option<&Value>) -> Result<T, String>
+where
+    T: Serialize + for<'de> Deserialize<'de>,
+{
+    let Some(params) = params else {
+        return Ok(base);
+    };
+    let Value::Object(over) = params else {
+        return Err("parameters must be a JSON object".into());
+    };
+    let mut merged = serde_json::to_value(base).map_err(|e| e.to_string())?;
+    let Value::Object(fields) = &mut merged else {
+        return Err("internal: spec is not an object".into());
+    };
+    for (k, v) in over {
+        if k == "algorithm" {
+            continue;
+        }
+        fields.insert(k.clone(), v.clone());
+    }
+    serde_json::from_value(merged).map_err(|e| e.to_string())
+}
+
+/// What the admin thread asks of the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Full status report (`GET /gateway/health`).
+    Health,
+    /// Prometheus text exposition (`GET /metrics`).
+    Metrics,
+    /// Switch the rate limiter (state starts fresh).
+    SetRateLimiter(LimitSpec),
+    /// Switch the load balancer.
+    SetLoadBalancer(BalanceSpec),
+    /// Flip a backend between operator-up and operator-down.
+    ToggleBackend(String),
+    /// Force a backend's circuit back to CLOSED.
+    ResetCircuit(String),
+    /// Zero every counter and histogram.
+    ResetMetrics,
+}
+
+/// The gateway's answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Success, with a JSON body.
+    Json(Value),
+    /// Success, with a text body (Prometheus).
+    Text(String),
+    /// The named thing does not exist (→ 404).
+    NotFound(String),
+    /// The command is invalid (→ 400).
+    Invalid(String),
+}
+
+/// A command plus the channel its reply goes back on (bounded(1), so the
+/// gateway's `try_send` never blocks).
+#[derive(Debug)]
+pub struct Envelope {
+    /// The request.
+    pub cmd: Command,
+    /// Where the reply goes.
+    pub reply: crossbeam_channel::Sender<Reply>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn limiter_from_name_applies_params_and_validates() {
+        let spec = LimitSpec::from_name("token-bucket", Some(&json!({"capacity": 5}))).unwrap();
+        assert_eq!(
+            spec,
+            LimitSpec::TokenBucket {
+                capacity: 5,
+                refill_per_sec: 2.0
+            }
+        );
+        let err = LimitSpec::from_name("token-bucket", Some(&json!({"capacity": 0}))).unwrap_err();
+        assert!(err.contains("capacity"), "{err}");
+        let err = LimitSpec::from_name("token-bucket", Some(&json!({"bogus": 1}))).unwrap_err();
+        assert!(err.contains("bogus"), "{err}");
+        let err = LimitSpec::from_name("nope", None).unwrap_err();
+        assert!(err.contains("sliding-log"), "{err}");
+    }
+
+    #[test]
+    fn config_form_round_trips() {
+        let spec: LimitSpec = serde_json::from_value(
+            json!({"algorithm":"token-bucket","capacity":20,"refill_per_sec":10}),
+        )
+        .unwrap();
+        assert_eq!(spec.name(), "token-bucket");
+        let b = BalanceSpec::from_name("consistent-hash", None).unwrap();
+        assert_eq!(b, BalanceSpec::ConsistentHash { virtual_nodes: 160 });
+    }
+}
