@@ -3,10 +3,19 @@
 //! Crate map:
 //! - [`algo`]: rate limiters, load balancers, circuit breaker (pure in `now`).
 //! - [`backend`]: the shared backend table (weights, in-flight, breakers, stats).
+//! - [`http`]: heads parsed in place, framing rules, rewriting, local replies.
 //! - [`metrics`]: atomic counters published by workers.
 
 #![forbid(unsafe_code)]
 
 pub mod algo;
 pub mod backend;
+pub mod config;
+pub mod conn;
+pub mod events;
+pub mod http;
 pub mod metrics;
+pub mod pipeline;
+pub mod shared;
+pub mod token;
+pub mod worker;

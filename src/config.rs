@@ -1,0 +1,692 @@
+//! Static configuration: the JSON file given with `--config`, or the demo.
+//!
+//! Loading validates everything up front and fails with a message naming the
+//! bad field (`timeouts.connect_ms: ...`), so a typo never starts a gateway
+//! that behaves differently from what its file says. Key names are a stable
+//! interface: tools outside the project write these files.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+use api_gateway_admin::{BalanceSpec, BreakerSpec, LimitSpec};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::backend::BackendDef;
+use crate::pipeline::Stage;
+
+/// A configuration error; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(field: &str, msg: impl fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("{field}: {msg}")))
+}
+
+/// What identifies a client to the rate limiter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The client's IP address (default).
+    ClientIp,
+    /// The value of this request header (e.g. `X-API-Key`); requests without
+    /// it fall back to the client IP.
+    Header(String),
+}
+
+impl KeySource {
+    /// The config form: `ip` or `header:NAME`.
+    pub fn describe(&self) -> String {
+        match self {
+            KeySource::ClientIp => "ip".into(),
+            KeySource::Header(h) => format!("header:{h}"),
+        }
+    }
+}
+
+/// `rate_limit`: the algorithm plus how clients are keyed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    /// Algorithm and parameters.
+    pub spec: LimitSpec,
+    /// Client identity.
+    pub key: KeySource,
+    /// Most clients tracked at once (memory bound of the limiter).
+    pub max_keys: usize,
+}
+
+/// `timeouts`, all in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Non-blocking connect to a backend (then 504).
+    pub connect_ms: u64,
+    /// A request head must arrive within this (then 408).
+    pub header_read_ms: u64,
+    /// Backend silence while a response is owed (then 504), and the
+    /// inactivity limit while bodies stream.
+    pub backend_response_ms: u64,
+    /// Idle keep-alive client connections are closed after this.
+    pub idle_ms: u64,
+    /// On SIGTERM, in-flight requests get this long to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+/// `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (431 beyond); also the per-direction buffer size.
+    pub max_header_bytes: usize,
+    /// Largest request body (413 beyond).
+    pub max_body_bytes: u64,
+    /// Most client connections at once per worker (503 beyond).
+    pub max_connections: usize,
+    /// Longest request-target (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Idle keep-alive connections kept per backend per worker.
+    pub max_idle_per_backend: usize,
+}
+
+/// `cors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Allowed origins; `*` allows any.
+    pub allow_origins: Vec<String>,
+    /// `Access-Control-Allow-Methods` on preflight.
+    pub allow_methods: String,
+    /// `Access-Control-Allow-Headers` on preflight.
+    pub allow_headers: String,
+    /// `Access-Control-Max-Age` on preflight, seconds.
+    pub max_age_secs: u64,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Standard output (buffered, flushed every ~100 ms).
+    Stdout,
+    /// Appended to this file.
+    File(String),
+    /// Not written.
+    Off,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Client-facing address.
+    pub listen: SocketAddr,
+    /// Admin (control plane) address; `None` disables the admin port.
+    pub admin: Option<SocketAddr>,
+    /// Bearer token required on the admin port (mandatory off loopback).
+    pub admin_token: Option<String>,
+    /// Event-loop threads.
+    pub workers: usize,
+    /// Backends, in id order.
+    pub backends: Vec<BackendDef>,
+    /// Initial load balancer.
+    pub load_balancer: BalanceSpec,
+    /// Initial rate limiter.
+    pub rate_limit: RateLimitConfig,
+    /// Breaker thresholds.
+    pub circuit_breaker: BreakerSpec,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Limits.
+    pub limits: Limits,
+    /// Middleware order.
+    pub pipeline: Vec<Stage>,
+    /// CORS policy.
+    pub cors: CorsConfig,
+    /// Path prefixes that are routed to the backends (404 otherwise).
+    pub routes: Vec<String>,
+    /// Access log destination.
+    pub access_log: AccessLogTarget,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 1000,
+            header_read_ms: 5000,
+            backend_response_ms: 30_000,
+            idle_ms: 60_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_connections: 10_000,
+            max_uri_bytes: 8 * 1024,
+            max_idle_per_backend: 64,
+        }
+    }
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allow_origins: vec!["*".into()],
+            allow_methods: "GET, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+            allow_headers: "Content-Type, Authorization, X-API-Key, X-Request-Id".into(),
+            max_age_secs: 600,
+        }
+    }
+}
+
+/// The default pipeline, as in the original design.
+pub const DEFAULT_PIPELINE: [Stage; 5] = [
+    Stage::Logger,
+    Stage::Cors,
+    Stage::RateLimit,
+    Stage::CircuitBreaker,
+    Stage::Proxy,
+];
+
+impl Config {
+    /// The demo: three local backends with weights 3/2/1 behind port 4000.
+    pub fn demo() -> Config {
+        let backends = [
+            ("Backend-A", 3001, 3),
+            ("Backend-B", 3002, 2),
+            ("Backend-C", 3003, 1),
+        ]
+        .iter()
+        .map(|&(name, port, weight)| BackendDef {
+            name: name.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            weight,
+        })
+        .collect();
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            admin: Some(SocketAddr::from(([127, 0, 0, 1], 4001))),
+            admin_token: None,
+            workers: 1,
+            backends,
+            load_balancer: BalanceSpec::RoundRobin,
+            rate_limit: RateLimitConfig {
+                spec: LimitSpec::SlidingCounter {
+                    limit: 100,
+                    window_ms: 10_000,
+                },
+                key: KeySource::ClientIp,
+                max_keys: 65_536,
+            },
+            circuit_breaker: BreakerSpec::default(),
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            pipeline: DEFAULT_PIPELINE.to_vec(),
+            cors: CorsConfig::default(),
+            routes: vec!["/".into()],
+            access_log: AccessLogTarget::Stdout,
+        }
+    }
+
+    /// Reads and validates a JSON config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Config::from_json(&text)
+    }
+
+    /// Parses and validates a JSON config text.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let root: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError(format!("invalid JSON: {e}")))?;
+        let obj = as_object(&root, "config")?;
+        check_keys(
+            obj,
+            "",
+            &[
+                "listen",
+                "admin",
+                "admin_token",
+                "workers",
+                "backends",
+                "load_balancer",
+                "rate_limit",
+                "circuit_breaker",
+                "timeouts",
+                "limits",
+                "pipeline",
+                "cors",
+                "routes",
+                "access_log",
+            ],
+        )?;
+        let mut cfg = Config::demo();
+        cfg.access_log = AccessLogTarget::Stdout;
+        cfg.listen =
+            addr_field(obj, "listen")?.ok_or_else(|| ConfigError("listen: required".into()))?;
+        cfg.admin = match obj.get("admin") {
+            Some(Value::Null) => None,
+            Some(_) => addr_field(obj, "admin")?,
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 4001))),
+        };
+        cfg.admin_token = field(obj, "admin_token", "admin_token")?;
+        if let Some(w) = field::<usize>(obj, "workers", "workers")? {
+            if !(1..=256).contains(&w) {
+                return err("workers", "must be between 1 and 256");
+            }
+            cfg.workers = w;
+        }
+        cfg.backends = backends(obj)?;
+        if let Some(v) = obj.get("load_balancer") {
+            cfg.load_balancer = match v {
+                Value::String(name) => BalanceSpec::from_name(name, None),
+                Value::Object(o) => {
+                    let name = o.get("algorithm").and_then(Value::as_str).unwrap_or("");
+                    BalanceSpec::from_name(name, Some(v))
+                }
+                _ => Err("must be a name or an object".into()),
+            }
+            .map_err(|e| ConfigError(format!("load_balancer: {e}")))?;
+        }
+        if let Some(v) = obj.get("rate_limit") {
+            cfg.rate_limit = rate_limit(v)?;
+        }
+        if let Some(v) = obj.get("circuit_breaker") {
+            let b: BreakerSpec = from_value(v, "circuit_breaker")?;
+            b.validate()
+                .map_err(|e| ConfigError(format!("circuit_breaker.{e}")))?;
+            cfg.circuit_breaker = b;
+        }
+        if let Some(v) = obj.get("timeouts") {
+            cfg.timeouts = timeouts(v)?;
+        }
+        if let Some(v) = obj.get("limits") {
+            cfg.limits = limits(v)?;
+        }
+        if let Some(v) = obj.get("pipeline") {
+            cfg.pipeline = pipeline(v)?;
+        }
+        if let Some(v) = obj.get("cors") {
+            cfg.cors = cors(v)?;
+        }
+        if let Some(routes) = field::<Vec<String>>(obj, "routes", "routes")? {
+            if routes.is_empty() || routes.iter().any(|r| !r.starts_with('/')) {
+                return err(
+                    "routes",
+                    "must be a non-empty list of path prefixes starting with '/'",
+                );
+            }
+            cfg.routes = routes;
+        }
+        if let Some(v) = obj.get("access_log") {
+            cfg.access_log = match v.as_str() {
+                Some("stdout") => AccessLogTarget::Stdout,
+                Some("off") => AccessLogTarget::Off,
+                Some(path) if !path.is_empty() => AccessLogTarget::File(path.into()),
+                _ => return err("access_log", "must be \"stdout\", \"off\" or a file path"),
+            };
+        }
+        if let (Some(admin), token) = (cfg.admin, cfg.admin_token.as_deref()) {
+            api_gateway_admin_exposure(&admin, token)?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Refuses an admin port reachable from other hosts without a token.
+fn api_gateway_admin_exposure(addr: &SocketAddr, token: Option<&str>) -> Result<(), ConfigError> {
+    if !addr.ip().is_loopback() && token.is_none_or(str::is_empty) {
+        return err(
+            "admin_token",
+            format!("required when the admin port listens on a non-loopback address ({addr})"),
+        );
+    }
+    Ok(())
+}
+
+fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, ConfigError> {
+    v.as_object()
+        .ok_or_else(|| ConfigError(format!("{path}: must be an object")))
+}
+
+fn check_keys(obj: &Map<String, Value>, prefix: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return err(
+                &format!("{prefix}{k}"),
+                format!("unknown field (expected one of: {})", allowed.join(", ")),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn from_value<T: DeserializeOwned>(v: &Value, path: &str) -> Result<T, ConfigError> {
+    T::deserialize(v).map_err(|e| ConfigError(format!("{path}: {e}")))
+}
+
+fn field<T: DeserializeOwned>(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<T>, ConfigError> {
+    obj.get(key).map(|v| from_value(v, path)).transpose()
+}
+
+fn addr_field(obj: &Map<String, Value>, key: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(s) = field::<String>(obj, key, key)? else {
+        return Ok(None);
+    };
+    resolve(&s)
+        .map(Some)
+        .map_err(|e| ConfigError(format!("{key}: {e}")))
+}
+
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("'{s}' is not a host:port address ({e})"))?
+        .next()
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
+}
+
+fn backends(obj: &Map<String, Value>) -> Result<Vec<BackendDef>, ConfigError> {
+    let list = match obj.get("backends") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) | None => return err("backends", "at least one backend is required"),
+        Some(_) => return err("backends", "must be a list"),
+    };
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, b) in list.iter().enumerate() {
+        let path = format!("backends[{i}]");
+        let o = as_object(b, &path)?;
+        check_keys(o, &format!("{path}."), &["name", "addr", "weight"])?;
+        let addr_s: String = field(o, "addr", &format!("{path}.addr"))?
+            .ok_or_else(|| ConfigError(format!("{path}.addr: required")))?;
+        let addr = resolve(&addr_s).map_err(|e| ConfigError(format!("{path}.addr: {e}")))?;
+        let name: String =
+            field(o, "name", &format!("{path}.name"))?.unwrap_or_else(|| addr_s.clone());
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return err(
+                &format!("{path}.name"),
+                "must be 1-64 visible ASCII characters",
+            );
+        }
+        if !names.insert(name.clone()) {
+            return err(
+                &format!("{path}.name"),
+                format!("duplicate backend name '{name}'"),
+            );
+        }
+        let weight: u32 = field(o, "weight", &format!("{path}.weight"))?.unwrap_or(1);
+        if !(1..=1000).contains(&weight) {
+            return err(&format!("{path}.weight"), "must be between 1 and 1000");
+        }
+        out.push(BackendDef { name, addr, weight });
+    }
+    Ok(out)
+}
+
+fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
+    let o = as_object(v, "rate_limit")?;
+    let mut params = o.clone();
+    let key = match params.remove("key") {
+        None => KeySource::ClientIp,
+        Some(Value::String(s)) if s == "ip" => KeySource::ClientIp,
+        Some(Value::String(s)) if s.starts_with("header:") && s.len() > 7 => {
+            let h = &s[7..];
+            if !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return err("rate_limit.key", "header name has invalid characters");
+            }
+            KeySource::Header(h.to_string())
+        }
+        Some(_) => return err("rate_limit.key", "must be \"ip\" or \"header:NAME\""),
+    };
+    let max_keys = match params.remove("max_keys") {
+        None => 65_536,
+        Some(v) => {
+            let n: usize = from_value(&v, "rate_limit.max_keys")?;
+            if !(16..=16_777_216).contains(&n) {
+                return err("rate_limit.max_keys", "must be between 16 and 16777216");
+            }
+            n
+        }
+    };
+    let name = match params.get("algorithm") {
+        Some(Value::String(s)) => s.clone(),
+        _ => {
+            return err(
+                "rate_limit.algorithm",
+                "required (one of the limiter names)",
+            )
+        }
+    };
+    let spec = LimitSpec::from_name(&name, Some(&Value::Object(params)))
+        .map_err(|e| ConfigError(format!("rate_limit: {e}")))?;
+    Ok(RateLimitConfig {
+        spec,
+        key,
+        max_keys,
+    })
+}
+
+fn ms_field(
+    o: &Map<String, Value>,
+    key: &str,
+    section: &str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    let path = format!("{section}.{key}");
+    let v: u64 = field(o, key, &path)?.unwrap_or(default);
+    if !(1..=86_400_000).contains(&v) {
+        return err(&path, "must be between 1 and 86400000");
+    }
+    Ok(v)
+}
+
+fn timeouts(v: &Value) -> Result<Timeouts, ConfigError> {
+    let o = as_object(v, "timeouts")?;
+    let d = Timeouts::default();
+    check_keys(
+        o,
+        "timeouts.",
+        &[
+            "connect_ms",
+            "header_read_ms",
+            "backend_response_ms",
+            "idle_ms",
+            "shutdown_grace_ms",
+        ],
+    )?;
+    Ok(Timeouts {
+        connect_ms: ms_field(o, "connect_ms", "timeouts", d.connect_ms)?,
+        header_read_ms: ms_field(o, "header_read_ms", "timeouts", d.header_read_ms)?,
+        backend_response_ms: ms_field(o, "backend_response_ms", "timeouts", d.backend_response_ms)?,
+        idle_ms: ms_field(o, "idle_ms", "timeouts", d.idle_ms)?,
+        shutdown_grace_ms: ms_field(o, "shutdown_grace_ms", "timeouts", d.shutdown_grace_ms)?,
+    })
+}
+
+fn limits(v: &Value) -> Result<Limits, ConfigError> {
+    let o = as_object(v, "limits")?;
+    let d = Limits::default();
+    check_keys(
+        o,
+        "limits.",
+        &[
+            "max_header_bytes",
+            "max_body_bytes",
+            "max_connections",
+            "max_uri_bytes",
+            "max_idle_per_backend",
+        ],
+    )?;
+    let bounded = |key: &str, default: u64, lo: u64, hi: u64| -> Result<u64, ConfigError> {
+        let path = format!("limits.{key}");
+        let v: u64 = field(o, key, &path)?.unwrap_or(default);
+        if !(lo..=hi).contains(&v) {
+            return err(&path, format!("must be between {lo} and {hi}"));
+        }
+        Ok(v)
+    };
+    let max_header_bytes =
+        bounded("max_header_bytes", d.max_header_bytes as u64, 1024, 1 << 20)? as usize;
+    Ok(Limits {
+        max_header_bytes,
+        max_body_bytes: bounded("max_body_bytes", d.max_body_bytes, 0, 1 << 40)?,
+        max_connections: bounded("max_connections", d.max_connections as u64, 1, 1_000_000)?
+            as usize,
+        max_uri_bytes: bounded(
+            "max_uri_bytes",
+            d.max_uri_bytes.min(max_header_bytes) as u64,
+            16,
+            max_header_bytes as u64,
+        )? as usize,
+        max_idle_per_backend: bounded(
+            "max_idle_per_backend",
+            d.max_idle_per_backend as u64,
+            0,
+            10_000,
+        )? as usize,
+    })
+}
+
+fn pipeline(v: &Value) -> Result<Vec<Stage>, ConfigError> {
+    let names: Vec<String> = from_value(v, "pipeline")?;
+    let mut stages = Vec::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let stage = Stage::from_name(n).ok_or_else(|| {
+            ConfigError(format!(
+                "pipeline[{i}]: unknown stage '{n}' (valid: {})",
+                Stage::ALL
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if stages.contains(&stage) {
+            return err(
+                &format!("pipeline[{i}]"),
+                format!("stage '{n}' listed twice"),
+            );
+        }
+        stages.push(stage);
+    }
+    if stages.last() != Some(&Stage::Proxy) {
+        return err("pipeline", "must end with \"proxy\"");
+    }
+    Ok(stages)
+}
+
+fn cors(v: &Value) -> Result<CorsConfig, ConfigError> {
+    let o = as_object(v, "cors")?;
+    check_keys(
+        o,
+        "cors.",
+        &[
+            "allow_origins",
+            "allow_methods",
+            "allow_headers",
+            "max_age_secs",
+        ],
+    )?;
+    let d = CorsConfig::default();
+    let header_safe = |path: &str, s: String| -> Result<String, ConfigError> {
+        if s.bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        {
+            Ok(s)
+        } else {
+            err(path, "must be printable ASCII")
+        }
+    };
+    let allow_origins: Vec<String> =
+        field(o, "allow_origins", "cors.allow_origins")?.unwrap_or(d.allow_origins);
+    for (i, origin) in allow_origins.iter().enumerate() {
+        header_safe(&format!("cors.allow_origins[{i}]"), origin.clone())?;
+    }
+    Ok(CorsConfig {
+        allow_origins,
+        allow_methods: header_safe(
+            "cors.allow_methods",
+            field(o, "allow_methods", "cors.allow_methods")?.unwrap_or(d.allow_methods),
+        )?,
+        allow_headers: header_safe(
+            "cors.allow_headers",
+            field(o, "allow_headers", "cors.allow_headers")?.unwrap_or(d.allow_headers),
+        )?,
+        max_age_secs: field(o, "max_age_secs", "cors.max_age_secs")?.unwrap_or(d.max_age_secs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"listen":"127.0.0.1:4000","admin":"127.0.0.1:4001",
+ "backends":[{"name":"Backend-A","addr":"127.0.0.1:3001","weight":3}],
+ "load_balancer":"round-robin",
+ "rate_limit":{"algorithm":"token-bucket","capacity":20,"refill_per_sec":10},
+ "circuit_breaker":{"failure_threshold":3,"window_ms":10000,"open_ms":15000},
+ "timeouts":{"connect_ms":1000,"header_read_ms":5000,"backend_response_ms":30000,"idle_ms":60000},
+ "limits":{"max_header_bytes":16384,"max_body_bytes":10485760,"max_connections":10000}}"#;
+
+    #[test]
+    fn the_issue_example_loads() {
+        let c = Config::from_json(EXAMPLE).unwrap();
+        assert_eq!(c.backends[0].weight, 3);
+        assert_eq!(
+            c.rate_limit.spec,
+            LimitSpec::TokenBucket {
+                capacity: 20,
+                refill_per_sec: 10.0
+            }
+        );
+        assert_eq!(c.timeouts.connect_ms, 1000);
+        assert_eq!(c.limits.max_connections, 10_000);
+        assert_eq!(c.pipeline, DEFAULT_PIPELINE.to_vec());
+    }
+
+    fn error_of(patch: impl FnOnce(&mut Value)) -> String {
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        patch(&mut v);
+        Config::from_json(&v.to_string()).unwrap_err().0
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(error_of(|v| v["timeouts"]["connect_ms"] = "x".into())
+            .starts_with("timeouts.connect_ms:"));
+        assert!(error_of(|v| v["limits"]["max_conections"] = 1.into())
+            .starts_with("limits.max_conections:"));
+        assert!(error_of(|v| v["backends"][0]["addr"] = "nowhere".into())
+            .starts_with("backends[0].addr:"));
+        assert!(error_of(|v| v["rate_limit"]["capacity"] = 0.into()).contains("capacity"));
+        assert!(
+            error_of(|v| v["pipeline"] = serde_json::json!(["logger", "bogus", "proxy"]))
+                .starts_with("pipeline[1]: unknown stage 'bogus'")
+        );
+        assert!(
+            error_of(|v| v["pipeline"] = serde_json::json!(["proxy", "logger"]))
+                .contains("must end")
+        );
+        assert!(error_of(|v| v["load_balancer"] = "random".into()).contains("round-robin"));
+        assert!(error_of(|v| v["admin"] = "0.0.0.0:4001".into()).starts_with("admin_token:"));
+        assert!(error_of(|v| v["listn"] = "x".into()).starts_with("listn: unknown field"));
+    }
+}

@@ -1,0 +1,11 @@
+//! HTTP/1.1 message handling for the proxy: heads parsed in place, body
+//! framing, head rewriting and gateway-made replies.
+
+pub mod chunked;
+pub mod error;
+pub mod head;
+pub mod request;
+pub mod response;
+pub mod rewrite;
+
+pub use error::HttpError;

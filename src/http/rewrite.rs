@@ -1,0 +1,285 @@
+//! Writes outgoing heads: the request as the backend sees it, the response
+//! as the client sees it, and the gateway's own replies.
+//!
+//! Heads are re-emitted field by field with CRLF endings, so whatever line
+//! endings the peer used, the other side gets one canonical form. Hop-by-hop
+//! fields never cross (RFC 9110 §7.6.1). Writing goes into a reused `Vec`, so
+//! it allocates only while that vector warms up.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use super::error::{reason_phrase, HttpError};
+use super::head::{eq_ci, is_hop_by_hop, named_in_connection, HeaderSpan};
+use super::request::RequestHead;
+use super::response::ResponseHead;
+
+/// Value of the `x-gateway` response header.
+pub const GATEWAY_NAME: &str = "api-gateway";
+
+/// What the request rewrite adds.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardInfo<'a> {
+    /// Peer address of the client (appended to X-Forwarded-For).
+    pub client_ip: IpAddr,
+    /// The request id to send (client's valid one, or ours).
+    pub request_id: &'a [u8],
+}
+
+/// Writes the request head for the backend into `out`.
+pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &ForwardInfo) {
+    out.extend_from_slice(head.method_span.get(buf));
+    out.push(b' ');
+    out.extend_from_slice(head.path.get(buf));
+    // An HTTP/1.0 client's request stays 1.0, so the backend will not answer
+    // with a chunked body the client cannot read.
+    out.extend_from_slice(if head.minor_version == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    let mut forwarded_proto = false;
+    let mut has_xff = false;
+    for h in &head.headers {
+        let name = h.name.get(buf);
+        if is_hop_by_hop(name) || named_in_connection(buf, &head.connection, name) {
+            continue;
+        }
+        if eq_ci(name, b"x-forwarded-for") {
+            // Merged into one line below, with the client appended.
+            has_xff = true;
+            continue;
+        }
+        if eq_ci(name, b"x-request-id") {
+            continue;
+        }
+        if eq_ci(name, b"host") {
+            if let Some(authority) = head.authority {
+                push_field(out, b"Host", authority.get(buf));
+                continue;
+            }
+        }
+        forwarded_proto |= eq_ci(name, b"x-forwarded-proto");
+        push_header(out, buf, h);
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if has_xff {
+        for h in head
+            .headers
+            .iter()
+            .filter(|h| eq_ci(h.name.get(buf), b"x-forwarded-for"))
+        {
+            out.extend_from_slice(h.value.get(buf));
+            out.extend_from_slice(b", ");
+        }
+    }
+    let _ = write!(out, "{}\r\n", info.client_ip);
+    if !forwarded_proto {
+        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    }
+    push_field(out, b"X-Request-Id", info.request_id);
+    if let Some(upgrade) = head.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        push_field(out, b"Upgrade", upgrade.get(buf));
+    } else if head.minor_version == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What the response rewrite adds.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseInfo<'a> {
+    /// `x-backend`.
+    pub backend: &'a str,
+    /// `x-lb-algorithm`.
+    pub algorithm: &'a str,
+    /// `x-circuit-state`.
+    pub circuit: &'a str,
+    /// `x-response-time`, milliseconds.
+    pub response_time_ms: u64,
+    /// `x-request-id`.
+    pub request_id: &'a [u8],
+    /// Extra complete header lines from the pipeline (CORS, RateLimit-*).
+    pub extra: &'a [u8],
+    /// Add `Connection: close` (the client connection ends after this).
+    pub close: bool,
+    /// The client spoke HTTP/1.0 and keeps the connection: say so.
+    pub keep_alive_1_0: bool,
+}
+
+/// Writes the final response head for the client into `out`.
+pub fn write_response(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, info: &ResponseInfo) {
+    write_status_line(out, buf, head);
+    let upgrading = head.status == 101;
+    for h in &head.headers {
+        let name = h.name.get(buf);
+        let keep_upgrade = upgrading && eq_ci(name, b"upgrade");
+        if (is_hop_by_hop(name) && !keep_upgrade)
+            || named_in_connection(buf, &head.connection, name)
+        {
+            continue;
+        }
+        if head.drop_content_length && eq_ci(name, b"content-length") {
+            continue;
+        }
+        push_header(out, buf, h);
+    }
+    let _ = write!(
+        out,
+        "x-gateway: {GATEWAY_NAME}\r\nx-backend: {}\r\nx-response-time: {}ms\r\nx-lb-algorithm: {}\r\nx-circuit-state: {}\r\nx-request-id: ",
+        info.backend, info.response_time_ms, info.algorithm, info.circuit
+    );
+    out.extend_from_slice(info.request_id);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(info.extra);
+    if upgrading {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if info.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if info.keep_alive_1_0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes an interim (1xx other than 101) response head for the client.
+pub fn write_interim(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+    write_status_line(out, buf, head);
+    for h in &head.headers {
+        let name = h.name.get(buf);
+        if !is_hop_by_hop(name) && !named_in_connection(buf, &head.connection, name) {
+            push_header(out, buf, h);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_status_line(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+    let _ = write!(out, "HTTP/1.1 {} ", head.status);
+    out.extend_from_slice(head.reason.get(buf));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A response the gateway writes itself.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalReply<'a> {
+    /// Status code.
+    pub status: u16,
+    /// Body bytes.
+    pub body: &'a [u8],
+    /// Content type of the body (ignored when the body is empty).
+    pub content_type: &'a str,
+    /// `x-request-id`.
+    pub request_id: &'a [u8],
+    /// Extra complete header lines (CORS, RateLimit-*, Retry-After).
+    pub extra: &'a [u8],
+    /// Add `Connection: close`.
+    pub close: bool,
+    /// The request was HEAD: send the head only.
+    pub head_only: bool,
+}
+
+/// Writes a whole gateway-made response (head and body) into `out`.
+pub fn write_local(out: &mut Vec<u8>, r: &LocalReply) {
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", r.status, reason_phrase(r.status));
+    if !r.body.is_empty() {
+        let _ = write!(out, "Content-Type: {}\r\n", r.content_type);
+    }
+    if r.status != 204 && r.status >= 200 {
+        let _ = write!(out, "Content-Length: {}\r\n", r.body.len());
+    }
+    let _ = write!(
+        out,
+        "Cache-Control: no-store\r\nx-gateway: {GATEWAY_NAME}\r\nx-request-id: "
+    );
+    out.extend_from_slice(r.request_id);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(r.extra);
+    if r.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !r.head_only {
+        out.extend_from_slice(r.body);
+    }
+}
+
+/// Writes the JSON error body `{"error": "...", "request_id": "..."}` into
+/// `body` (cleared first). Messages and ids are from safe character sets,
+/// so no escaping is needed.
+pub fn error_body(body: &mut Vec<u8>, err: HttpError, request_id: &[u8]) {
+    body.clear();
+    body.extend_from_slice(b"{\"error\":\"");
+    body.extend_from_slice(err.message().as_bytes());
+    body.extend_from_slice(b"\",\"status\":");
+    let _ = write!(body, "{}", err.status());
+    body.extend_from_slice(b",\"request_id\":\"");
+    body.extend_from_slice(request_id);
+    body.extend_from_slice(b"\"}");
+}
+
+fn push_header(out: &mut Vec<u8>, buf: &[u8], h: &HeaderSpan) {
+    push_field(out, h.name.get(buf), h.value.get(buf));
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::RequestLimits;
+
+    fn rewrite(raw: &[u8]) -> String {
+        let mut head = RequestHead::default();
+        let limits = RequestLimits {
+            max_uri: 8192,
+            max_body: 1 << 20,
+        };
+        assert!(head.parse(raw, &limits).unwrap());
+        let mut out = Vec::new();
+        let info = ForwardInfo {
+            client_ip: "10.0.0.9".parse().unwrap(),
+            request_id: b"rid-1",
+        };
+        write_request(&mut out, raw, &head, &info);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_appends_forwarding_fields() {
+        let out = rewrite(
+            b"GET /a?b HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nTrailer: X\r\nProxy-Connection: x\r\nUpgrade: websocket\r\nX-Forwarded-For: 1.1.1.1\r\nAccept: */*\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.9\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid-1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn adds_xff_when_absent_and_keeps_upgrade_when_asked() {
+        let out = rewrite(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Forwarded-Proto: https\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "GET /ws HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.9\r\nX-Request-Id: rid-1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn error_body_is_json() {
+        let mut body = Vec::new();
+        error_body(&mut body, HttpError::NoBackend, b"abc");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["request_id"], "abc");
+        assert_eq!(v["status"], 503);
+        assert!(v["error"].as_str().unwrap().contains("circuits open"));
+    }
+}

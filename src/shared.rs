@@ -1,0 +1,78 @@
+//! State shared by every worker and the control loop: configuration, the
+//! backend table, metrics, the event log, the clock epoch and the key hasher.
+//!
+//! Everything here is read concurrently without locks (atomics inside); the
+//! algorithm objects themselves are not here but handed to each worker, so a
+//! switch is a message, not a lock on the request path.
+
+use std::collections::hash_map::RandomState;
+use std::net::IpAddr;
+
+use crate::algo::breaker::Transition;
+use crate::algo::{BackendId, MonotonicClock, Nanos};
+use crate::backend::{BackendDef, BackendTable};
+use crate::config::Config;
+use crate::events::EventLog;
+use crate::metrics::Metrics;
+
+/// Shared by all threads (behind an `Arc`).
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration the gateway started with.
+    pub config: Config,
+    /// Backends with their breakers and counters.
+    pub backends: BackendTable,
+    /// Totals.
+    pub metrics: Metrics,
+    /// Operator-visible events.
+    pub events: EventLog,
+    /// The one clock epoch, so every worker's `now` means the same instant.
+    pub clock: MonotonicClock,
+    /// Random per-process hash keys for rate-limit keys (same in every worker,
+    /// so a client maps to one table slot whichever worker serves it).
+    pub key_hasher: RandomState,
+}
+
+impl Shared {
+    /// Builds the shared state for `config`.
+    pub fn new(config: Config) -> Shared {
+        let defs: Vec<BackendDef> = config.backends.clone();
+        let backends = BackendTable::new(&defs, config.circuit_breaker);
+        Shared {
+            config,
+            backends,
+            metrics: Metrics::default(),
+            events: EventLog::default(),
+            clock: MonotonicClock::new(),
+            key_hasher: RandomState::new(),
+        }
+    }
+
+    /// Logs a circuit transition of backend `id`.
+    pub fn circuit_event(&self, id: BackendId, t: Transition, now: Nanos) {
+        let name = &self.backends.get(id).name;
+        self.events.push(
+            now,
+            format!("circuit {name} {} -> {}", t.from.as_str(), t.to.as_str()),
+        );
+    }
+}
+
+/// A stable (fixed-seed) hash of a client address for the sticky balancers:
+/// the same client maps to the same backend across restarts. FNV-1a over the
+/// address bytes, then a splitmix finaliser to spread nearby addresses.
+pub fn client_hash(ip: IpAddr) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    match ip {
+        IpAddr::V4(v4) => v4.octets().into_iter().for_each(&mut eat),
+        IpAddr::V6(v6) => v6.octets().into_iter().for_each(&mut eat),
+    }
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
