@@ -580,4 +580,173 @@ mod tests {
         assert_eq!(b.failures(), THREADS * PER);
         assert_eq!(fail(&b, t(5000)), TRIP);
     }
+
+    /// A deliberately plain reference model (enum states, a probe
+    /// generation counter instead of a packed word and ms stamps).
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone, Copy)]
+        enum M {
+            Closed { failures: u64, start: u64 },
+            Open { since: u64 },
+            HalfOpen { out: bool, issued: u64 },
+        }
+
+        struct Model {
+            spec: BreakerSpec,
+            m: M,
+            generation: u64,
+        }
+
+        impl Model {
+            fn state(&self, now: u64) -> CircuitState {
+                match self.m {
+                    M::Closed { .. } => CircuitState::Closed,
+                    M::Open { since } if now - since >= self.spec.open_ms => CircuitState::HalfOpen,
+                    M::Open { .. } => CircuitState::Open,
+                    M::HalfOpen { .. } => CircuitState::HalfOpen,
+                }
+            }
+            fn failures(&self) -> u32 {
+                match self.m {
+                    M::Closed { failures, .. } => failures as u32,
+                    _ => 0,
+                }
+            }
+            /// `None` = fail fast; `Some(None)` = normal; `Some(Some(g))` = probe.
+            fn acquire(&mut self, now: u64) -> Option<Option<u64>> {
+                let probe = match self.m {
+                    M::Closed { .. } => return Some(None),
+                    M::Open { since } => now - since >= self.spec.open_ms,
+                    M::HalfOpen { out, issued } => !out || now - issued >= self.spec.open_ms,
+                };
+                if !probe {
+                    return None;
+                }
+                self.generation += 1;
+                self.m = M::HalfOpen {
+                    out: true,
+                    issued: now,
+                };
+                Some(Some(self.generation))
+            }
+            fn record(&mut self, probe: Option<u64>, ok: bool, now: u64) -> Option<Transition> {
+                let from = self.state(now);
+                match (self.m, probe) {
+                    (M::HalfOpen { .. }, Some(g)) if g == self.generation => {
+                        self.m = if ok {
+                            M::Closed {
+                                failures: 0,
+                                start: now,
+                            }
+                        } else {
+                            M::Open { since: now }
+                        };
+                    }
+                    (M::Closed { failures, start }, None) if !ok => {
+                        let (failures, start) =
+                            if failures == 0 || now - start >= self.spec.window_ms {
+                                (1, now)
+                            } else {
+                                (failures + 1, start)
+                            };
+                        self.m = if failures >= u64::from(self.spec.failure_threshold) {
+                            M::Open { since: now }
+                        } else {
+                            M::Closed { failures, start }
+                        };
+                    }
+                    _ => return None,
+                }
+                let to = self.state(now);
+                (from != to).then_some(Transition { from, to })
+            }
+            fn release(&mut self, probe: Option<u64>) {
+                if let (M::HalfOpen { out: true, issued }, Some(g)) = (self.m, probe) {
+                    if g == self.generation {
+                        self.m = M::HalfOpen { out: false, issued };
+                    }
+                }
+            }
+            fn reset(&mut self, now: u64) -> Option<Transition> {
+                let from = self.state(now);
+                self.m = M::Closed {
+                    failures: 0,
+                    start: now,
+                };
+                // A superseded probe must never decide again.
+                self.generation += 1;
+                (from != CircuitState::Closed).then_some(Transition {
+                    from,
+                    to: CircuitState::Closed,
+                })
+            }
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Advance(u64),
+            Acquire,
+            Record(usize, bool),
+            Release(usize),
+            Reset,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0u64..400).prop_map(Op::Advance),
+                Just(Op::Acquire),
+                Just(Op::Acquire),
+                (any::<usize>(), any::<bool>()).prop_map(|(i, ok)| Op::Record(i, ok)),
+                any::<usize>().prop_map(Op::Release),
+                Just(Op::Reset),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn breaker_matches_reference_model(
+                threshold in 1u32..5,
+                window_ms in 1u64..500,
+                open_ms in 1u64..500,
+                ops in proptest::collection::vec(op(), 0..120),
+            ) {
+                let spec = BreakerSpec { failure_threshold: threshold, window_ms, open_ms };
+                let b = Breaker::new(spec);
+                let mut m = Model { spec, m: M::Closed { failures: 0, start: 0 }, generation: 0 };
+                let mut now = 0u64;
+                let mut held: Vec<(Permit, Option<u64>)> = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Advance(d) => now += d,
+                        Op::Acquire => {
+                            let got = b.try_acquire(t(now));
+                            let want = m.acquire(now);
+                            prop_assert_eq!(got.is_some(), want.is_some());
+                            if let (Some(p), Some(w)) = (got, want) {
+                                prop_assert_eq!(p.is_probe(), w.is_some());
+                                held.push((p, w));
+                            }
+                        }
+                        Op::Record(i, ok) if !held.is_empty() => {
+                            let (p, w) = held.swap_remove(i % held.len());
+                            let outcome = if ok { Outcome::Success } else { Outcome::Failure };
+                            prop_assert_eq!(b.record(p, outcome, t(now)), m.record(w, ok, now));
+                        }
+                        Op::Release(i) if !held.is_empty() => {
+                            let (p, w) = held.swap_remove(i % held.len());
+                            b.release(p);
+                            m.release(w);
+                        }
+                        Op::Reset => prop_assert_eq!(b.reset(t(now)), m.reset(now)),
+                        _ => {}
+                    }
+                    prop_assert_eq!(b.state(t(now)), m.state(now));
+                    prop_assert_eq!(b.failures(), m.failures());
+                }
+            }
+        }
+    }
 }
