@@ -1,0 +1,214 @@
+//! Smooth weighted round robin (nginx SWRR order), precomputed.
+//!
+//! At build time we run nginx's smooth algorithm for one full cycle (total
+//! weight steps) and store the resulting sequence; `pick` indexes it with one
+//! atomic counter, so the pick path is lock-free and exactly proportional.
+//! Weights are divided by their gcd and, if the cycle would exceed
+//! [`MAX_CYCLE`], scaled down proportionally (each stays >= 1).
+#![deny(missing_docs)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use api_gateway_admin::BalanceSpec;
+
+use super::{Balancer, PickKey};
+use crate::algo::BackendId;
+use crate::backend::BackendTable;
+
+/// Longest precomputed cycle (sum of the effective weights). Bounds memory
+/// (8 bytes per slot) and build time; above it weights are scaled down, so
+/// shares stay proportional to within rounding (one part in `MAX_CYCLE / n`).
+pub const MAX_CYCLE: u64 = 10_000;
+
+/// Smooth weighted round robin over the table it was built from.
+#[derive(Debug)]
+pub struct WeightedRoundRobin {
+    /// One SWRR cycle: backend ids in nginx's order.
+    seq: Box<[u32]>,
+    /// For each slot, the cyclic distance back to the previous slot holding
+    /// the same backend (`seq.len()` if it occurs once). Lets the failover
+    /// walk skip already-offered backends without a set.
+    back: Box<[u32]>,
+    /// Distinct backends in the cycle (= table length).
+    distinct: usize,
+    next: AtomicUsize,
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The effective weights: reduced by their gcd, then capped to `MAX_CYCLE`.
+fn effective_weights(weights: &[u64]) -> Vec<u64> {
+    let g = weights.iter().copied().fold(0, gcd).max(1);
+    let mut w: Vec<u64> = weights.iter().map(|&w| w / g).collect();
+    let total: u64 = w.iter().sum();
+    if total > MAX_CYCLE {
+        for x in &mut w {
+            *x = (*x * MAX_CYCLE / total).max(1);
+        }
+    }
+    w
+}
+
+/// nginx `ngx_http_upstream_get_peer` for one cycle: every step adds each
+/// weight to its running score, picks the highest (first on ties), and
+/// subtracts the total from the winner. Over `total` steps each backend is
+/// picked exactly `weight` times, interleaved rather than in bursts.
+fn swrr_cycle(weights: &[u64]) -> Vec<u32> {
+    let total: i64 = weights.iter().map(|&w| w as i64).sum();
+    let mut current = vec![0i64; weights.len()];
+    (0..total)
+        .map(|_| {
+            let mut best = 0;
+            for (i, &w) in weights.iter().enumerate() {
+                current[i] += w as i64;
+                if current[i] > current[best] {
+                    best = i;
+                }
+            }
+            current[best] -= total;
+            best as u32
+        })
+        .collect()
+}
+
+impl WeightedRoundRobin {
+    /// Builds the cycle from `table`'s weights (O(total weight × backends)).
+    pub fn new(table: &BackendTable) -> WeightedRoundRobin {
+        let weights: Vec<u64> = table.iter().map(|b| u64::from(b.weight.max(1))).collect();
+        let seq = swrr_cycle(&effective_weights(&weights));
+        let len = seq.len();
+        let mut last = vec![None::<usize>; weights.len()];
+        let mut back = vec![len as u32; len];
+        // Two passes so the first occurrence sees the last one of the
+        // previous cycle (the distance is cyclic).
+        for pass in 0..2 {
+            for (p, &id) in seq.iter().enumerate() {
+                let pos = pass * len + p;
+                if let (1, Some(prev)) = (pass, last[id as usize]) {
+                    back[p] = (pos - prev) as u32;
+                }
+                last[id as usize] = Some(pos);
+            }
+        }
+        WeightedRoundRobin {
+            seq: seq.into_boxed_slice(),
+            back: back.into_boxed_slice(),
+            distinct: weights.len(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// One cycle of the schedule, in order.
+    pub fn schedule(&self) -> impl Iterator<Item = BackendId> + '_ {
+        self.seq.iter().map(|&id| id as BackendId)
+    }
+}
+
+impl Balancer for WeightedRoundRobin {
+    fn pick(
+        &self,
+        _key: &PickKey,
+        _table: &BackendTable,
+        accept: &mut dyn FnMut(BackendId) -> bool,
+    ) -> Option<BackendId> {
+        let len = self.seq.len();
+        if len == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
+        let mut offered = 0;
+        // Failover: the following slots of the cycle, each backend only at
+        // its first appearance after `start` (its `back` reaches past start).
+        for step in 0..len {
+            let p = (start + step) % len;
+            if step > 0 && self.back[p] as usize <= step {
+                continue;
+            }
+            let id = self.seq[p] as BackendId;
+            if accept(id) {
+                return Some(id);
+            }
+            offered += 1;
+            if offered == self.distinct {
+                break;
+            }
+        }
+        None
+    }
+
+    fn spec(&self) -> &BalanceSpec {
+        &BalanceSpec::WeightedRoundRobin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn nginx_smooth_order() {
+        let t = table(&[3, 2, 1]);
+        let w = WeightedRoundRobin::new(&t);
+        // Exactly what nginx's loop yields for a3/b2/c1 (first max wins ties):
+        // no backend twice in a row inside the cycle (nginx can repeat one
+        // across the cycle boundary: ...b a | a b...).
+        assert_eq!(w.schedule().collect::<Vec<_>>(), [0, 1, 0, 2, 1, 0]);
+        // nginx's documented example for weights 5/1/1.
+        let t = table(&[5, 1, 1]);
+        let w = WeightedRoundRobin::new(&t);
+        assert_eq!(w.schedule().collect::<Vec<_>>(), [0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn exact_shares() {
+        let t = table(&[3, 2, 1]);
+        let w = WeightedRoundRobin::new(&t);
+        assert_eq!(counts(&w, &t, 30, |i| i, &[]), [15, 10, 5]);
+        let t = table(&[6, 4, 2]); // gcd-reduced to the same cycle
+        assert_eq!(WeightedRoundRobin::new(&t).seq.len(), 6);
+    }
+
+    #[test]
+    fn failover_follows_the_sequence() {
+        let t = table(&[3, 2, 1]);
+        let w = WeightedRoundRobin::new(&t);
+        // Cycle a b a c b a with `a` rejected: each a-slot falls to the next
+        // distinct backend after it: b, c, b.
+        let seq: Vec<_> = (0..6)
+            .map(|_| pick_checked(&w, &t, 0, &[0]).unwrap())
+            .collect();
+        assert_eq!(seq, [1, 1, 2, 2, 1, 1]);
+    }
+
+    #[test]
+    fn huge_weights_are_capped_proportionally() {
+        let t = table(&[1_000_000, 3_000_000, 1]);
+        let w = WeightedRoundRobin::new(&t);
+        let len = w.seq.len() as u64;
+        assert!(len <= MAX_CYCLE + 1, "cycle {len}");
+        let c = counts(&w, &t, len, |i| i, &[]);
+        assert_eq!(c[2], 1, "a tiny weight keeps at least one slot");
+        assert!((c[1] as f64 / c[0] as f64 - 3.0).abs() < 0.01, "{c:?}");
+    }
+
+    #[test]
+    fn back_distances_are_cyclic() {
+        let t = table(&[3, 2, 1]);
+        let w = WeightedRoundRobin::new(&t);
+        // a b a c b a: a@0 prev a@5 (dist 1), b@1 prev b@4 (3), c unique (6).
+        assert_eq!(&*w.back, &[1, 3, 2, 6, 3, 3]);
+    }
+
+    #[test]
+    fn common_contract() {
+        check_common(|t| Arc::new(WeightedRoundRobin::new(t)));
+    }
+}
