@@ -204,10 +204,12 @@
       requests: Number(t.requests) || 0,
     };
     const prev = state.prev;
+    // Too close to the previous sample (an extra poll after an action):
+    // keep the older baseline so no interval is lost or inflated.
+    if (prev && cur.t - prev.t < 200) return;
     state.prev = cur;
     if (!prev) return;
     const dt = (cur.t - prev.t) / 1000;
-    if (dt <= 0.05) return;
     const d = (k) => cur[k] - prev[k];
     // Any counter going backwards means the metrics were reset: that
     // interval has no meaningful delta, so record a gap of zeros.
@@ -358,7 +360,7 @@
   function readParams(boxSel) {
     const params = {};
     for (const input of $(boxSel).querySelectorAll("input[data-param]")) {
-      if (input.value.trim() === "") continue;
+      if (String(input.value).trim() === "") continue;
       params[input.dataset.param] = Number(input.value);
     }
     return params;
@@ -587,7 +589,7 @@
 
     const samples = (r.error_samples || []).length ?
       el("p", { class: "lt-errors", text: `Transport errors: ${r.error_samples.join("; ")}` }) : null;
-    box.replaceChildren(counts, meta, el("h3", { text: "Distribution" }), dist, el("h3", { text: "Latency" }), histo, samples);
+    box.replaceChildren(...[counts, meta, el("h3", { text: "Distribution" }), dist, el("h3", { text: "Latency" }), histo, samples].filter(Boolean));
   }
 
   // ---- event log ----------------------------------------------------------

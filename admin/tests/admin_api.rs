@@ -641,3 +641,40 @@ fn demo_crash_calls_the_backend_from_health() {
     assert_eq!(r.status, 502);
     assert!(is_json(&r));
 }
+
+#[test]
+fn shutdown_joins_workers_and_closes_the_port() {
+    let (tx, _rx) = unbounded::<Envelope>();
+    let admin = spawn(
+        AdminConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+            gateway_addr: "127.0.0.1:9".parse().unwrap(),
+        },
+        tx,
+    )
+    .unwrap();
+    let addr = admin.local_addr();
+    assert_eq!(get(addr, "/gateway/events").status, 200);
+    admin.shutdown();
+    // The listener is gone once shutdown returns: no one accepts any more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpStream::connect(addr) {
+            Err(_) => break,
+            Ok(mut s) => {
+                // tiny_http may still accept briefly while it tears down; an
+                // accepted socket must at least not be served.
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let _ = s.write_all(b"GET /gateway/events HTTP/1.1\r\nConnection: close\r\n\r\n");
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                assert!(buf.is_empty(), "served after shutdown");
+                if std::time::Instant::now() > deadline {
+                    break;
+                }
+            }
+        }
+    }
+}
