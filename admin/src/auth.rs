@@ -5,6 +5,10 @@
 //! admin API can switch algorithms and crash demo backends, so it must never be
 //! open to a network by accident); the token comparison takes the same time
 //! whatever the first differing byte, so it cannot be guessed byte by byte.
+//! Browsers add two risks a token-less loopback admin must still refuse: a
+//! page on another origin POSTing "simple" requests (CSRF), and a hostile
+//! domain re-pointed at 127.0.0.1 reading the API (DNS rebinding). Hence the
+//! `Origin` and `Host` checks below.
 
 use std::net::SocketAddr;
 
@@ -50,6 +54,46 @@ pub(crate) fn authorized(expected: Option<&str>, header: Option<&str>) -> bool {
     scheme.eq_ignore_ascii_case("bearer") && ct_eq(presented.trim().as_bytes(), expected.as_bytes())
 }
 
+/// CSRF guard for state-changing requests: a browser always sends `Origin`
+/// on cross-origin POSTs, so one that is present must name this very host.
+/// Non-browser clients (curl, the gateway's tests) send no `Origin` and pass.
+pub(crate) fn origin_allowed(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Some(host) = host else {
+        return false;
+    };
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    rest.is_some_and(|h| h.trim_end_matches('/').eq_ignore_ascii_case(host.trim()))
+}
+
+/// DNS-rebinding guard for a token-less admin: the `Host` header must name a
+/// loopback address (`localhost`, `127.x.y.z`, `[::1]`, any port). With a
+/// token configured the token is the guard and any host name is fine.
+pub(crate) fn host_allowed(token: Option<&str>, host: Option<&str>) -> bool {
+    if token.is_some() {
+        return true;
+    }
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not
+    // from a browser, so there is nothing to rebind.
+    let Some(host) = host else {
+        return true;
+    };
+    let host = host.trim();
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Constant-time equality: the running time depends only on the lengths,
 /// never on where the first difference is.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -83,6 +127,32 @@ mod tests {
             "empty token is no token"
         );
         assert!(check_exposure(&lan, Some("t")).is_ok());
+    }
+
+    #[test]
+    fn origin_and_host_guards() {
+        assert!(origin_allowed(None, Some("127.0.0.1:9100")));
+        assert!(origin_allowed(
+            Some("http://127.0.0.1:9100"),
+            Some("127.0.0.1:9100")
+        ));
+        assert!(origin_allowed(
+            Some("http://LOCALHOST:9100"),
+            Some("localhost:9100")
+        ));
+        assert!(!origin_allowed(
+            Some("http://evil.example"),
+            Some("127.0.0.1:9100")
+        ));
+        assert!(!origin_allowed(Some("null"), Some("127.0.0.1:9100")));
+        assert!(!origin_allowed(Some("http://127.0.0.1:9100"), None));
+        assert!(host_allowed(None, Some("127.0.0.1:9100")));
+        assert!(host_allowed(None, Some("localhost")));
+        assert!(host_allowed(None, Some("[::1]:9100")));
+        assert!(host_allowed(None, None));
+        assert!(!host_allowed(None, Some("evil.example:9100")));
+        assert!(!host_allowed(None, Some("10.0.0.1:9100")));
+        assert!(host_allowed(Some("t"), Some("admin.internal:9100")));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! waits on the gateway longer than the reply timeout (→ 503), so a stuck
 //! event loop cannot wedge the control plane; at most one load test runs at a
 //! time, so the dashboard cannot multiply its thread count by accident.
+//! Request checks run in order: Host (DNS rebinding), token, Origin (CSRF).
 
 use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -16,7 +17,7 @@ use crossbeam_channel::{bounded, SendTimeoutError, Sender};
 use serde_json::{json, Value};
 use tiny_http::{Header, Request, Response};
 
-use crate::auth::authorized;
+use crate::auth::{authorized, host_allowed, origin_allowed};
 use crate::client::{one_shot, Timeouts};
 use crate::events::EventLog;
 use crate::loadtest::{self, Plan};
@@ -95,17 +96,30 @@ pub(crate) fn serve(shared: &Shared, mut req: Request) {
     }
 }
 
-fn answer(shared: &Shared, req: &mut Request) -> Answer {
-    let auth = req
-        .headers()
+fn header(req: &Request, name: &'static str) -> Option<String> {
+    req.headers()
         .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_string());
-    if !authorized(shared.token.as_deref(), auth.as_deref()) {
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str().to_string())
+}
+
+fn answer(shared: &Shared, req: &mut Request) -> Answer {
+    let token = shared.token.as_deref();
+    let host = header(req, "Host");
+    if !host_allowed(token, host.as_deref()) {
+        return Answer::error(
+            403,
+            "Host must be a loopback address (localhost, 127.0.0.1, [::1]) when no admin token is set",
+        );
+    }
+    if !authorized(token, header(req, "Authorization").as_deref()) {
         return Answer::error(401, "missing or wrong bearer token")
             .with("WWW-Authenticate", "Bearer realm=\"api-gateway admin\"");
     }
     let method = req.method().as_str().to_ascii_uppercase();
+    if method != "GET" && !origin_allowed(header(req, "Origin").as_deref(), host.as_deref()) {
+        return Answer::error(403, "cross-origin request refused");
+    }
     let route = match resolve(&method, req.url()) {
         Ok(r) => r,
         Err(RouteError::NotFound) => {

@@ -138,7 +138,10 @@ impl Resp {
 fn http(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)], body: &str) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -677,4 +680,79 @@ fn shutdown_joins_workers_and_closes_the_port() {
             }
         }
     }
+}
+
+#[test]
+fn browser_guards_refuse_cross_origin_and_rebinding() {
+    let h = Harness::simple();
+    let origin = format!("http://{}", h.addr);
+    let r = http(
+        h.addr,
+        "POST",
+        "/gateway/metrics/reset",
+        &[("Origin", "http://evil.example")],
+        "",
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.error().contains("cross-origin"));
+    let r = http(
+        h.addr,
+        "POST",
+        "/gateway/metrics/reset",
+        &[("Origin", &origin)],
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A hostile name resolving to 127.0.0.1 (DNS rebinding) cannot read anything.
+    let r = http(
+        h.addr,
+        "GET",
+        "/gateway/health",
+        &[("Host", "evil.example:9100")],
+        "",
+    );
+    assert_eq!(r.status, 403);
+    assert!(is_json(&r));
+    let r = http(
+        h.addr,
+        "GET",
+        "/gateway/health",
+        &[("Host", "localhost")],
+        "",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(h.commands(), vec![Command::ResetMetrics, Command::Health]);
+}
+
+#[test]
+fn only_one_load_test_at_a_time() {
+    // A data plane that accepts one connection and holds it until released,
+    // so the first load test is provably still running.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw = listener.local_addr().unwrap();
+    let (accepted_tx, accepted_rx) = crossbeam_channel::bounded(1);
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+    let plane = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        read_head(&mut s);
+        accepted_tx.send(()).unwrap();
+        release_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+    });
+    let h = Harness::start(None, gw, "127.0.0.1:9");
+    let addr = h.addr;
+    let first = thread::spawn(move || post(addr, "/gateway/loadtest", r#"{"requests": 1}"#));
+    accepted_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let r = post(h.addr, "/gateway/loadtest", r#"{"requests": 1}"#);
+    assert_eq!(r.status, 409);
+    assert!(r.error().contains("already running"));
+    // Health keeps being served while the load test occupies a worker.
+    assert_eq!(get(h.addr, "/gateway/health").status, 200);
+    release_tx.send(()).unwrap();
+    let r = first.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["ok"], 1);
+    plane.join().unwrap();
 }
