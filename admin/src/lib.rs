@@ -40,7 +40,7 @@ use events::{EventLog, EVENT_LOG_CAPACITY};
 use server::Shared;
 
 /// Where the admin listens and what it talks to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Admin listen address (loopback unless a token is set; see [`check_exposure`]).
     pub addr: SocketAddr,
@@ -48,6 +48,17 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// The gateway's data-plane address, the target of load tests.
     pub gateway_addr: SocketAddr,
+}
+
+// Hand-written so the token never ends up in a log line.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("gateway_addr", &self.gateway_addr)
+            .finish()
+    }
 }
 
 /// Tuning knobs with sensible defaults; [`spawn`] uses `AdminOptions::default()`.
