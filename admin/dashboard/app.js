@@ -1,0 +1,717 @@
+// api-gateway dashboard: polls /gateway/health about once a second and
+// renders it; every control is a POST to the admin API on the same origin.
+// Vanilla JS, no build step, no network access beyond the admin server.
+// DOM is built with createElement/textContent only (never innerHTML with
+// data), and long-lived elements are updated in place so buttons keep focus.
+"use strict";
+
+(function () {
+  const POLL_MS = 1000;
+  const HISTORY_SECONDS = 300;
+
+  const LIMITERS = {
+    "fixed-window": { label: "Fixed window", params: { limit: 100, window_ms: 10000 },
+      desc: "Counter per aligned window. Simple, but allows 2x bursts at window boundaries." },
+    "sliding-log": { label: "Sliding log", params: { limit: 100, window_ms: 10000 },
+      desc: "One timestamp per request: exact, at O(limit) memory per client." },
+    "sliding-counter": { label: "Sliding counter", params: { limit: 100, window_ms: 10000 },
+      desc: "Weighted average of the current and previous windows (Cloudflare, Stripe)." },
+    "token-bucket": { label: "Token bucket", params: { capacity: 20, refill_per_sec: 2 },
+      desc: "Bursts up to capacity, then a steady refill rate (AWS API Gateway)." },
+    "leaky-bucket": { label: "Leaky bucket", params: { capacity: 10, leak_per_sec: 5 },
+      desc: "Queues requests and releases them at a fixed rate: smooths traffic (Shopify)." },
+  };
+  const BALANCERS = {
+    "round-robin": { label: "Round robin", params: {},
+      desc: "Each backend in turn: A, B, C, A, B, C." },
+    "weighted-round-robin": { label: "Weighted RR", params: {},
+      desc: "Smooth weighted rotation, proportional to each backend's weight." },
+    "least-connections": { label: "Least connections", params: {},
+      desc: "Fewest requests in flight wins; handles slow backends." },
+    "ip-hash": { label: "IP hash", params: {},
+      desc: "Same client address, same backend: sticky sessions." },
+    "consistent-hash": { label: "Consistent hash", params: { virtual_nodes: 160 },
+      desc: "Hash ring with virtual nodes: minimal reshuffling when a backend leaves." },
+  };
+
+  // ---- tiny helpers -------------------------------------------------------
+
+  const $ = (sel) => document.querySelector(sel);
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  function setText(node, text) {
+    const t = String(text);
+    if (node && node.textContent !== t) node.textContent = t;
+  }
+
+  const fmtInt = (n) => (Number(n) || 0).toLocaleString("en-US");
+  const fmtMs = (n) => (n === undefined || n === null ? "–" : `${Math.round(Number(n) * 10) / 10} ms`);
+
+  function fmtDuration(ms) {
+    let s = Math.floor((ms || 0) / 1000);
+    const d = Math.floor(s / 86400); s -= d * 86400;
+    const h = Math.floor(s / 3600); s -= h * 3600;
+    const m = Math.floor(s / 60); s -= m * 60;
+    if (d) return `up ${d}d ${h}h`;
+    if (h) return `up ${h}h ${m}m`;
+    if (m) return `up ${m}m ${s}s`;
+    return `up ${s}s`;
+  }
+
+  function fmtClock(unixMs) {
+    const d = new Date(unixMs);
+    return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+  }
+
+  // ---- API ----------------------------------------------------------------
+
+  // With a token configured the page needs it too: open the dashboard as
+  // /#token=... once; it is kept for this tab only (sessionStorage).
+  (function captureToken() {
+    const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+    if (m) {
+      sessionStorage.setItem("admin-token", decodeURIComponent(m[1]));
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+  })();
+
+  async function api(method, path, body) {
+    const headers = {};
+    const token = sessionStorage.getItem("admin-token");
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+    const type = res.headers.get("content-type") || "";
+    const data = type.includes("json") ? await res.json().catch(() => ({})) : await res.text();
+    if (!res.ok) {
+      const msg = (data && data.error) || `HTTP ${res.status}`;
+      const err = new Error(msg);
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+
+  // ---- toasts and local events --------------------------------------------
+
+  const localEvents = []; // UI-side failures, shown in the event log too
+
+  function toast(message, kind) {
+    const t = el("div", { class: `toast toast-${kind || "info"}`, role: "status" }, message);
+    $("#toasts").append(t);
+    setTimeout(() => t.classList.add("toast-out"), 3500);
+    setTimeout(() => t.remove(), 4000);
+  }
+
+  function noteFailure(what, err) {
+    const message = `${what} failed: ${err.message}`;
+    localEvents.push({ at: Date.now(), kind: "error", message, source: "ui" });
+    if (localEvents.length > 50) localEvents.shift();
+    toast(message, "bad");
+    renderEvents();
+  }
+
+  // Runs an action: disables its button meanwhile, refreshes right after.
+  async function act(button, what, fn) {
+    if (button) button.disabled = true;
+    try {
+      const result = await fn();
+      await Promise.all([pollHealth(true), pollEvents()]);
+      return result;
+    } catch (err) {
+      noteFailure(what, err);
+      return undefined;
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  // ---- state --------------------------------------------------------------
+
+  const state = {
+    health: null,
+    fetchedAt: 0,
+    prev: null, // {t, totals} of the previous sample, for rates
+    samples: [], // {t, ok, limited, err, broken} per poll, req/s
+    adminEvents: [],
+    crashed: {}, // backend name -> bool, as last reported by the demo backend
+    limiterDirty: false,
+    balancerDirty: false,
+  };
+
+  // ---- pipeline -----------------------------------------------------------
+
+  const STAGE_INFO = {
+    "logger": "logs every request, even rejected ones",
+    "cors": "adds CORS headers, answers preflight",
+    "rate-limit": "429 when a client exceeds its limit",
+    "circuit-breaker": "picks a healthy backend; 503 when all circuits are open",
+    "proxy": "forwards to the backend, streams the answer back",
+  };
+
+  function renderPipeline(h) {
+    const list = $("#pipeline");
+    const stages = h.pipeline || [];
+    const key = stages.join(">") + "|" + (h.rateLimiter && h.rateLimiter.algorithm) + "|" + (h.loadBalancer && h.loadBalancer.algorithm);
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren();
+    list.append(el("li", { class: "stage stage-edge" }, el("span", { class: "stage-name", text: "client" })));
+    for (const s of stages) {
+      let detail = STAGE_INFO[s] || "";
+      if (s === "rate-limit" && h.rateLimiter) detail = h.rateLimiter.algorithm;
+      if (s === "circuit-breaker" && h.loadBalancer) detail = `${h.loadBalancer.algorithm} + breaker`;
+      list.append(el("li", { class: "stage", "data-stage": s, title: STAGE_INFO[s] || s },
+        el("span", { class: "stage-name", text: s }),
+        el("span", { class: "stage-detail", text: detail })));
+    }
+    const names = (h.backends || []).map((b) => b.name).join(" · ");
+    list.append(el("li", { class: "stage stage-edge" }, el("span", { class: "stage-name", text: "backends" }),
+      el("span", { class: "stage-detail", text: names })));
+  }
+
+  // ---- totals and chart ---------------------------------------------------
+
+  function sampleRates(h, now) {
+    const t = h.totals || {};
+    const st = t.status || {};
+    const cur = {
+      t: now,
+      ok: Number(st["2xx"]) || 0,
+      s5xx: Number(st["5xx"]) || 0,
+      limited: Number(t.rate_limited) || 0,
+      broken: Number(t.circuit_broken) || 0,
+      requests: Number(t.requests) || 0,
+    };
+    const prev = state.prev;
+    // Too close to the previous sample (an extra poll after an action):
+    // keep the older baseline so no interval is lost or inflated.
+    if (prev && cur.t - prev.t < 200) return;
+    state.prev = cur;
+    if (!prev) return;
+    const dt = (cur.t - prev.t) / 1000;
+    const d = (k) => cur[k] - prev[k];
+    // Any counter going backwards means the metrics were reset: that
+    // interval has no meaningful delta, so record a gap of zeros.
+    if (["ok", "s5xx", "limited", "broken", "requests"].some((k) => d(k) < 0)) {
+      state.samples.push({ t: now, ok: 0, limited: 0, err: 0, broken: 0, total: 0 });
+    } else {
+      // Circuit-open 503s are counted in the 5xx class too: split them out.
+      const broken = d("broken");
+      const err = Math.max(0, d("s5xx") - broken);
+      state.samples.push({
+        t: now,
+        ok: d("ok") / dt,
+        limited: d("limited") / dt,
+        err: err / dt,
+        broken: broken / dt,
+        total: d("requests") / dt,
+      });
+    }
+    const cutoff = now - HISTORY_SECONDS * 1000;
+    while (state.samples.length && state.samples[0].t < cutoff) state.samples.shift();
+  }
+
+  function renderTotals(h) {
+    const t = h.totals || {};
+    setText($("#stat-requests"), fmtInt(t.requests));
+    setText($("#stat-proxied"), fmtInt(t.proxied));
+    setText($("#stat-limited"), fmtInt(t.rate_limited));
+    setText($("#stat-broken"), fmtInt(t.circuit_broken));
+    setText($("#stat-errors"), fmtInt(t.errors));
+    const pct = t.requests ? Math.round((100 * (t.proxied || 0)) / t.requests) : 0;
+    setText($("#stat-proxied-pct"), t.requests ? `${pct}% of requests` : "\u00a0");
+    const c = h.connections || {};
+    setText($("#stat-open"), fmtInt(c.open));
+    setText($("#stat-accepted"), `${fmtInt(c.accepted)} accepted`);
+    const last = state.samples[state.samples.length - 1];
+    setText($("#stat-rps"), `${(last ? last.total : 0).toFixed(1)} req/s`);
+    setText($("#listen"), h.listen ? `gateway ${h.listen}` : "");
+    setText($("#uptime"), fmtDuration(h.uptime_ms));
+  }
+
+  const CHART_COLORS = { ok: "#22c55e", limited: "#f59e0b", err: "#ef4444", broken: "#a855f7" };
+
+  function drawChart() {
+    const canvas = $("#rps-chart");
+    const dpr = window.devicePixelRatio || 1;
+    const cssW = canvas.clientWidth || 600;
+    const cssH = canvas.clientHeight || 180;
+    if (canvas.width !== Math.round(cssW * dpr) || canvas.height !== Math.round(cssH * dpr)) {
+      canvas.width = Math.round(cssW * dpr);
+      canvas.height = Math.round(cssH * dpr);
+    }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, cssW, cssH);
+    const padL = 40, padR = 8, padT = 8, padB = 20;
+    const w = cssW - padL - padR, hgt = cssH - padT - padB;
+    const now = Date.now();
+    const samples = state.samples;
+    let max = 1;
+    for (const s of samples) max = Math.max(max, s.ok + s.limited + s.err + s.broken);
+    max = niceCeil(max);
+
+    // Grid and y labels.
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.fillStyle = "#8b95a7";
+    ctx.strokeStyle = "rgba(148,163,184,0.15)";
+    ctx.lineWidth = 1;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (let i = 0; i <= 4; i++) {
+      const y = padT + hgt - (hgt * i) / 4;
+      ctx.beginPath(); ctx.moveTo(padL, Math.round(y) + 0.5); ctx.lineTo(padL + w, Math.round(y) + 0.5); ctx.stroke();
+      ctx.fillText(formatRate((max * i) / 4), padL - 6, y);
+    }
+    // x labels: minutes ago.
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    for (let m = 0; m <= 5; m++) {
+      const x = padL + w - (w * m * 60) / HISTORY_SECONDS;
+      ctx.fillText(m === 0 ? "now" : `-${m}m`, x, padT + hgt + 5);
+    }
+    if (!samples.length) {
+      ctx.fillText("waiting for traffic samples…", padL + w / 2, padT + hgt / 2 - 6);
+      return;
+    }
+    // Stacked bars, one per sample, positioned by time.
+    const pxPerMs = w / (HISTORY_SECONDS * 1000);
+    const barW = Math.max(1, (w / HISTORY_SECONDS) * 0.8);
+    for (const s of samples) {
+      const x = padL + w - (now - s.t) * pxPerMs;
+      if (x < padL) continue;
+      let y = padT + hgt;
+      for (const k of ["ok", "limited", "err", "broken"]) {
+        const v = s[k];
+        if (!v) continue;
+        const bh = (v / max) * hgt;
+        ctx.fillStyle = CHART_COLORS[k];
+        ctx.fillRect(x - barW, y - bh, barW, bh);
+        y -= bh;
+      }
+    }
+  }
+
+  function niceCeil(v) {
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+    return 10 * p;
+  }
+
+  function formatRate(v) {
+    if (v >= 1000) return `${(v / 1000).toFixed(1)}k`;
+    return v >= 10 || v === 0 ? String(Math.round(v)) : v.toFixed(1);
+  }
+
+  // ---- algorithm panels ---------------------------------------------------
+
+  function buildAlgoButtons(containerSel, algos, attr, onPick) {
+    const box = $(containerSel);
+    for (const [name, info] of Object.entries(algos)) {
+      box.append(el("button", {
+        class: "algo", type: "button", [attr]: name, title: info.desc,
+        onclick: (e) => onPick(name, e.currentTarget),
+      }, el("span", { class: "algo-label", text: info.label }), el("span", { class: "algo-name", text: name })));
+    }
+  }
+
+  function renderParams(boxSel, algo, current, info, markDirty) {
+    const box = $(boxSel);
+    const keys = Object.keys(info.params);
+    const key = algo + ":" + keys.join(",");
+    if (box.dataset.key !== key) {
+      box.dataset.key = key;
+      box.replaceChildren();
+      if (!keys.length) box.append(el("span", { class: "hint", text: "no parameters" }));
+      for (const k of keys) {
+        box.append(el("label", { class: "field" }, k,
+          el("input", { type: "number", step: "any", min: "0", "data-param": k, name: k, oninput: markDirty })));
+      }
+    }
+    for (const input of box.querySelectorAll("input[data-param]")) {
+      const k = input.dataset.param;
+      const v = current && current[k] !== undefined ? current[k] : info.params[k];
+      // Never overwrite what the user is typing.
+      if (document.activeElement !== input) input.value = v;
+    }
+  }
+
+  function readParams(boxSel) {
+    const params = {};
+    for (const input of $(boxSel).querySelectorAll("input[data-param]")) {
+      if (String(input.value).trim() === "") continue;
+      params[input.dataset.param] = Number(input.value);
+    }
+    return params;
+  }
+
+  function renderAlgos(h) {
+    const rl = h.rateLimiter || {};
+    const lb = h.loadBalancer || {};
+    setText($("#current-limiter"), rl.algorithm || "none");
+    setText($("#current-balancer"), lb.algorithm || "none");
+    for (const b of document.querySelectorAll("[data-limiter]")) {
+      b.classList.toggle("active", b.dataset.limiter === rl.algorithm);
+      b.setAttribute("aria-pressed", String(b.dataset.limiter === rl.algorithm));
+    }
+    for (const b of document.querySelectorAll("[data-balancer]")) {
+      b.classList.toggle("active", b.dataset.balancer === lb.algorithm);
+      b.setAttribute("aria-pressed", String(b.dataset.balancer === lb.algorithm));
+    }
+    const li = LIMITERS[rl.algorithm];
+    if (li) {
+      setText($("#limiter-desc"), li.desc + (rl.key ? ` Keyed by ${rl.key}.` : ""));
+      if (!state.limiterDirty) renderParams("#limiter-params", rl.algorithm, rl, li, () => { state.limiterDirty = true; });
+    }
+    const bi = BALANCERS[lb.algorithm];
+    if (bi) {
+      setText($("#balancer-desc"), bi.desc);
+      if (!state.balancerDirty) renderParams("#balancer-params", lb.algorithm, lb, bi, () => { state.balancerDirty = true; });
+      $("#balancer-apply").hidden = Object.keys(bi.params).length === 0;
+    }
+    const cb = h.circuitBreaker;
+    if (cb) {
+      setText($("#breaker-info"), `Circuit breaker: opens after ${cb.failure_threshold} failures within ${cb.window_ms / 1000}s, ` +
+        `stays open ${cb.open_ms / 1000}s, then lets one probe through (HALF_OPEN).`);
+    }
+  }
+
+  function switchLimiter(name, button, params) {
+    return act(button, `switch rate limiter to ${name}`, async () => {
+      await api("POST", `/gateway/rate-limiter/${encodeURIComponent(name)}`, params);
+      state.limiterDirty = false;
+      toast(`Rate limiter: ${name}`, "ok");
+    });
+  }
+
+  function switchBalancer(name, button, params) {
+    return act(button, `switch load balancer to ${name}`, async () => {
+      await api("POST", `/gateway/load-balancer/${encodeURIComponent(name)}`, params);
+      state.balancerDirty = false;
+      toast(`Load balancer: ${name}`, "ok");
+    });
+  }
+
+  // ---- backends -----------------------------------------------------------
+
+  const cards = new Map(); // name -> { root, refs }
+
+  function makeCard(name) {
+    const refs = {};
+    const r = (k, node) => (refs[k] = node);
+    const root = el("article", { class: "backend", "data-backend": name },
+      el("header", { class: "backend-head" },
+        el("div", {},
+          el("div", { class: "backend-name" }, r("dot", el("span", { class: "dot" })), el("span", { text: name })),
+          r("addr", el("div", { class: "backend-addr" }))),
+        r("badge", el("span", { class: "circuit-state badge" }))),
+      el("div", { class: "share" },
+        el("div", { class: "share-track" }, r("bar", el("div", { class: "share-bar" }))),
+        r("sharePct", el("span", { class: "share-pct" }))),
+      el("dl", { class: "backend-stats" },
+        el("div", {}, el("dt", { text: "requests" }), r("requests", el("dd"))),
+        el("div", {}, el("dt", { text: "failures" }), r("failures", el("dd"))),
+        el("div", {}, el("dt", { text: "p50" }), r("p50", el("dd"))),
+        el("div", {}, el("dt", { text: "p99" }), r("p99", el("dd"))),
+        el("div", {}, el("dt", { text: "in flight" }), r("inflight", el("dd"))),
+        el("div", {}, el("dt", { text: "weight" }), r("weight", el("dd")))),
+      el("div", { class: "backend-actions" },
+        r("toggle", el("button", { class: "btn btn-small", "data-action": "toggle", "data-backend-name": name,
+          title: "Take the backend out of rotation, or put it back", onclick: (e) => backendAction(name, "toggle", e.currentTarget) })),
+        r("crash", el("button", { class: "btn btn-small btn-danger", "data-action": "crash", "data-backend-name": name,
+          title: "Demo backends: toggle crash mode (they answer 500, slowly)", onclick: (e) => backendAction(name, "crash", e.currentTarget) })),
+        el("button", { class: "btn btn-small", "data-action": "reset", "data-backend-name": name,
+          title: "Force the circuit back to CLOSED", text: "Reset circuit",
+          onclick: (e) => backendAction(name, "reset", e.currentTarget) })));
+    return { root, refs };
+  }
+
+  function renderBackends(h) {
+    const box = $("#backends");
+    const list = h.backends || [];
+    const total = list.reduce((a, b) => a + (Number(b.requests) || 0), 0);
+    const seen = new Set();
+    list.forEach((b, i) => {
+      seen.add(b.name);
+      let card = cards.get(b.name);
+      if (!card) {
+        card = makeCard(b.name);
+        cards.set(b.name, card);
+      }
+      if (box.children[i] !== card.root) box.insertBefore(card.root, box.children[i] || null);
+      const f = card.refs;
+      const circuit = String(b.circuitState || "UNKNOWN").toUpperCase().replace("-", "_");
+      setText(f.badge, circuit);
+      f.badge.dataset.state = circuit;
+      f.badge.className = `circuit-state badge badge-${circuit.toLowerCase()}`;
+      card.root.classList.toggle("is-down", !b.up);
+      card.root.dataset.up = String(!!b.up);
+      card.root.dataset.circuit = circuit;
+      f.dot.className = `dot ${b.up ? "dot-up" : "dot-down"}`;
+      f.dot.title = b.up ? "up" : "down (operator)";
+      setText(f.addr, `${b.address || ""}${b.up ? "" : " · down"}`);
+      const share = total ? (100 * (Number(b.requests) || 0)) / total : 0;
+      f.bar.style.width = `${share.toFixed(1)}%`;
+      setText(f.sharePct, `${Math.round(share)}%`);
+      setText(f.requests, fmtInt(b.requests));
+      setText(f.failures, fmtInt(b.failures));
+      f.failures.classList.toggle("bad", (Number(b.failures) || 0) > 0);
+      const lat = b.latency_ms || {};
+      setText(f.p50, fmtMs(lat.p50));
+      setText(f.p99, fmtMs(lat.p99));
+      setText(f.inflight, fmtInt(b.inflight));
+      setText(f.weight, b.weight === undefined ? "–" : String(b.weight));
+      setText(f.toggle, b.up ? "Take down" : "Bring up");
+      const crashed = !!state.crashed[b.name];
+      setText(f.crash, crashed ? "Recover" : "Crash");
+      f.crash.classList.toggle("btn-danger", !crashed);
+      f.crash.classList.toggle("btn-primary", crashed);
+    });
+    for (const [name, card] of cards) {
+      if (!seen.has(name)) {
+        card.root.remove();
+        cards.delete(name);
+      }
+    }
+    if (!list.length && !box.querySelector(".empty")) box.append(el("p", { class: "empty", text: "No backends configured." }));
+    if (list.length) for (const e of box.querySelectorAll(".empty")) e.remove();
+  }
+
+  function backendAction(name, action, button) {
+    const n = encodeURIComponent(name);
+    if (action === "toggle") {
+      return act(button, `toggle ${name}`, async () => {
+        await api("POST", `/gateway/backend/${n}/toggle`);
+        toast(`Toggled ${name}`, "ok");
+      });
+    }
+    if (action === "reset") {
+      return act(button, `reset circuit of ${name}`, async () => {
+        await api("POST", `/gateway/circuit/${n}/reset`);
+        toast(`Circuit of ${name} reset to CLOSED`, "ok");
+      });
+    }
+    return act(button, `crash/recover ${name}`, async () => {
+      const r = await api("POST", `/gateway/demo/${n}/crash`);
+      if (r && typeof r.crashed === "boolean") state.crashed[name] = r.crashed;
+      else state.crashed[name] = !state.crashed[name];
+      toast(state.crashed[name] ? `${name} crashed: it now answers 500` : `${name} recovered`, state.crashed[name] ? "bad" : "ok");
+    });
+  }
+
+  // ---- load tester --------------------------------------------------------
+
+  let loadTestRunning = false;
+
+  function loadTestButtons(disabled) {
+    for (const b of document.querySelectorAll("[data-burst], [data-sustain]")) b.disabled = disabled;
+  }
+
+  async function runLoadTest(body, label) {
+    if (loadTestRunning) return;
+    loadTestRunning = true;
+    loadTestButtons(true);
+    const box = $("#loadtest-result");
+    box.dataset.state = "running";
+    box.replaceChildren(el("p", { class: "running" }, el("span", { class: "spinner" }), `Running ${label}…`));
+    try {
+      const r = await api("POST", "/gateway/loadtest", body);
+      box.dataset.state = "done";
+      renderLoadTest(r, label);
+      await pollEvents();
+    } catch (err) {
+      box.dataset.state = "error";
+      box.replaceChildren(el("p", { class: "error-text", text: `Load test failed: ${err.message}` }));
+      noteFailure("load test", err);
+    } finally {
+      loadTestRunning = false;
+      loadTestButtons(false);
+    }
+  }
+
+  function renderLoadTest(r, label) {
+    const box = $("#loadtest-result");
+    const count = (cls, n, what, key) => el("div", { class: `lt-count ${cls}`, "data-count": key },
+      el("span", { class: "lt-num", text: fmtInt(n) }), el("span", { class: "lt-what", text: what }));
+    const counts = el("div", { class: "lt-counts" },
+      count("ok", r.ok, "success", "ok"),
+      count("warn", r.limited, "429 limited", "limited"),
+      count("purple", r.unavailable, "503 unavailable", "unavailable"),
+      count("bad", r.errors, "errors", "errors"));
+    const meta = el("p", { class: "lt-meta" },
+      `${label}: ${fmtInt(r.sent)} sent to ${r.path || ""} in ${fmtInt(r.duration_ms)} ms · ` +
+      `p50 ${fmtMs(r.latency_ms && r.latency_ms.p50)} · p90 ${fmtMs(r.latency_ms && r.latency_ms.p90)} · ` +
+      `p99 ${fmtMs(r.latency_ms && r.latency_ms.p99)} · max ${fmtMs(r.latency_ms && r.latency_ms.max)}`);
+
+    const backends = Object.entries(r.by_backend || {});
+    const bTotal = backends.reduce((a, [, n]) => a + n, 0);
+    const dist = el("div", { class: "lt-dist" }, backends.length ? backends.map(([name, n]) =>
+      el("div", { class: "lt-dist-row", "data-lt-backend": name },
+        el("span", { class: "lt-dist-name", text: name }),
+        el("div", { class: "share-track" }, el("div", { class: "share-bar", style: `width:${((100 * n) / bTotal).toFixed(1)}%` })),
+        el("span", { class: "lt-dist-n", text: `${n} (${Math.round((100 * n) / bTotal)}%)` }))) :
+      el("p", { class: "hint", text: "No x-backend headers in the answers." }));
+
+    // Histogram: trim empty buckets at both ends so the shape is readable.
+    const hist = r.histogram || [];
+    let lo = hist.findIndex((b) => b.count > 0);
+    let hi = hist.length - 1 - [...hist].reverse().findIndex((b) => b.count > 0);
+    if (lo < 0) { lo = 0; hi = -1; }
+    const shown = hist.slice(lo, hi + 1);
+    const hMax = Math.max(1, ...shown.map((b) => b.count));
+    const histo = el("div", { class: "histogram", "aria-label": "latency histogram" },
+      shown.length ? shown.map((b) => el("div", { class: "hbar", title: `≤ ${b.le_ms} ms: ${b.count}` },
+        el("span", { class: "hbar-n", text: b.count ? String(b.count) : "" }),
+        el("div", { class: "hbar-fill", style: `height:${Math.max(b.count ? 4 : 0, (100 * b.count) / hMax)}%` }),
+        el("span", { class: "hbar-label", text: `≤${b.le_ms >= 1000 ? b.le_ms / 1000 + "s" : b.le_ms + "ms"}` }))) :
+        el("p", { class: "hint", text: "No answers, so no latency to show." }));
+
+    const samples = (r.error_samples || []).length ?
+      el("p", { class: "lt-errors", text: `Transport errors: ${r.error_samples.join("; ")}` }) : null;
+    box.replaceChildren(...[counts, meta, el("h3", { text: "Distribution" }), dist, el("h3", { text: "Latency" }), histo, samples].filter(Boolean));
+  }
+
+  // ---- event log ----------------------------------------------------------
+
+  function renderEvents() {
+    const h = state.health;
+    const items = [];
+    for (const e of state.adminEvents) items.push({ at: e.at_unix_ms, kind: e.kind, message: e.message, source: "admin" });
+    if (h && Array.isArray(h.events)) {
+      // Core events carry gateway-uptime timestamps: map them to wall time
+      // through the uptime reported in the same health snapshot.
+      const start = state.fetchedAt - (Number(h.uptime_ms) || 0);
+      for (const e of h.events) items.push({ at: start + (Number(e.at_ms) || 0), kind: eventKind(e.message), message: e.message, source: "gateway" });
+    }
+    for (const e of localEvents) items.push(e);
+    items.sort((a, b) => b.at - a.at);
+    const list = $("#event-log");
+    const key = items.length + ":" + (items[0] ? items[0].at + items[0].message : "");
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren(...items.slice(0, 200).map((e) =>
+      el("li", { class: `event event-${e.kind}`, "data-source": e.source },
+        el("time", { text: fmtClock(e.at) }),
+        el("span", { class: `event-src src-${e.source}`, text: e.source }),
+        el("span", { class: "event-msg", text: e.message }))));
+    if (!items.length) list.append(el("li", { class: "empty", text: "No events yet. Switch an algorithm or run a burst." }));
+  }
+
+  function eventKind(msg) {
+    const m = String(msg || "");
+    if (/-> ?OPEN\b/.test(m)) return "open";
+    if (/HALF_OPEN|HALF-OPEN/.test(m)) return "half";
+    if (/-> ?CLOSED/.test(m)) return "closed";
+    return "gateway";
+  }
+
+  // ---- polling ------------------------------------------------------------
+
+  let pollTimer = null;
+
+  function setConn(ok, text) {
+    const pill = $("#conn-status");
+    pill.className = `pill ${ok ? "pill-ok" : "pill-bad"}`;
+    setText(pill, text);
+    document.body.classList.toggle("stale", !ok);
+  }
+
+  async function pollHealth(immediate) {
+    try {
+      const h = await api("GET", "/gateway/health");
+      state.health = h;
+      state.fetchedAt = Date.now();
+      if (!immediate) sampleRates(h, state.fetchedAt);
+      setConn(true, h.status === "ok" ? "live" : String(h.status || "live"));
+      renderPipeline(h);
+      renderTotals(h);
+      renderAlgos(h);
+      renderBackends(h);
+      renderEvents();
+      drawChart();
+    } catch (err) {
+      setConn(false, err.status === 401 ? "unauthorised: open /#token=…" : `offline: ${err.message}`);
+    }
+  }
+
+  async function pollEvents() {
+    try {
+      const r = await api("GET", "/gateway/events");
+      state.adminEvents = r.events || [];
+      renderEvents();
+    } catch (_) {
+      // The health poll already reports connectivity problems.
+    }
+  }
+
+  let tick = 0;
+  async function loop() {
+    await pollHealth(false);
+    if (tick++ % 2 === 0) await pollEvents();
+    pollTimer = setTimeout(loop, POLL_MS);
+  }
+
+  // ---- wiring -------------------------------------------------------------
+
+  function init() {
+    buildAlgoButtons("#limiter-buttons", LIMITERS, "data-limiter", (name, b) => switchLimiter(name, b));
+    buildAlgoButtons("#balancer-buttons", BALANCERS, "data-balancer", (name, b) => switchBalancer(name, b));
+    $("#limiter-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const algo = state.health && state.health.rateLimiter && state.health.rateLimiter.algorithm;
+      if (algo) switchLimiter(algo, $("#limiter-apply"), readParams("#limiter-params"));
+    });
+    $("#balancer-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const algo = state.health && state.health.loadBalancer && state.health.loadBalancer.algorithm;
+      if (algo) switchBalancer(algo, $("#balancer-apply"), readParams("#balancer-params"));
+    });
+    $("#reset-metrics").addEventListener("click", (e) => act(e.currentTarget, "reset metrics", async () => {
+      await api("POST", "/gateway/metrics/reset");
+      state.samples = [];
+      state.prev = null;
+      toast("Metrics reset", "ok");
+    }));
+    for (const b of document.querySelectorAll("[data-burst]")) {
+      b.addEventListener("click", () => {
+        const n = Number(b.dataset.burst);
+        runLoadTest({ requests: n, concurrency: n, path: $("#loadtest-path").value || "/api/users" }, `burst of ${n}`);
+      });
+    }
+    $("#sustain-start").addEventListener("click", () => {
+      const rate = Number($("#sustain-rate").value) || 20;
+      const seconds = Number($("#sustain-seconds").value) || 5;
+      runLoadTest({ rate, seconds, path: $("#loadtest-path").value || "/api/users" }, `${rate} req/s for ${seconds}s`);
+    });
+    window.addEventListener("resize", drawChart);
+    renderEvents();
+    drawChart();
+    loop();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+  // Exposed for browser tests and debugging in the console.
+  window.gatewayDashboard = { state, pollHealth, pollEvents, stop: () => clearTimeout(pollTimer) };
+})();

@@ -1,0 +1,224 @@
+//! Method + path → what to do, and request validation.
+//!
+//! Everything here is pure (no sockets, no channel), so the whole routing
+//! table and every validation message is unit-tested. Validation lives here,
+//! in the admin thread, so the gateway loop only ever receives typed, valid
+//! [`Command`]s it can apply in O(1) (STYLE §1.5).
+
+use serde_json::{json, Value};
+
+use crate::dashboard::{self, Asset};
+use crate::protocol::{BalanceSpec, Command, LimitSpec};
+
+/// A resolved admin request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Route {
+    /// `GET /gateway/health`
+    Health,
+    /// `GET /metrics`
+    Metrics,
+    /// `GET /gateway/events`
+    Events,
+    /// `POST /gateway/rate-limiter/:name`
+    SetLimiter(String),
+    /// `POST /gateway/load-balancer/:name`
+    SetBalancer(String),
+    /// `POST /gateway/backend/:name/toggle`
+    Toggle(String),
+    /// `POST /gateway/circuit/:name/reset`
+    ResetCircuit(String),
+    /// `POST /gateway/metrics/reset`
+    ResetMetrics,
+    /// `POST /gateway/loadtest`
+    LoadTest,
+    /// `POST /gateway/demo/:name/crash`
+    DemoCrash(String),
+    /// `GET` of a dashboard file.
+    Asset(&'static Asset),
+}
+
+/// Why a request matched no route.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RouteError {
+    /// No such path (→ 404).
+    NotFound,
+    /// The path exists for another method (→ 405 with `Allow`).
+    MethodNotAllowed(&'static str),
+}
+
+/// Maps a method and request target (query string ignored) to a [`Route`].
+pub(crate) fn resolve(method: &str, target: &str) -> Result<Route, RouteError> {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    if let Some(asset) = dashboard::asset(path) {
+        return want(method, "GET", Route::Asset(asset));
+    }
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let name = |s: &str| percent_decode(s);
+    let (allowed, route) = match segs.as_slice() {
+        ["metrics"] => ("GET", Route::Metrics),
+        ["gateway", "health"] => ("GET", Route::Health),
+        ["gateway", "events"] => ("GET", Route::Events),
+        ["gateway", "metrics", "reset"] => ("POST", Route::ResetMetrics),
+        ["gateway", "loadtest"] => ("POST", Route::LoadTest),
+        ["gateway", "rate-limiter", n] if !n.is_empty() => ("POST", Route::SetLimiter(name(n))),
+        ["gateway", "load-balancer", n] if !n.is_empty() => ("POST", Route::SetBalancer(name(n))),
+        ["gateway", "backend", n, "toggle"] if !n.is_empty() => ("POST", Route::Toggle(name(n))),
+        ["gateway", "circuit", n, "reset"] if !n.is_empty() => {
+            ("POST", Route::ResetCircuit(name(n)))
+        }
+        ["gateway", "demo", n, "crash"] if !n.is_empty() => ("POST", Route::DemoCrash(name(n))),
+        _ => return Err(RouteError::NotFound),
+    };
+    want(method, allowed, route)
+}
+
+fn want(method: &str, allowed: &'static str, route: Route) -> Result<Route, RouteError> {
+    if method == allowed {
+        Ok(route)
+    } else {
+        Err(RouteError::MethodNotAllowed(allowed))
+    }
+}
+
+/// Builds the gateway [`Command`] for routes that map to one, validating the
+/// optional JSON body. `Ok(None)` means the route is served by the admin
+/// itself (events, load test, demo crash, assets).
+pub(crate) fn command_for(route: &Route, body: Option<&Value>) -> Result<Option<Command>, String> {
+    Ok(Some(match route {
+        Route::Health => Command::Health,
+        Route::Metrics => Command::Metrics,
+        Route::ResetMetrics => Command::ResetMetrics,
+        Route::Toggle(n) => Command::ToggleBackend(n.clone()),
+        Route::ResetCircuit(n) => Command::ResetCircuit(n.clone()),
+        Route::SetLimiter(n) => {
+            Command::SetRateLimiter(build_named(n, body, LimitSpec::from_name)?)
+        }
+        Route::SetBalancer(n) => {
+            Command::SetLoadBalancer(build_named(n, body, BalanceSpec::from_name)?)
+        }
+        Route::Events | Route::LoadTest | Route::DemoCrash(_) | Route::Asset(_) => return Ok(None),
+    }))
+}
+
+/// Runs a `from_name` builder and makes sure a failure names the offending
+/// field: serde's type errors ("invalid type: string, expected u32") do not,
+/// so on such an error each parameter is retried alone to find the culprit.
+fn build_named<T>(
+    name: &str,
+    params: Option<&Value>,
+    build: fn(&str, Option<&Value>) -> Result<T, String>,
+) -> Result<T, String> {
+    let err = match build(name, params) {
+        Ok(spec) => return Ok(spec),
+        Err(e) => e,
+    };
+    let Some(Value::Object(map)) = params else {
+        return Err(err);
+    };
+    if build(name, None).is_err() || map.keys().any(|k| err.contains(k.as_str())) {
+        // Unknown algorithm, or the message already names the field.
+        return Err(err);
+    }
+    for (k, v) in map {
+        if let Err(e) = build(name, Some(&json!({ k: v }))) {
+            return Err(format!("{k}: {e}"));
+        }
+    }
+    Err(err)
+}
+
+/// Decodes `%XX` escapes in a path segment (backend names may be URL-encoded
+/// by the browser); malformed escapes are kept literally.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{BALANCER_NAMES, LIMITER_NAMES};
+
+    #[test]
+    fn routing_table() {
+        assert_eq!(resolve("GET", "/gateway/health"), Ok(Route::Health));
+        assert_eq!(resolve("GET", "/gateway/health?x=1"), Ok(Route::Health));
+        assert_eq!(resolve("GET", "/metrics"), Ok(Route::Metrics));
+        assert_eq!(
+            resolve("POST", "/gateway/rate-limiter/token-bucket"),
+            Ok(Route::SetLimiter("token-bucket".into()))
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/backend/Backend%20A/toggle"),
+            Ok(Route::Toggle("Backend A".into()))
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/demo/Backend-A/crash"),
+            Ok(Route::DemoCrash("Backend-A".into()))
+        );
+        assert!(matches!(resolve("GET", "/"), Ok(Route::Asset(_))));
+        assert_eq!(
+            resolve("GET", "/gateway/rate-limiter/x"),
+            Err(RouteError::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/health"),
+            Err(RouteError::MethodNotAllowed("GET"))
+        );
+        assert_eq!(resolve("GET", "/nope"), Err(RouteError::NotFound));
+        assert_eq!(
+            resolve("POST", "/gateway/rate-limiter/"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/backend/x/y"),
+            Err(RouteError::NotFound)
+        );
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Db"), "a-b");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("x%41"), "xA");
+    }
+
+    #[test]
+    fn commands_validate_and_name_fields() {
+        for n in LIMITER_NAMES {
+            let cmd = command_for(&Route::SetLimiter(n.into()), None).unwrap();
+            assert!(matches!(cmd, Some(Command::SetRateLimiter(s)) if s.name() == n));
+        }
+        for n in BALANCER_NAMES {
+            let cmd = command_for(&Route::SetBalancer(n.into()), None).unwrap();
+            assert!(matches!(cmd, Some(Command::SetLoadBalancer(s)) if s.name() == n));
+        }
+        let err = command_for(&Route::SetLimiter("nope".into()), None).unwrap_err();
+        assert!(LIMITER_NAMES.iter().all(|n| err.contains(n)), "{err}");
+        let err = command_for(&Route::SetBalancer("nope".into()), None).unwrap_err();
+        assert!(BALANCER_NAMES.iter().all(|n| err.contains(n)), "{err}");
+        let body = json!({"capacity": "lots", "refill_per_sec": 3});
+        let err = command_for(&Route::SetLimiter("token-bucket".into()), Some(&body)).unwrap_err();
+        assert!(err.starts_with("capacity"), "{err}");
+        let body = json!({"virtual_nodes": 0});
+        let err =
+            command_for(&Route::SetBalancer("consistent-hash".into()), Some(&body)).unwrap_err();
+        assert!(err.contains("virtual_nodes"), "{err}");
+        assert_eq!(command_for(&Route::LoadTest, None), Ok(None));
+    }
+}

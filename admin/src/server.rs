@@ -1,0 +1,351 @@
+//! The admin request loop: authentication, body reading, dispatch to the
+//! gateway over the command channel, and JSON/text responses.
+//!
+//! Invariants: every error answer is JSON `{"error": "..."}`; the admin never
+//! waits on the gateway longer than the reply timeout (→ 503), so a stuck
+//! event loop cannot wedge the control plane; at most one load test runs at a
+//! time, so the dashboard cannot multiply its thread count by accident.
+//! Request checks run in order: Host (DNS rebinding), token, Origin (CSRF).
+
+use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, SendTimeoutError, Sender};
+use serde_json::{json, Value};
+use tiny_http::{Header, Request, Response};
+
+use crate::auth::{authorized, host_allowed, origin_allowed};
+use crate::client::{one_shot, Timeouts};
+use crate::events::EventLog;
+use crate::loadtest::{self, Plan};
+use crate::protocol::{Command, Envelope, Reply};
+use crate::routes::{command_for, resolve, Route, RouteError};
+
+/// Largest request body accepted (algorithm parameters are tiny).
+const MAX_BODY: u64 = 64 * 1024;
+/// Content type of `GET /metrics` (Prometheus text exposition format).
+const PROMETHEUS: &str = "text/plain; version=0.0.4";
+const JSON: &str = "application/json";
+/// Timeouts for talking to a demo backend's `/admin/crash`.
+const DEMO_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(2),
+    io: Duration::from_secs(5),
+};
+
+/// State shared by the admin worker threads.
+pub(crate) struct Shared {
+    pub token: Option<String>,
+    pub gateway_addr: SocketAddr,
+    pub commands: Sender<Envelope>,
+    pub notify: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub reply_timeout: Duration,
+    pub events: EventLog,
+    /// Set on shutdown: stops workers and cancels a running load test.
+    pub stop: Arc<AtomicBool>,
+    /// Held for the duration of a load test.
+    pub loadtest: Mutex<()>,
+}
+
+/// A response about to be written.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    fn json(status: u16, v: &Value) -> Answer {
+        Answer {
+            status,
+            content_type: JSON,
+            body: v.to_string().into_bytes(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn error(status: u16, msg: impl Into<String>) -> Answer {
+        Answer::json(status, &json!({ "error": msg.into() }))
+    }
+
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Answer {
+        self.extra.push((name, value.into()));
+        self
+    }
+}
+
+/// Serves one request end to end.
+pub(crate) fn serve(shared: &Shared, mut req: Request) {
+    let answer = answer(shared, &mut req);
+    let mut resp = Response::from_data(answer.body).with_status_code(answer.status);
+    let mut headers = vec![("Content-Type", answer.content_type.to_string())];
+    // Live data and control actions: never let a browser or proxy cache them.
+    headers.push(("Cache-Control", "no-store".into()));
+    headers.extend(answer.extra);
+    for (k, v) in headers {
+        if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            resp.add_header(h);
+        }
+    }
+    if let Err(e) = req.respond(resp) {
+        log::debug!("admin: client went away before the response: {e}");
+    }
+}
+
+fn header(req: &Request, name: &'static str) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str().to_string())
+}
+
+fn answer(shared: &Shared, req: &mut Request) -> Answer {
+    let token = shared.token.as_deref();
+    let host = header(req, "Host");
+    if !host_allowed(token, host.as_deref()) {
+        return Answer::error(
+            403,
+            "Host must be a loopback address (localhost, 127.0.0.1, [::1]) when no admin token is set",
+        );
+    }
+    if !authorized(token, header(req, "Authorization").as_deref()) {
+        return Answer::error(401, "missing or wrong bearer token")
+            .with("WWW-Authenticate", "Bearer realm=\"api-gateway admin\"");
+    }
+    let method = req.method().as_str().to_ascii_uppercase();
+    if method != "GET" && !origin_allowed(header(req, "Origin").as_deref(), host.as_deref()) {
+        return Answer::error(403, "cross-origin request refused");
+    }
+    let route = match resolve(&method, req.url()) {
+        Ok(r) => r,
+        Err(RouteError::NotFound) => {
+            return Answer::error(404, format!("no such endpoint: {}", req.url()))
+        }
+        Err(RouteError::MethodNotAllowed(allow)) => {
+            return Answer::error(405, format!("method {method} not allowed; use {allow}"))
+                .with("Allow", allow)
+        }
+    };
+    let body = match read_body(req) {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    dispatch(shared, &route, body.as_ref())
+}
+
+/// Reads an optional JSON body: empty means `None`.
+fn read_body(req: &mut Request) -> Result<Option<Value>, Answer> {
+    let mut raw = Vec::new();
+    // Read one byte past the cap to tell "exactly at" from "over".
+    let read = req.as_reader().take(MAX_BODY + 1).read_to_end(&mut raw);
+    if let Err(e) = read {
+        return Err(Answer::error(400, format!("could not read body: {e}")));
+    }
+    if raw.len() as u64 > MAX_BODY {
+        return Err(Answer::error(
+            413,
+            format!("body larger than {MAX_BODY} bytes"),
+        ));
+    }
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&raw)
+        .map(Some)
+        .map_err(|e| Answer::error(400, format!("invalid JSON body: {e}")))
+}
+
+fn dispatch(shared: &Shared, route: &Route, body: Option<&Value>) -> Answer {
+    let cmd = match command_for(route, body) {
+        Err(msg) => return Answer::error(400, msg),
+        Ok(Some(cmd)) => cmd,
+        Ok(None) => return local(shared, route, body),
+    };
+    let what = describe(&cmd);
+    match ask(shared, cmd) {
+        Err(a) => a,
+        Ok(reply) => {
+            let ok = matches!(reply, Reply::Json(_) | Reply::Text(_));
+            if let (true, Some((kind, msg))) = (ok, what) {
+                shared.events.push(kind, msg);
+            }
+            from_reply(reply)
+        }
+    }
+}
+
+/// Event-log kind and message for commands that change something.
+fn describe(cmd: &Command) -> Option<(&'static str, String)> {
+    let compact = |v: serde_json::Result<Value>| v.map(|v| v.to_string()).unwrap_or_default();
+    Some(match cmd {
+        Command::Health | Command::Metrics => return None,
+        Command::SetRateLimiter(s) => (
+            "rate-limiter",
+            format!(
+                "rate limiter -> {} {}",
+                s.name(),
+                compact(serde_json::to_value(s))
+            ),
+        ),
+        Command::SetLoadBalancer(s) => ("load-balancer", format!("load balancer -> {}", s.name())),
+        Command::ToggleBackend(n) => ("toggle", format!("toggled backend {n}")),
+        Command::ResetCircuit(n) => ("circuit-reset", format!("reset circuit of {n}")),
+        Command::ResetMetrics => ("metrics-reset", "reset all metrics".to_string()),
+    })
+}
+
+/// Sends `cmd` to the gateway and waits for its reply, bounded by the reply
+/// timeout on both the send (the channel is bounded) and the receive.
+pub(crate) fn ask(shared: &Shared, cmd: Command) -> Result<Reply, Answer> {
+    let (tx, rx) = bounded(1);
+    let env = Envelope { cmd, reply: tx };
+    match shared.commands.send_timeout(env, shared.reply_timeout) {
+        Ok(()) => {}
+        Err(SendTimeoutError::Timeout(_)) => {
+            return Err(Answer::error(503, "gateway command queue is full"))
+        }
+        Err(SendTimeoutError::Disconnected(_)) => {
+            return Err(Answer::error(503, "gateway is not running"))
+        }
+    }
+    // Send first, then wake: a wake before the send could be consumed while
+    // the channel is still empty (STYLE §2.16).
+    if let Some(notify) = &shared.notify {
+        notify();
+    }
+    rx.recv_timeout(shared.reply_timeout).map_err(|_| {
+        Answer::error(
+            503,
+            format!(
+                "gateway did not answer within {} ms",
+                shared.reply_timeout.as_millis()
+            ),
+        )
+    })
+}
+
+fn from_reply(reply: Reply) -> Answer {
+    match reply {
+        Reply::Json(v) => Answer::json(200, &v),
+        Reply::Text(t) => Answer {
+            status: 200,
+            content_type: PROMETHEUS,
+            body: t.into_bytes(),
+            extra: Vec::new(),
+        },
+        Reply::NotFound(m) => Answer::error(404, m),
+        Reply::Invalid(m) => Answer::error(400, m),
+    }
+}
+
+/// Routes the admin serves without a gateway command.
+fn local(shared: &Shared, route: &Route, body: Option<&Value>) -> Answer {
+    match route {
+        Route::Asset(a) => Answer {
+            status: 200,
+            content_type: a.content_type,
+            body: a.body.as_bytes().to_vec(),
+            extra: Vec::new(),
+        },
+        Route::Events => Answer::json(200, &json!({ "events": shared.events.snapshot() })),
+        Route::LoadTest => load_test(shared, body),
+        Route::DemoCrash(name) => demo_crash(shared, name),
+        _ => Answer::error(500, "internal: route has no local handler"),
+    }
+}
+
+fn load_test(shared: &Shared, body: Option<&Value>) -> Answer {
+    let plan = match Plan::from_json(body) {
+        Ok(p) => p,
+        Err(msg) => return Answer::error(400, msg),
+    };
+    let Ok(_guard) = shared.loadtest.try_lock() else {
+        return Answer::error(409, "a load test is already running");
+    };
+    let summary = loadtest::run(&plan, shared.gateway_addr, &shared.stop);
+    shared.events.push(
+        "loadtest",
+        format!(
+            "load test {} {} x{}: {} ok, {} limited, {} unavailable, {} errors, p50 {} ms",
+            summary.mode,
+            plan.path,
+            summary.sent,
+            summary.ok,
+            summary.limited,
+            summary.unavailable,
+            summary.errors,
+            summary.latency_ms.p50
+        ),
+    );
+    match serde_json::to_value(&summary) {
+        Ok(v) => Answer::json(200, &v),
+        Err(e) => Answer::error(500, format!("internal: {e}")),
+    }
+}
+
+/// Flips a demo backend's crash mode by calling its `POST /admin/crash`.
+/// The address comes from the gateway's own health report, so the admin
+/// never needs its own copy of the backend table.
+fn demo_crash(shared: &Shared, name: &str) -> Answer {
+    let health = match ask(shared, Command::Health) {
+        Ok(Reply::Json(v)) => v,
+        Ok(other) => return from_reply(other),
+        Err(a) => return a,
+    };
+    let backend = health["backends"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["name"].as_str() == Some(name)));
+    let Some(backend) = backend else {
+        return Answer::error(404, format!("unknown backend '{name}'"));
+    };
+    let Some(addr_text) = backend["address"].as_str() else {
+        return Answer::error(502, format!("health report has no address for '{name}'"));
+    };
+    let addr = match addr_text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        _ => return Answer::error(502, format!("cannot resolve backend address '{addr_text}'")),
+    };
+    let resp = match one_shot(addr, "POST", "/admin/crash", b"", DEMO_TIMEOUTS) {
+        Ok(r) => r,
+        Err(e) => {
+            return Answer::error(502, format!("backend {name} at {addr} did not answer: {e}"))
+        }
+    };
+    if !(200..300).contains(&resp.status) {
+        return Answer::error(
+            502,
+            format!("backend {name} answered {} to /admin/crash", resp.status),
+        );
+    }
+    let answer: Value = serde_json::from_slice(&resp.body)
+        .unwrap_or_else(|_| json!({ "response": String::from_utf8_lossy(&resp.body) }));
+    let state = match answer.get("crashed").and_then(Value::as_bool) {
+        Some(true) => "crashed",
+        Some(false) => "recovered",
+        None => "toggled crash mode of",
+    };
+    shared
+        .events
+        .push("crash", format!("{state} demo backend {name}"));
+    Answer::json(200, &answer)
+}
+
+/// One admin worker: serves requests until shutdown.
+pub(crate) fn worker(server: &tiny_http::Server, shared: &Shared) {
+    loop {
+        match server.recv() {
+            Ok(req) => serve(shared, req),
+            // `unblock()` (shutdown) or an accept error: only the flag decides.
+            Err(e) => {
+                if shared.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                log::warn!("admin: accept failed: {e}");
+            }
+        }
+    }
+}
