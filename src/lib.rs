@@ -12,10 +12,16 @@ pub mod algo;
 pub mod backend;
 pub mod config;
 pub mod conn;
+pub mod control;
+pub mod demo;
 pub mod events;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod shared;
 pub mod token;
 pub mod worker;
+
+pub use config::Config;
+pub use gateway::Gateway;

@@ -1,3 +1,157 @@
-//! The `api-gateway` binary.
+//! The `api-gateway` binary: parse arguments, load the config (or start the
+//! demo), run the gateway until SIGINT/SIGTERM, exit 0 after a graceful stop.
+//!
+//! Exit codes: 0 clean stop, 1 bad configuration, 2 start-up failure.
 
-fn main() {}
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use api_gateway::demo::DemoBackend;
+use api_gateway::{Config, Gateway};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
+
+const USAGE: &str = "\
+api-gateway: a small, fast HTTP/1.1 API gateway
+
+USAGE:
+    api-gateway                   start the demo (3 backends on :3001-3003, gateway on :4000, admin on :4001)
+    api-gateway --config FILE     start with a JSON config file
+    api-gateway --check FILE      validate a config file and exit
+
+ENVIRONMENT:
+    API_GATEWAY_LOG=error|warn|info|debug|trace   log level (default: info)
+";
+
+fn main() -> ExitCode {
+    init_logging();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (config, demo) = match args.as_slice() {
+        [] => (Config::demo(), true),
+        [flag, path] if flag == "--config" || flag == "-c" || flag == "--check" => {
+            match Config::load(&PathBuf::from(path)) {
+                Ok(c) if flag == "--check" => {
+                    println!(
+                        "{path}: OK ({} backends, listen {})",
+                        c.backends.len(),
+                        c.listen
+                    );
+                    return ExitCode::SUCCESS;
+                }
+                Ok(c) => (c, false),
+                Err(e) => {
+                    eprintln!("api-gateway: config error: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        [flag] if flag == "--help" || flag == "-h" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        [flag] if flag == "--version" || flag == "-V" => {
+            println!("api-gateway {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(1);
+        }
+    };
+
+    // Demo backends live as long as `main`; dropping them stops them.
+    let mut backends = Vec::new();
+    if demo {
+        for b in &config.backends {
+            match DemoBackend::spawn(&b.name, b.addr) {
+                Ok(d) => backends.push(d),
+                Err(e) => {
+                    eprintln!(
+                        "api-gateway: cannot start demo backend: {e} (is another demo running?)"
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+
+    let gateway = match Gateway::start(config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("api-gateway: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = gateway.stop_handle();
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("api-gateway: cannot install signal handlers: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("signal {sig} received: graceful shutdown");
+            stop.stop();
+        }
+    });
+    if demo {
+        print_banner(&gateway, &backends);
+    }
+    gateway.wait();
+    drop(backends);
+    ExitCode::SUCCESS
+}
+
+fn init_logging() {
+    let level = match std::env::var("API_GATEWAY_LOG").as_deref() {
+        Ok("error") => LevelFilter::Error,
+        Ok("warn") => LevelFilter::Warn,
+        Ok("debug") => LevelFilter::Debug,
+        Ok("trace") => LevelFilter::Trace,
+        Ok("off") => LevelFilter::Off,
+        _ => LevelFilter::Info,
+    };
+    let cfg = ConfigBuilder::new()
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .build();
+    let _ = TermLogger::init(level, cfg, TerminalMode::Stderr, ColorChoice::Auto);
+}
+
+fn print_banner(gateway: &Gateway, backends: &[DemoBackend]) {
+    let gw = gateway.listen_addr();
+    let admin = gateway
+        .admin_addr()
+        .map(|a| format!("http://{a}/"))
+        .unwrap_or_else(|| "(disabled)".into());
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{} http://{}", b.name(), b.addr()))
+        .collect();
+    println!(
+        "
+  api-gateway demo is running
+  ---------------------------
+  Gateway     http://{gw}
+  Dashboard   {admin}
+  Backends    {}
+
+  Try:
+    curl -i http://{gw}/api/users
+    for i in 1 2 3 4 5 6; do curl -s http://{gw}/api/users | grep -o '\"server\":\"[^\"]*\"'; done
+    curl -s -X POST http://{}/admin/crash    # crash Backend-A, then watch its circuit open
+
+  Ctrl-C stops everything gracefully. Access log follows.
+",
+        list.join(", "),
+        backends
+            .first()
+            .map(|b| b.addr().to_string())
+            .unwrap_or_default()
+    );
+}

@@ -1,0 +1,417 @@
+//! The gateway side of the control plane: turns admin commands into
+//! algorithm swaps broadcast to every worker, and builds the status reports.
+//!
+//! Validation happened in the admin thread (typed specs); building the new
+//! algorithm happens here, once, off the request path, and the workers only
+//! swap an `Arc`. Reports read the shared atomics directly, so asking for
+//! metrics never touches a worker.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use api_gateway_admin::{BalanceSpec, Command, LimitSpec, Reply};
+use crossbeam_channel::Sender;
+use mio::Waker;
+use serde_json::{json, Value};
+
+use crate::algo::balance::{self, Balancer};
+use crate::algo::limit::{self, RateLimiter};
+use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
+use crate::shared::Shared;
+use crate::worker::WorkerMsg;
+
+/// A worker's mailbox: send, then wake (never the other way round, or the
+/// message could sit unread until an unrelated event).
+#[derive(Clone)]
+pub struct Mailbox {
+    /// The worker's message channel.
+    pub tx: Sender<WorkerMsg>,
+    /// The worker's poll waker.
+    pub waker: Arc<Waker>,
+}
+
+impl Mailbox {
+    fn send(&self, msg: WorkerMsg) {
+        if self.tx.send(msg).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Applies commands and answers reports.
+pub struct Controller {
+    shared: Arc<Shared>,
+    mailboxes: Vec<Mailbox>,
+    limiter: Arc<dyn RateLimiter>,
+    balancer: Arc<dyn Balancer>,
+    generation: u64,
+}
+
+impl Controller {
+    /// A controller for these workers, starting from the algorithms they run.
+    pub fn new(
+        shared: Arc<Shared>,
+        mailboxes: Vec<Mailbox>,
+        limiter: Arc<dyn RateLimiter>,
+        balancer: Arc<dyn Balancer>,
+    ) -> Controller {
+        Controller {
+            shared,
+            mailboxes,
+            limiter,
+            balancer,
+            generation: 0,
+        }
+    }
+
+    /// Tells every worker to stop accepting and finish within the grace period.
+    pub fn shutdown(&self) {
+        let grace = crate::algo::Nanos::from_millis(self.shared.config.timeouts.shutdown_grace_ms);
+        for m in &self.mailboxes {
+            m.send(WorkerMsg::Shutdown { grace });
+        }
+    }
+
+    /// Applies one command.
+    pub fn handle(&mut self, cmd: Command) -> Reply {
+        let now = self.shared.clock_now();
+        match cmd {
+            Command::Health => Reply::Json(self.health()),
+            Command::Metrics => Reply::Text(self.prometheus()),
+            Command::SetRateLimiter(spec) => self.set_limiter(spec),
+            Command::SetLoadBalancer(spec) => self.set_balancer(spec),
+            Command::ToggleBackend(name) => match self.shared.backends.by_name(&name) {
+                None => Reply::NotFound(format!("no backend named '{name}'")),
+                Some(b) => {
+                    let up = b.toggle();
+                    self.shared.events.push(
+                        now,
+                        format!("backend {name} switched {}", if up { "up" } else { "down" }),
+                    );
+                    Reply::Json(json!({"name": name, "up": up}))
+                }
+            },
+            Command::ResetCircuit(name) => match self.shared.backends.by_name(&name) {
+                None => Reply::NotFound(format!("no backend named '{name}'")),
+                Some(b) => {
+                    if let Some(t) = b.breaker.reset(now) {
+                        self.shared.circuit_event(b.id, t, now);
+                    }
+                    Reply::Json(
+                        json!({"name": name, "circuitState": b.breaker.state(now).as_str()}),
+                    )
+                }
+            },
+            Command::ResetMetrics => {
+                self.shared.metrics.reset();
+                for b in self.shared.backends.iter() {
+                    b.stats.reset();
+                }
+                self.shared.events.push(now, "metrics reset".into());
+                Reply::Json(json!({"reset": true}))
+            }
+        }
+    }
+
+    fn set_limiter(&mut self, spec: LimitSpec) -> Reply {
+        if let Err(e) = spec.validate() {
+            return Reply::Invalid(e);
+        }
+        let limiter = limit::build(&spec, self.shared.config.rate_limit.max_keys);
+        self.limiter = limiter.clone();
+        for m in &self.mailboxes {
+            m.send(WorkerMsg::SetLimiter(limiter.clone()));
+        }
+        self.generation += 1;
+        let now = self.shared.clock_now();
+        self.shared.events.push(
+            now,
+            format!(
+                "rate limiter switched to {} (generation {})",
+                spec.name(),
+                self.generation
+            ),
+        );
+        Reply::Json(
+            json!({"rateLimiter": limiter_json(&spec, &self.shared), "generation": self.generation}),
+        )
+    }
+
+    fn set_balancer(&mut self, spec: BalanceSpec) -> Reply {
+        let balancer = balance::build(&spec, &self.shared.backends);
+        self.balancer = balancer.clone();
+        for m in &self.mailboxes {
+            m.send(WorkerMsg::SetBalancer(balancer.clone()));
+        }
+        self.generation += 1;
+        let now = self.shared.clock_now();
+        self.shared.events.push(
+            now,
+            format!(
+                "load balancer switched to {} (generation {})",
+                spec.name(),
+                self.generation
+            ),
+        );
+        Reply::Json(
+            json!({"loadBalancer": serde_json::to_value(&spec).unwrap_or(Value::Null), "generation": self.generation}),
+        )
+    }
+
+    /// The `/gateway/health` report.
+    pub fn health(&self) -> Value {
+        let s = &self.shared;
+        let now = s.clock_now();
+        let m = &s.metrics;
+        let backends: Vec<Value> = s
+            .backends
+            .iter()
+            .map(|b| {
+                json!({
+                    "name": b.name,
+                    "address": b.addr.to_string(),
+                    "weight": b.weight,
+                    "up": b.is_up(),
+                    "circuitState": b.breaker.state(now).as_str(),
+                    "inflight": b.inflight(),
+                    "requests": get(&b.stats.requests),
+                    "failures": get(&b.stats.failures),
+                    "status": class_json(&b.stats.status),
+                    "latency_ms": quantiles(&b.stats.latency),
+                })
+            })
+            .collect();
+        let events: Vec<Value> = s
+            .events
+            .snapshot()
+            .into_iter()
+            .map(|e| json!({"at_ms": e.at.as_millis(), "message": e.message}))
+            .collect();
+        json!({
+            "status": "ok",
+            "uptime_ms": now.as_millis(),
+            "listen": s.config.listen.to_string(),
+            "workers": s.config.workers,
+            "pipeline": s.config.pipeline.iter().map(|st| st.name()).collect::<Vec<_>>(),
+            "rateLimiter": limiter_json(self.limiter.spec(), s),
+            "loadBalancer": serde_json::to_value(self.balancer.spec()).unwrap_or(Value::Null),
+            "circuitBreaker": serde_json::to_value(s.config.circuit_breaker).unwrap_or(Value::Null),
+            "backends": backends,
+            "totals": {
+                "requests": get(&m.requests),
+                "proxied": get(&m.proxied),
+                "rate_limited": get(&m.rate_limited),
+                "circuit_broken": get(&m.circuit_broken),
+                "errors": get(&m.errors),
+                "inflight": get(&m.inflight),
+                "status": class_json(&m.status),
+                "latency_ms": quantiles(&m.latency),
+            },
+            "connections": {"open": get(&m.connections_open), "accepted": get(&m.connections_accepted)},
+            "events": events,
+        })
+    }
+
+    /// The `/metrics` report (Prometheus text format 0.0.4).
+    pub fn prometheus(&self) -> String {
+        let s = &self.shared;
+        let m = &s.metrics;
+        let now = s.clock_now();
+        let mut o = String::with_capacity(8192);
+        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            &mut o,
+            "gateway_requests_total",
+            "Requests received (heads read).",
+            get(&m.requests),
+        );
+        counter(
+            &mut o,
+            "gateway_proxied_total",
+            "Requests forwarded to a backend.",
+            get(&m.proxied),
+        );
+        counter(
+            &mut o,
+            "gateway_rate_limited_total",
+            "Requests answered 429.",
+            get(&m.rate_limited),
+        );
+        counter(
+            &mut o,
+            "gateway_circuit_broken_total",
+            "Requests answered 503: no closed circuit.",
+            get(&m.circuit_broken),
+        );
+        counter(
+            &mut o,
+            "gateway_errors_total",
+            "Other gateway-made errors.",
+            get(&m.errors),
+        );
+        counter(
+            &mut o,
+            "gateway_connections_accepted_total",
+            "Client connections accepted.",
+            get(&m.connections_accepted),
+        );
+        let _ = writeln!(o, "# HELP gateway_responses_total Responses sent to clients by status class.\n# TYPE gateway_responses_total counter");
+        for (i, c) in m.status.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "gateway_responses_total{{class=\"{}xx\"}} {}",
+                i + 1,
+                get(c)
+            );
+        }
+        let _ = writeln!(o, "# HELP gateway_ratelimit_decisions_total Rate-limiter decisions.\n# TYPE gateway_ratelimit_decisions_total counter");
+        for (d, c) in [
+            ("allowed", &m.limit_allowed),
+            ("delayed", &m.limit_delayed),
+            ("denied", &m.limit_denied),
+        ] {
+            let _ = writeln!(
+                o,
+                "gateway_ratelimit_decisions_total{{decision=\"{d}\"}} {}",
+                get(c)
+            );
+        }
+        let _ = writeln!(o, "# HELP gateway_inflight_requests Requests being handled.\n# TYPE gateway_inflight_requests gauge\ngateway_inflight_requests {}", get(&m.inflight));
+        let _ = writeln!(o, "# HELP gateway_connections_open Client connections open.\n# TYPE gateway_connections_open gauge\ngateway_connections_open {}", get(&m.connections_open));
+        let _ = writeln!(o, "# HELP gateway_uptime_seconds Seconds since start.\n# TYPE gateway_uptime_seconds gauge\ngateway_uptime_seconds {}", now.as_millis() / 1000);
+        let _ = writeln!(o, "# HELP gateway_backend_requests_total Requests sent to each backend.\n# TYPE gateway_backend_requests_total counter");
+        for b in s.backends.iter() {
+            let _ = writeln!(
+                o,
+                "gateway_backend_requests_total{{backend=\"{}\"}} {}",
+                b.name,
+                get(&b.stats.requests)
+            );
+        }
+        let _ = writeln!(o, "# HELP gateway_backend_responses_total Backend responses by status class.\n# TYPE gateway_backend_responses_total counter");
+        for b in s.backends.iter() {
+            for (i, c) in b.stats.status.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "gateway_backend_responses_total{{backend=\"{}\",class=\"{}xx\"}} {}",
+                    b.name,
+                    i + 1,
+                    get(c)
+                );
+            }
+        }
+        let _ = writeln!(o, "# HELP gateway_backend_failures_total Failures counted against each backend's circuit.\n# TYPE gateway_backend_failures_total counter");
+        for b in s.backends.iter() {
+            let _ = writeln!(
+                o,
+                "gateway_backend_failures_total{{backend=\"{}\"}} {}",
+                b.name,
+                get(&b.stats.failures)
+            );
+        }
+        let _ = writeln!(o, "# HELP gateway_backend_inflight Requests in flight per backend.\n# TYPE gateway_backend_inflight gauge");
+        for b in s.backends.iter() {
+            let _ = writeln!(
+                o,
+                "gateway_backend_inflight{{backend=\"{}\"}} {}",
+                b.name,
+                b.inflight()
+            );
+        }
+        let _ = writeln!(o, "# HELP gateway_circuit_state Circuit state per backend (1 for the current state).\n# TYPE gateway_circuit_state gauge");
+        for b in s.backends.iter() {
+            let cur = b.breaker.state(now).as_str();
+            for st in ["CLOSED", "OPEN", "HALF_OPEN"] {
+                let _ = writeln!(
+                    o,
+                    "gateway_circuit_state{{backend=\"{}\",state=\"{st}\"}} {}",
+                    b.name,
+                    u8::from(cur == st)
+                );
+            }
+        }
+        let _ = writeln!(o, "# HELP gateway_backend_up Operator switch per backend.\n# TYPE gateway_backend_up gauge");
+        for b in s.backends.iter() {
+            let _ = writeln!(
+                o,
+                "gateway_backend_up{{backend=\"{}\"}} {}",
+                b.name,
+                u8::from(b.is_up())
+            );
+        }
+        histogram(
+            &mut o,
+            "gateway_request_duration_seconds",
+            "Whole-request latency at the gateway.",
+            "",
+            &m.latency,
+        );
+        let _ = writeln!(o, "# HELP gateway_backend_response_seconds Time to the backend's response head.\n# TYPE gateway_backend_response_seconds histogram");
+        for b in s.backends.iter() {
+            histogram_lines(
+                &mut o,
+                "gateway_backend_response_seconds",
+                &format!("backend=\"{}\",", b.name),
+                &b.stats.latency,
+            );
+        }
+        o
+    }
+}
+
+fn limiter_json(spec: &LimitSpec, s: &Shared) -> Value {
+    let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.insert(
+            "key".into(),
+            Value::String(s.config.rate_limit.key.describe()),
+        );
+    }
+    v
+}
+
+fn class_json(counters: &[std::sync::atomic::AtomicU64; 5]) -> Value {
+    json!({
+        "1xx": get(&counters[0]), "2xx": get(&counters[1]), "3xx": get(&counters[2]),
+        "4xx": get(&counters[3]), "5xx": get(&counters[4]),
+    })
+}
+
+fn quantiles(h: &Histogram) -> Value {
+    json!({"p50": h.quantile_ms(0.5), "p90": h.quantile_ms(0.9), "p99": h.quantile_ms(0.99)})
+}
+
+fn histogram(o: &mut String, name: &str, help: &str, labels: &str, h: &Histogram) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
+    histogram_lines(o, name, labels, h);
+}
+
+fn histogram_lines(o: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let counts = h.counts();
+    let mut cum = 0;
+    for (i, c) in counts.iter().enumerate() {
+        cum += c;
+        match LATENCY_BUCKETS_MS.get(i) {
+            Some(ms) => {
+                let _ = writeln!(
+                    o,
+                    "{name}_bucket{{{labels}le=\"{}\"}} {cum}",
+                    *ms as f64 / 1000.0
+                );
+            }
+            None => {
+                let _ = writeln!(o, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
+            }
+        }
+    }
+    let trimmed = labels.trim_end_matches(',');
+    let braces = if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("{{{trimmed}}}")
+    };
+    let _ = writeln!(o, "{name}_sum{braces} {}", h.sum_us() as f64 / 1e6);
+    let _ = writeln!(o, "{name}_count{braces} {cum}");
+}

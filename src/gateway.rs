@@ -1,0 +1,226 @@
+//! Starting and stopping a whole gateway: listeners, workers, the control
+//! loop and the admin server, wired together.
+//!
+//! Threads: N workers (one `mio::Poll` each, own `SO_REUSEPORT` listener),
+//! one control thread (applies admin commands, broadcasts swaps, runs the
+//! shutdown), and the admin server's threads. Used by `main` and by tests,
+//! which start gateways on ephemeral ports.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use api_gateway_admin::{AdminConfig, AdminHandle, Command, Envelope, Reply};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use socket2::{Domain, Socket, Type};
+
+use crate::algo::{balance, limit};
+use crate::config::Config;
+use crate::control::{Controller, Mailbox};
+use crate::shared::Shared;
+use crate::worker::{Worker, WorkerParts};
+
+/// A running gateway.
+pub struct Gateway {
+    listen: SocketAddr,
+    admin: Option<AdminHandle>,
+    commands: Sender<Envelope>,
+    stop: Sender<()>,
+    control: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Asks a running gateway to shut down gracefully (from a signal thread).
+#[derive(Debug, Clone)]
+pub struct StopHandle(Sender<()>);
+
+impl StopHandle {
+    /// Requests the graceful shutdown (idempotent).
+    pub fn stop(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+impl Gateway {
+    /// Binds everything and starts the threads. Fails if a port is taken or
+    /// the admin exposure rules refuse the configuration.
+    pub fn start(config: Config) -> io::Result<Gateway> {
+        if let Some(admin) = config.admin {
+            api_gateway_admin::check_exposure(&admin, config.admin_token.as_deref())
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        }
+        let workers = config.workers.max(1);
+        let listeners = bind_listeners(config.listen, workers)?;
+        let listen = listeners[0].local_addr()?;
+        let mut config = config;
+        config.listen = listen;
+        let shared = Arc::new(Shared::new(config));
+        let limiter = limit::build(
+            &shared.config.rate_limit.spec,
+            shared.config.rate_limit.max_keys,
+        );
+        let balancer = balance::build(&shared.config.load_balancer, &shared.backends);
+
+        let mut mailboxes = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let (tx, rx) = bounded(64);
+            let (worker, waker) = Worker::new(WorkerParts {
+                id,
+                listener,
+                shared: shared.clone(),
+                limiter: limiter.clone(),
+                balancer: balancer.clone(),
+                rx,
+            })?;
+            mailboxes.push(Mailbox { tx, waker });
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("worker-{id}"))
+                    .spawn(move || {
+                        if let Err(e) = worker.run() {
+                            log::error!("worker {id} stopped: {e}");
+                        }
+                    })?,
+            );
+        }
+
+        let (commands, command_rx) = bounded::<Envelope>(64);
+        let (stop, stop_rx) = bounded::<()>(1);
+        let controller = Controller::new(shared.clone(), mailboxes, limiter, balancer);
+        let control = thread::Builder::new()
+            .name("control".into())
+            .spawn(move || control_loop(controller, command_rx, stop_rx, threads))?;
+
+        let admin = match shared.config.admin {
+            Some(addr) => Some(api_gateway_admin::spawn(
+                AdminConfig {
+                    addr,
+                    token: shared.config.admin_token.clone(),
+                    gateway_addr: listen,
+                },
+                commands.clone(),
+            )?),
+            None => None,
+        };
+        log::info!("gateway listening on http://{listen} with {workers} worker(s)");
+        Ok(Gateway {
+            listen,
+            admin,
+            commands,
+            stop,
+            control: Some(control),
+            shared,
+        })
+    }
+
+    /// The client-facing address (resolved when configured with port 0).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The admin address, when the admin port is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminHandle::local_addr)
+    }
+
+    /// Shared state (metrics, backends) for inspection.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Sends a control command and waits for the reply (what the admin API
+    /// does for each request).
+    pub fn command(&self, cmd: Command) -> Reply {
+        let (tx, rx) = bounded(1);
+        if self.commands.send(Envelope { cmd, reply: tx }).is_err() {
+            return Reply::Invalid("gateway is stopped".into());
+        }
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| Reply::Invalid("gateway did not answer".into()))
+    }
+
+    /// A handle that can request shutdown from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Blocks until the gateway has shut down (after a [`StopHandle::stop`]).
+    pub fn wait(mut self) {
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+        if let Some(a) = self.admin.take() {
+            a.shutdown();
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests within
+    /// the grace period, close idle connections, join every thread.
+    pub fn shutdown(self) {
+        self.stop_handle().stop();
+        self.wait();
+    }
+}
+
+fn control_loop(
+    mut controller: Controller,
+    commands: Receiver<Envelope>,
+    stop: Receiver<()>,
+    workers: Vec<JoinHandle<()>>,
+) {
+    loop {
+        select! {
+            recv(commands) -> env => match env {
+                Ok(env) => {
+                    let reply = controller.handle(env.cmd);
+                    let _ = env.reply.try_send(reply);
+                }
+                Err(_) => break,
+            },
+            recv(stop) -> _ => break,
+        }
+    }
+    log::info!("shutting down: no new connections, finishing in-flight requests");
+    controller.shutdown();
+    for w in workers {
+        let _ = w.join();
+    }
+    log::info!("all workers stopped");
+}
+
+/// Binds `n` listeners on one address; with several, each gets
+/// `SO_REUSEPORT` so the kernel spreads connections across workers.
+fn bind_listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = bind_one(addr, n > 1)?;
+    let actual = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..n {
+        all.push(bind_one(actual, true)?);
+    }
+    Ok(all)
+}
+
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
