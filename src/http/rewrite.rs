@@ -114,9 +114,11 @@ pub fn write_response(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, info: 
     let upgrading = head.status == 101;
     for h in &head.headers {
         let name = h.name.get(buf);
+        // A 101 names `Upgrade` in its `Connection`; that one field must
+        // reach the client: it is the switch itself.
         let keep_upgrade = upgrading && eq_ci(name, b"upgrade");
-        if (is_hop_by_hop(name) && !keep_upgrade)
-            || named_in_connection(buf, &head.connection, name)
+        if !keep_upgrade
+            && (is_hop_by_hop(name) || named_in_connection(buf, &head.connection, name))
         {
             continue;
         }

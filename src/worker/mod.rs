@@ -301,7 +301,9 @@ impl Worker {
         for ci in all {
             let c = &mut self.conns[ci];
             c.draining = true;
-            if c.is_idle() {
+            // Idle keep-alive connections and ones only lingering after
+            // their last response have nothing left to deliver.
+            if c.is_idle() || (matches!(c.phase, Phase::Closing) && c.client_shut) {
                 self.close(ci);
             }
         }

@@ -1,0 +1,219 @@
+//! Request framing and rejection rules (RFC 9112 §6.3 and friends), over
+//! real sockets: each ambiguous or malformed shape gets its status, a JSON
+//! error with the request id, and a closed connection — and never reaches
+//! the backend.
+
+mod support;
+
+use support::*;
+
+fn rejected(raw: &[u8], status: u16) {
+    let backend = TestBackend::start();
+    let gw = start(config(&[backend.addr]));
+    let mut c = Client::connect(gw.listen_addr());
+    let r = c.roundtrip(raw);
+    assert_eq!(
+        r.status,
+        status,
+        "for {:?}: {}",
+        String::from_utf8_lossy(raw),
+        r.text()
+    );
+    let v = r.json();
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_eq!(v["request_id"].as_str(), r.header("x-request-id"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed(), "connection must close after {status}");
+    assert_eq!(
+        backend.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "must not reach the backend"
+    );
+    gw.shutdown();
+}
+
+#[test]
+fn content_length_with_transfer_encoding_is_400() {
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn differing_content_lengths_are_400() {
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\nabcd",
+        400,
+    );
+}
+
+#[test]
+fn malformed_content_length_is_400() {
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\nabc",
+        400,
+    );
+}
+
+#[test]
+fn non_final_or_unknown_transfer_coding_is_400() {
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn whitespace_before_colon_is_400() {
+    rejected(
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn obs_fold_is_400() {
+    rejected(
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: a\r\n  continued\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn bare_cr_is_400() {
+    rejected(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\rX-B: 2\r\n\r\n", 400);
+}
+
+#[test]
+fn nul_in_header_is_400() {
+    rejected(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", 400);
+}
+
+#[test]
+fn host_rules() {
+    rejected(b"GET / HTTP/1.1\r\n\r\n", 400);
+    rejected(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
+}
+
+#[test]
+fn unsupported_version_is_505() {
+    rejected(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
+    rejected(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505);
+}
+
+#[test]
+fn oversize_head_is_431() {
+    let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..400 {
+        raw.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(40)).as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    rejected(&raw, 431);
+}
+
+#[test]
+fn long_uri_is_414() {
+    let raw = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(9000));
+    rejected(raw.as_bytes(), 414);
+}
+
+#[test]
+fn declared_body_over_limit_is_413() {
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999\r\n\r\n",
+        413,
+    );
+}
+
+#[test]
+fn connect_is_405() {
+    rejected(
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        405,
+    );
+}
+
+#[test]
+fn garbage_is_400() {
+    rejected(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400);
+}
+
+#[test]
+fn invalid_chunk_size_is_400_and_backend_connection_dropped() {
+    let backend = TestBackend::start();
+    let gw = start(config(&[backend.addr]));
+    let mut c = Client::connect(gw.listen_addr());
+    let r = c.roundtrip(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("chunked"));
+    assert!(c.is_closed());
+    assert_eq!(
+        backend.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    gw.shutdown();
+}
+
+#[test]
+fn chunked_body_over_limit_is_413() {
+    let backend = TestBackend::start();
+    let mut cfg = config(&[backend.addr]);
+    cfg.limits.max_body_bytes = 1000;
+    let gw = start(cfg);
+    let mut c = Client::connect(gw.listen_addr());
+    let r =
+        c.roundtrip(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n");
+    assert_eq!(r.status, 413);
+    assert!(c.is_closed());
+    gw.shutdown();
+}
+
+#[test]
+fn pipelined_request_after_a_body_is_not_smuggled() {
+    // The body of the first request contains what looks like a request; the
+    // backend must see it as body bytes, and exactly two requests in total.
+    let backend = TestBackend::start();
+    let gw = start(config(&[backend.addr]));
+    let mut c = Client::connect(gw.listen_addr());
+    let inner = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    let raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{inner}GET /second HTTP/1.1\r\nHost: a\r\n\r\n",
+        inner.len()
+    );
+    c.send(raw.as_bytes());
+    let r1 = c.read(false);
+    assert_eq!(r1.status, 200);
+    assert_eq!(r1.text(), inner);
+    let r2 = c.read(false);
+    assert_eq!(r2.text(), "GET /second");
+    let paths: Vec<String> = backend
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(paths, vec!["/echo", "/second"]);
+    gw.shutdown();
+}
