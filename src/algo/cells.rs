@@ -7,6 +7,8 @@
 //! A racing takeover may make a key inherit another key's state (over-count),
 //! never forget an admission it has just counted for the new owner (under-count).
 
+#![deny(missing_docs)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Nanos;
@@ -21,7 +23,7 @@ pub const MAX_SLOTS: usize = 1 << 22;
 
 /// Tag of an empty slot. Key 0 is stored as tag 1 (see [`tag_of`]): keys are
 /// random-seeded 64-bit hashes, so conflating 0 with 1 costs nothing measurable.
-const EMPTY: u64 = 0;
+pub const EMPTY: u64 = 0;
 
 /// The tag stored for `key` (never [`EMPTY`]).
 #[inline]
