@@ -7,6 +7,7 @@
 
 pub mod balance;
 pub mod breaker;
+pub mod cells;
 pub mod clock;
 pub mod limit;
 

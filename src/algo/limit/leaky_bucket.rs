@@ -1,0 +1,229 @@
+//! Leaky bucket that SHAPES traffic (nginx `limit_req` with `burst`, no `nodelay`).
+//!
+//! Requests of a key are released exactly `T = 1/leak_per_sec` apart (T rounded
+//! up to whole ns). One word of state, the GCRA `TAT`: the earliest time the next
+//! request may be released. A request is admitted with delay `d = max(TAT, now) - now`
+//! iff at most `capacity - 1` requests are still waiting, i.e. iff `d <= capacity * T`.
+
+use api_gateway_admin::LimitSpec;
+
+use super::{interval_ns, Decision, RateLimiter};
+use crate::algo::cells::CellTable;
+use crate::algo::Nanos;
+
+/// Traffic shaper: queue of `capacity` per key, drained at `leak_per_sec`.
+///
+/// Queue semantics, exactly: a request is *waiting* from its arrival until its
+/// release time `now + delay` (exclusive), so a request released at `now` is
+/// not waiting. Up to `capacity` requests may wait at once; from an idle key a
+/// burst therefore gets delays `0, T, 2T, ..., capacity*T` (one passes at
+/// once, `capacity` are queued) and the next is denied with
+/// `retry_after` = time until one waiting request is released.
+/// `remaining` is the free queue room after this request.
+pub struct LeakyBucket {
+    spec: LimitSpec,
+    capacity: u64,
+    /// Emission interval `T` (ns between releases).
+    interval: u64,
+    /// Largest delay a request may be given: `capacity * T`.
+    max_delay: u64,
+    table: CellTable,
+}
+
+impl LeakyBucket {
+    /// A shaper queueing up to `capacity` requests per key and releasing
+    /// `leak_per_sec` per second, tracking up to `max_keys` keys.
+    pub fn new(capacity: u32, leak_per_sec: f64, max_keys: usize) -> Self {
+        let interval = interval_ns(leak_per_sec);
+        let capacity64 = u64::from(capacity);
+        LeakyBucket {
+            spec: LimitSpec::LeakyBucket {
+                capacity,
+                leak_per_sec,
+            },
+            capacity: capacity64,
+            interval,
+            max_delay: capacity64.saturating_mul(interval),
+            table: CellTable::new(max_keys),
+        }
+    }
+
+    /// Slots in the key table (fixed).
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// The emission interval `T`: released requests are exactly this far apart.
+    pub fn interval(&self) -> Nanos {
+        Nanos(self.interval)
+    }
+
+    /// Pure step. Release times already handed out are `TAT - T, TAT - 2T, ...`;
+    /// those after `now` are waiting, and there are `ceil(d / T) - 1` of them
+    /// (for `d > 0`), which is below `capacity` iff `d <= capacity * T`.
+    #[inline]
+    fn decide(&self, tat: u64, now: Nanos) -> (Option<u64>, Decision) {
+        // `max` keeps releases T apart even if a racing thread passes a
+        // slightly stale `now`: TAT never moves backwards.
+        let release = tat.max(now.0);
+        let delay = release - now.0;
+        if delay <= self.max_delay {
+            let new_tat = release.saturating_add(self.interval);
+            // Waiting after this request: ceil(d / T) (this one included
+            // when d > 0).
+            let waiting = delay.div_ceil(self.interval);
+            let remaining = self.capacity.saturating_sub(waiting);
+            (
+                Some(new_tat),
+                Decision::admit(
+                    Nanos(delay),
+                    self.capacity,
+                    remaining,
+                    Nanos(new_tat - now.0),
+                ),
+            )
+        } else {
+            // Room appears when the delay would shrink to `capacity * T`.
+            let retry = Nanos(delay - self.max_delay);
+            (None, Decision::deny(self.capacity, Nanos(delay), retry))
+        }
+    }
+}
+
+impl RateLimiter for LeakyBucket {
+    fn check(&self, key: u64, now: Nanos) -> Decision {
+        // TAT <= now means an empty queue: equivalent to a fresh key.
+        self.table
+            .update(key, now, |tat| tat, |tat| self.decide(tat, now))
+    }
+
+    fn spec(&self) -> &LimitSpec {
+        &self.spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::super::test_kit::{admitted, flood, hammer};
+    use super::super::Verdict;
+    use super::*;
+    use crate::algo::{Clock, ManualClock};
+
+    fn ms(n: u64) -> Nanos {
+        Nanos::from_millis(n)
+    }
+
+    #[test]
+    fn burst_is_spaced_exactly_t_apart_then_queue_full() {
+        let clock = ManualClock::new(ms(5_000));
+        let lb = LeakyBucket::new(3, 10.0, 16); // T = 100 ms
+        assert_eq!(lb.interval(), ms(100));
+        let d = lb.check(1, clock.now());
+        assert_eq!((d.verdict, d.remaining), (Verdict::Allow, 3));
+        for (k, left) in [(1, 2), (2, 1), (3, 0)] {
+            let d = lb.check(1, clock.now());
+            assert_eq!(d.verdict, Verdict::Delay(ms(100 * k)));
+            assert_eq!((d.limit, d.remaining), (3, left));
+        }
+        // 3 waiting = capacity: the next is denied until one is released.
+        let d = lb.check(1, clock.now());
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(d.retry_after, ms(100));
+        // 100 ms later the first queued one is released: room for one more,
+        // released right after the last queued (t0 + 400 ms).
+        clock.advance(ms(100));
+        assert_eq!(lb.check(1, clock.now()).verdict, Verdict::Delay(ms(300)));
+        assert_eq!(lb.check(1, clock.now()).verdict, Verdict::Deny);
+    }
+
+    #[test]
+    fn steady_arrivals_slower_than_leak_are_never_delayed() {
+        let lb = LeakyBucket::new(2, 10.0, 16);
+        for i in 0..50 {
+            assert_eq!(lb.check(3, ms(150 * i)).verdict, Verdict::Allow);
+        }
+    }
+
+    #[test]
+    fn arrival_between_releases_waits_for_its_slot() {
+        let lb = LeakyBucket::new(2, 10.0, 16);
+        assert_eq!(lb.check(3, ms(0)).verdict, Verdict::Allow);
+        assert_eq!(lb.check(3, ms(30)).verdict, Verdict::Delay(ms(70)));
+        assert_eq!(lb.check(3, ms(40)).verdict, Verdict::Delay(ms(160)));
+        // Waiting: released at 100 and 200 -> 2 = capacity.
+        let d = lb.check(3, ms(50));
+        assert_eq!((d.verdict, d.retry_after), (Verdict::Deny, ms(50)));
+    }
+
+    #[test]
+    fn keys_are_independent() {
+        let lb = LeakyBucket::new(1, 1.0, 16);
+        assert_eq!(lb.check(1, ms(5)).verdict, Verdict::Allow);
+        assert_eq!(lb.check(1, ms(5)).verdict, Verdict::Delay(ms(1_000)));
+        assert_eq!(lb.check(2, ms(5)).verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn table_stays_bounded_under_key_flood() {
+        let lb = LeakyBucket::new(2, 0.5, 4096);
+        assert_eq!(flood(&lb, ms(1)), 100_000);
+        assert_eq!(lb.capacity(), 4096);
+    }
+
+    #[test]
+    fn threads_hammering_one_key_get_distinct_release_slots() {
+        let l: Arc<dyn RateLimiter> = Arc::new(LeakyBucket::new(200, 10.0, 64));
+        let ds = hammer(&l, 4, 1_000, 8, ms(1));
+        assert_eq!(admitted(&ds), 201, "one immediate + capacity queued");
+        let mut delays: Vec<u64> = ds
+            .iter()
+            .filter_map(|d| match d.verdict {
+                Verdict::Allow => Some(0),
+                Verdict::Delay(n) => Some(n.0),
+                Verdict::Deny => None,
+            })
+            .collect();
+        delays.sort_unstable();
+        let expect: Vec<u64> = (0..=200).map(|k| k * ms(100).0).collect();
+        assert_eq!(delays, expect);
+    }
+
+    proptest! {
+        /// Releases (`now + delay`) of a key are at least T apart, never more
+        /// than `capacity` wait at once, and no delay exceeds `capacity * T`.
+        #[test]
+        fn releases_are_spaced_and_queue_is_bounded(
+            ops in prop::collection::vec((0u64..3, 0u64..200), 1..300),
+            capacity in 1u32..5,
+        ) {
+            let lb = LeakyBucket::new(capacity, 10.0, 256);
+            let t = ms(100).0;
+            let mut now = 0;
+            let mut releases = vec![Vec::<u64>::new(); 3];
+            for (key, dt_ms) in ops {
+                now += dt_ms * 1_000_000;
+                let d = lb.check(key, Nanos(now));
+                let delay = match d.verdict {
+                    Verdict::Allow => 0,
+                    Verdict::Delay(n) => n.0,
+                    Verdict::Deny => {
+                        prop_assert!(d.retry_after.0 > 0);
+                        continue;
+                    }
+                };
+                prop_assert!(delay <= u64::from(capacity) * t);
+                let r = &mut releases[key as usize];
+                let waiting = r.iter().filter(|&&x| x > now).count();
+                prop_assert!(waiting < capacity as usize);
+                if let Some(&last) = r.last() {
+                    prop_assert!(now + delay >= last + t);
+                }
+                r.push(now + delay);
+            }
+        }
+    }
+}
