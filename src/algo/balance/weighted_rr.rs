@@ -1,8 +1,9 @@
-//! Smooth weighted round robin (nginx SWRR order), precomputed.
+//! Smooth weighted round robin, precomputed.
 //!
-//! At build time we run nginx's smooth algorithm for one full cycle (total
-//! weight steps) and store the resulting sequence; `pick` indexes it with one
-//! atomic counter, so the pick path is lock-free and exactly proportional.
+//! At build time we lay out one full cycle (total weight slots) with each
+//! backend's slots spread evenly (see [`smooth_cycle`]); `pick` indexes it
+//! with one atomic counter, so the pick path is lock-free and exactly
+//! proportional.
 //! Weights are divided by their gcd and, if the cycle would exceed
 //! [`MAX_CYCLE`], scaled down proportionally (each stays >= 1).
 #![deny(missing_docs)]
@@ -55,33 +56,43 @@ fn effective_weights(weights: &[u64]) -> Vec<u64> {
     w
 }
 
-/// nginx `ngx_http_upstream_get_peer` for one cycle: every step adds each
-/// weight to its running score, picks the highest (first on ties), and
-/// subtracts the total from the winner. Over `total` steps each backend is
-/// picked exactly `weight` times, interleaved rather than in bursts.
-fn swrr_cycle(weights: &[u64]) -> Vec<u32> {
-    let total: i64 = weights.iter().map(|&w| w as i64).sum();
-    let mut current = vec![0i64; weights.len()];
-    (0..total)
-        .map(|_| {
-            let mut best = 0;
-            for (i, &w) in weights.iter().enumerate() {
-                current[i] += w as i64;
-                if current[i] > current[best] {
-                    best = i;
-                }
-            }
-            current[best] -= total;
-            best as u32
-        })
-        .collect()
+/// One smooth cycle: each backend's `w` slots are spread evenly over the
+/// cycle of length `N = Σw`, heaviest backend first, at the ideal positions
+/// `offset + round(k·N/w)` (taken slots probe forward to the next free one).
+///
+/// Unlike nginx's SWRR (a3/b2/c1 → a b a c b a, which repeats `a` across the
+/// cycle boundary), this is smooth *cyclically*: a3/b2/c1 → a b a c a b, so no
+/// backend gets two requests in a row as long as its weight is at most half
+/// the total. Over a cycle each backend gets exactly its weight.
+fn smooth_cycle(weights: &[u64]) -> Vec<u32> {
+    let total = weights.iter().sum::<u64>() as usize;
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    // Heaviest first (stable: equal weights keep table order).
+    order.sort_by(|&a, &b| weights[b].cmp(&weights[a]));
+    let mut seq: Vec<Option<u32>> = vec![None; total];
+    for id in order {
+        let w = weights[id] as usize;
+        if w == 0 {
+            continue;
+        }
+        let offset = seq.iter().position(Option::is_none).unwrap_or(0);
+        for k in 0..w {
+            let ideal = (offset + (2 * k * total + w) / (2 * w)) % total;
+            let slot = (0..total)
+                .map(|d| (ideal + d) % total)
+                .find(|&i| seq[i].is_none())
+                .unwrap_or(ideal);
+            seq[slot] = Some(id as u32);
+        }
+    }
+    seq.into_iter().map(|s| s.unwrap_or(0)).collect()
 }
 
 impl WeightedRoundRobin {
     /// Builds the cycle from `table`'s weights (O(total weight × backends)).
     pub fn new(table: &BackendTable) -> WeightedRoundRobin {
         let weights: Vec<u64> = table.iter().map(|b| u64::from(b.weight.max(1))).collect();
-        let seq = swrr_cycle(&effective_weights(&weights));
+        let seq = smooth_cycle(&effective_weights(&weights));
         let len = seq.len();
         let mut last = vec![None::<usize>; weights.len()];
         let mut back = vec![len as u32; len];
@@ -154,17 +165,21 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn nginx_smooth_order() {
+    fn smooth_order() {
         let t = table(&[3, 2, 1]);
         let w = WeightedRoundRobin::new(&t);
-        // Exactly what nginx's loop yields for a3/b2/c1 (first max wins ties):
-        // no backend twice in a row inside the cycle (nginx can repeat one
-        // across the cycle boundary: ...b a | a b...).
-        assert_eq!(w.schedule().collect::<Vec<_>>(), [0, 1, 0, 2, 1, 0]);
-        // nginx's documented example for weights 5/1/1.
+        // a3/b2/c1 → a b a c a b: no backend twice in a row, even across the
+        // cycle boundary (b | a).
+        assert_eq!(w.schedule().collect::<Vec<_>>(), [0, 1, 0, 2, 0, 1]);
+        // 5/1/1: the heavy backend never runs more than 3 in a row cyclically
+        // (nginx's a a b a c a a runs 4 across the boundary).
         let t = table(&[5, 1, 1]);
         let w = WeightedRoundRobin::new(&t);
-        assert_eq!(w.schedule().collect::<Vec<_>>(), [0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(w.schedule().collect::<Vec<_>>(), [0, 0, 1, 0, 0, 2, 0]);
+        // Equal weights reduce (gcd) to plain round robin.
+        let t = table(&[2, 2, 2]);
+        let w = WeightedRoundRobin::new(&t);
+        assert_eq!(w.schedule().collect::<Vec<_>>(), [0, 1, 2]);
     }
 
     #[test]
@@ -180,7 +195,7 @@ mod tests {
     fn failover_follows_the_sequence() {
         let t = table(&[3, 2, 1]);
         let w = WeightedRoundRobin::new(&t);
-        // Cycle a b a c b a with `a` rejected: each a-slot falls to the next
+        // Cycle a b a c a b with `a` rejected: each a-slot falls to the next
         // distinct backend after it: b, c, b.
         let seq: Vec<_> = (0..6)
             .map(|_| pick_checked(&w, &t, 0, &[0]).unwrap())
@@ -203,8 +218,8 @@ mod tests {
     fn back_distances_are_cyclic() {
         let t = table(&[3, 2, 1]);
         let w = WeightedRoundRobin::new(&t);
-        // a b a c b a: a@0 prev a@5 (dist 1), b@1 prev b@4 (3), c unique (6).
-        assert_eq!(&*w.back, &[1, 3, 2, 6, 3, 3]);
+        // a b a c a b: a@0 prev a@4 (dist 2), b@1 prev b@5 (2), c unique (6).
+        assert_eq!(&*w.back, &[2, 2, 2, 6, 2, 4]);
     }
 
     #[test]
