@@ -491,9 +491,9 @@ fn respond(w: &mut TcpStream, r: &mut BufReader<TcpStream>, s: &Seen) -> bool {
             send(w, 200, "", b"slow")
         }
         "/ws" => {
-            if !w
+            if w
                 .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-                .is_ok()
+                .is_err()
             {
                 return false;
             }
