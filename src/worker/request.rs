@@ -69,7 +69,7 @@ impl Worker {
         // Re-parse only when a blank line may have arrived: a client
         // dribbling a head byte by byte must not cost a full parse per byte.
         let data = buf.data();
-        let from = c.head_scanned.saturating_sub(3);
+        let from = c.head_scanned.saturating_sub(3).min(data.len());
         let complete_hint = data[from..].windows(2).any(|w| w == b"\n\n")
             || data[from..].windows(3).any(|w| w == b"\n\r\n");
         c.head_scanned = data.len();
