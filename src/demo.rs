@@ -1,26 +1,34 @@
-//! Demo backends: small HTTP servers (tiny_http, never on the gateway's data
-//! path) that name themselves in every answer and can be "crashed" on
-//! command, so load balancing and circuit breaking are visible in a minute.
+//! Demo backends: small HTTP/1.1 servers (a std thread per keep-alive
+//! connection; never on the gateway's data path) that name themselves in
+//! every answer and can be "crashed" on command, so load balancing and
+//! circuit breaking are visible in a minute.
 //!
 //! Routes: `GET /api/users` (sample JSON naming the server), `GET
 //! /api/health`, `POST /admin/crash` (toggles crash mode: every `/api`
 //! request then answers 500 after a slow 300 ms), anything else under `/`
 //! echoes the method and path.
 
-use std::io;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
-use tiny_http::{Header, Method, Response, Server};
+use serde_json::{json, Value};
 
 /// How long a crashed backend takes to fail (the "slow" in slow 500s).
 pub const CRASH_DELAY: Duration = Duration::from_millis(300);
 
-const THREADS: usize = 8;
+/// Largest request head a demo backend reads.
+const MAX_HEAD: usize = 16 * 1024;
+
+// One thread per connection, not tiny_http: its connection pool can queue a
+// new connection behind threads that are parked on idle keep-alive
+// connections (two accepts racing one idle thread's wake-up), and a gateway
+// keeps its backend connections pooled, so such a request waited until a
+// connection closed; in a burst some were never answered (504 at the gateway).
 
 /// A running demo backend.
 pub struct DemoBackend {
@@ -28,8 +36,11 @@ pub struct DemoBackend {
     addr: SocketAddr,
     crashed: Arc<AtomicBool>,
     served: Arc<AtomicU64>,
-    server: Arc<Server>,
-    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    /// Open client connections (by serial), shut down on drop to unblock
+    /// their threads.
+    open: Arc<Open>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for DemoBackend {
@@ -41,42 +52,43 @@ impl std::fmt::Debug for DemoBackend {
     }
 }
 
+type Open = Mutex<HashMap<u64, TcpStream>>;
+
+/// What a connection thread needs.
+#[derive(Clone)]
+struct Ctx {
+    name: Arc<str>,
+    addr: SocketAddr,
+    crashed: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+}
+
 impl DemoBackend {
     /// Starts a demo backend called `name` on `addr` (port 0 for any).
     pub fn spawn(name: &str, addr: SocketAddr) -> io::Result<DemoBackend> {
-        let server = Server::http(addr).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("demo backend {name} on {addr}: {e}"),
-            )
-        })?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("demo backend has no IP address"))?;
-        let server = Arc::new(server);
-        let crashed = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicU64::new(0));
-        let threads = (0..THREADS)
-            .map(|i| {
-                let (server, crashed, served, name) = (
-                    server.clone(),
-                    crashed.clone(),
-                    served.clone(),
-                    name.to_string(),
-                );
-                thread::Builder::new()
-                    .name(format!("demo-{name}-{i}"))
-                    .spawn(move || serve(&server, &name, addr, &crashed, &served))
-            })
-            .collect::<io::Result<Vec<_>>>()?;
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("demo backend {name} on {addr}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let ctx = Ctx {
+            name: name.into(),
+            addr,
+            crashed: Arc::new(AtomicBool::new(false)),
+            served: Arc::new(AtomicU64::new(0)),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(HashMap::new()));
+        let (c, s, o) = (ctx.clone(), stop.clone(), open.clone());
+        let acceptor = thread::Builder::new()
+            .name(format!("demo-{name}"))
+            .spawn(move || accept_loop(&listener, &c, &s, &o))?;
         Ok(DemoBackend {
             name: name.to_string(),
             addr,
-            crashed,
-            served,
-            server,
-            threads,
+            crashed: ctx.crashed,
+            served: ctx.served,
+            stop,
+            open,
+            acceptor: Some(acceptor),
         })
     }
 
@@ -108,52 +120,157 @@ impl DemoBackend {
 
 impl Drop for DemoBackend {
     fn drop(&mut self) {
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
-        for t in self.threads.drain(..) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the blocking accept, then end every connection's blocking read.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
+        }
+        for (_, s) in lock(&self.open).drain() {
+            let _ = s.shutdown(Shutdown::Both);
         }
     }
 }
 
-fn serve(server: &Server, name: &str, addr: SocketAddr, crashed: &AtomicBool, served: &AtomicU64) {
-    let json_header =
-        Header::from_bytes("Content-Type", "application/json").expect("static header");
-    while let Ok(mut req) = server.recv() {
-        served.fetch_add(1, Ordering::Relaxed);
-        let path = req.url().split('?').next().unwrap_or("").to_string();
-        let method = req.method().clone();
-        // Drain the body so keep-alive framing stays intact.
-        let mut sink = Vec::new();
-        let _ = io::Read::read_to_end(&mut req.as_reader(), &mut sink);
-        let (status, body) = if method == Method::Post && path == "/admin/crash" {
-            let now = !crashed.fetch_xor(true, Ordering::Relaxed);
-            log::info!("demo {name}: crash mode {}", if now { "ON" } else { "OFF" });
-            (200, json!({"server": name, "crashed": now}))
-        } else if crashed.load(Ordering::Relaxed) && path.starts_with("/api") {
-            thread::sleep(CRASH_DELAY);
-            (
-                500,
-                json!({"error": "internal server error (crash mode)", "server": name}),
-            )
-        } else if path == "/api/users" {
-            (200, users(name, addr))
-        } else if path == "/api/health" {
-            (
-                200,
-                json!({"status": "healthy", "server": name, "port": addr.port()}),
-            )
-        } else {
-            (
-                200,
-                json!({"server": name, "method": method.as_str(), "path": path, "bytes": sink.len()}),
-            )
+fn accept_loop(listener: &TcpListener, ctx: &Ctx, stop: &AtomicBool, open: &Arc<Open>) {
+    for (serial, stream) in (0u64..).zip(listener.incoming()) {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let Ok(handle) = stream.try_clone() else {
+            continue;
         };
-        let resp = Response::from_string(body.to_string())
-            .with_status_code(status)
-            .with_header(json_header.clone());
-        let _ = req.respond(resp);
+        lock(open).insert(serial, handle);
+        let (ctx, registry) = (ctx.clone(), open.clone());
+        let spawned = thread::Builder::new()
+            .name(format!("demo-{}-conn", ctx.name))
+            .spawn(move || {
+                serve_conn(stream, &ctx);
+                // Dropping the last handle closes the socket.
+                lock(&registry).remove(&serial);
+            });
+        if spawned.is_err() {
+            lock(open).remove(&serial);
+        }
+    }
+}
+
+fn lock(open: &Open) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+    open.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves requests on one keep-alive connection until the client closes it,
+/// asks for `Connection: close`, or sends something this server cannot frame.
+fn serve_conn(stream: TcpStream, ctx: &Ctx) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    let mut input = BufReader::new(stream);
+    let mut head = Vec::new();
+    loop {
+        head.clear();
+        // Read up to the blank line that ends the head.
+        while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
+            match input.read_until(b'\n', &mut head) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if head.len() > MAX_HEAD => return,
+                Ok(_) if head == b"\r\n" || head == b"\n" => head.clear(),
+                Ok(_) => {}
+            }
+        }
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut fields);
+        if !matches!(req.parse(&head), Ok(httparse::Status::Complete(_))) {
+            let _ = respond(&mut out, 400, &json!({"error": "bad request"}), true);
+            return;
+        }
+        let method = req.method.unwrap_or("").to_string();
+        let path = req
+            .path
+            .unwrap_or("")
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let field = |n: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(n))
+                .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+        };
+        let close =
+            field("connection").is_some_and(|v| v.contains("close")) || req.version == Some(0);
+        if field("transfer-encoding").is_some() {
+            // Demo routes take no chunked bodies; the framing is unknown.
+            let _ = respond(&mut out, 411, &json!({"error": "length required"}), true);
+            return;
+        }
+        let len: u64 = match field("content-length").map(|v| v.parse()) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                let _ = respond(&mut out, 400, &json!({"error": "bad content-length"}), true);
+                return;
+            }
+        };
+        // Drain the body so keep-alive framing stays intact.
+        let Ok(bytes) = io::copy(&mut (&mut input).take(len), &mut io::sink()) else {
+            return;
+        };
+        if bytes < len {
+            return;
+        }
+        ctx.served.fetch_add(1, Ordering::Relaxed);
+        let (status, body) = route(ctx, &method, &path, bytes);
+        if respond(&mut out, status, &body, close).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn respond(out: &mut TcpStream, status: u16, body: &Value, close: bool) -> io::Result<()> {
+    let body = body.to_string();
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        411 => "Length Required",
+        _ => "Internal Server Error",
+    };
+    let mut msg = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" }
+    );
+    msg.push_str(&body);
+    out.write_all(msg.as_bytes())
+}
+
+fn route(ctx: &Ctx, method: &str, path: &str, body_len: u64) -> (u16, Value) {
+    let (name, addr, crashed) = (&*ctx.name, ctx.addr, &ctx.crashed);
+    if method == "POST" && path == "/admin/crash" {
+        let now = !crashed.fetch_xor(true, Ordering::Relaxed);
+        log::info!("demo {name}: crash mode {}", if now { "ON" } else { "OFF" });
+        (200, json!({"server": name, "crashed": now}))
+    } else if crashed.load(Ordering::Relaxed) && path.starts_with("/api") {
+        thread::sleep(CRASH_DELAY);
+        (
+            500,
+            json!({"error": "internal server error (crash mode)", "server": name}),
+        )
+    } else if path == "/api/users" {
+        (200, users(name, addr))
+    } else if path == "/api/health" {
+        (
+            200,
+            json!({"status": "healthy", "server": name, "port": addr.port()}),
+        )
+    } else {
+        (
+            200,
+            json!({"server": name, "method": method, "path": path, "bytes": body_len}),
+        )
     }
 }
 

@@ -55,6 +55,9 @@ pub fn write_headers(
         extra.extend_from_slice(origin);
         extra.extend_from_slice(b"\r\nVary: Origin\r\n");
     } else {
+        // No permission, but the answer still depends on `Origin`: a cache
+        // must not hand this response to an allowed origin (Fetch §3.2.5).
+        extra.extend_from_slice(b"Vary: Origin\r\n");
         return;
     }
     match kind {
