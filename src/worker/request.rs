@@ -305,6 +305,15 @@ impl Worker {
                 None => false,
             }
         });
+        if let (Some(id), Some(p)) = (picked, permit.as_ref()) {
+            if p.is_probe() {
+                let name = &self.shared.backends.get(id).name;
+                self.shared.events.push(
+                    now,
+                    format!("circuit {name} OPEN -> HALF_OPEN (probe request)"),
+                );
+            }
+        }
         let c = &mut self.conns[ci];
         c.ex.backend = picked;
         c.ex.permit = permit;
