@@ -528,6 +528,20 @@ impl Worker {
                 ..
             } => self.backend_failed(ci, HttpError::GatewayTimeout),
             Phase::Parked { .. } => {}
+            Phase::Proxying {
+                resp: RespSide::Streaming(_),
+                ..
+            } => {
+                // Nothing buffered for the client means the backend went
+                // silent mid-body (a backend fault); otherwise the client is
+                // not reading, which must not count against the backend.
+                let backend_stalled =
+                    c.resp.as_ref().is_none_or(|b| b.is_empty()) && c.to_client.is_flushed();
+                if backend_stalled {
+                    self.count_backend_failure(ci);
+                }
+                self.close(ci)
+            }
             Phase::Proxying { .. } | Phase::Tunnelling | Phase::Replying(_) | Phase::Closing => {
                 self.close(ci)
             }
