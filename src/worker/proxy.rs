@@ -315,9 +315,15 @@ impl Worker {
         if outcome == Outcome::Failure {
             Metrics::inc(&backend.stats.failures);
         }
-        if let Some(p) = c.ex.permit.take() {
-            if let Some(t) = backend.breaker.record(p, outcome, now) {
-                self.shared.circuit_event(backend_id, t, now);
+        // A good head is not yet a good response: the body may still be cut
+        // short (reset, stall), which must count against the breaker. So a
+        // success is recorded when the response completes (`finish_exchange`);
+        // failures and 101 tunnels (no body to wait for) are recorded now.
+        if outcome == Outcome::Failure || status == 101 {
+            if let Some(p) = c.ex.permit.take() {
+                if let Some(t) = backend.breaker.record(p, outcome, now) {
+                    self.shared.circuit_event(backend_id, t, now);
+                }
             }
         }
         let circuit = backend.breaker.state(now);
@@ -465,7 +471,20 @@ impl Worker {
 
     /// Both halves are done: account, reuse or close each connection.
     fn finish_exchange(&mut self, ci: usize, req_sent: bool) {
+        let now = self.now;
         let c = &mut self.conns[ci];
+        if let (Some(p), Some(id)) = (c.ex.permit.take(), c.ex.backend) {
+            // The whole response arrived: the deferred success verdict.
+            if let Some(t) = self
+                .shared
+                .backends
+                .get(id)
+                .breaker
+                .record(p, Outcome::Success, now)
+            {
+                self.shared.circuit_event(id, t, now);
+            }
+        }
         let stray = c.resp.as_ref().is_some_and(|b| !b.is_empty());
         let backend_reusable = req_sent
             && !stray
@@ -536,7 +555,7 @@ impl Worker {
     }
 
     /// Feeds a failure to the backend's breaker and counters (once).
-    fn count_backend_failure(&mut self, ci: usize) {
+    pub(super) fn count_backend_failure(&mut self, ci: usize) {
         let now = self.now;
         let c = &mut self.conns[ci];
         let Some(id) = c.ex.backend else {

@@ -73,7 +73,11 @@ impl Worker {
         let complete_hint = data[from..].windows(2).any(|w| w == b"\n\n")
             || data[from..].windows(3).any(|w| w == b"\n\r\n");
         c.head_scanned = data.len();
-        let parsed = if complete_hint || buf.is_full() || c.client_eof {
+        // The buffer is at least 16 KiB, so a smaller configured
+        // `max_header_bytes` is enforced here, not by the buffer filling up.
+        let max_head = self.shared.config.limits.max_header_bytes;
+        let over = data.len() >= max_head;
+        let parsed = if complete_hint || buf.is_full() || over || c.client_eof {
             c.head.parse(data, &limits)
         } else if !data.contains(&b'\n') && data.len() > limits.max_uri + 32 {
             Err(HttpError::UriTooLong)
@@ -81,13 +85,19 @@ impl Worker {
             Ok(false)
         };
         match parsed {
+            Ok(true) if c.head.len > max_head => {
+                c.head_scanned = 0;
+                self.begin_error(ci);
+                self.reject(ci, HttpError::HeadTooLarge);
+                true
+            }
             Ok(true) => {
                 c.head_scanned = 0;
                 self.begin_request(ci);
                 true
             }
             Ok(false) => {
-                if buf.is_full() {
+                if buf.is_full() || over {
                     self.begin_error(ci);
                     self.reject(ci, HttpError::HeadTooLarge);
                     return true;
@@ -527,6 +537,20 @@ impl Worker {
                 ..
             } => self.backend_failed(ci, HttpError::GatewayTimeout),
             Phase::Parked { .. } => {}
+            Phase::Proxying {
+                resp: RespSide::Streaming(_),
+                ..
+            } => {
+                // Nothing buffered for the client means the backend went
+                // silent mid-body (a backend fault); otherwise the client is
+                // not reading, which must not count against the backend.
+                let backend_stalled =
+                    c.resp.as_ref().is_none_or(|b| b.is_empty()) && c.to_client.is_flushed();
+                if backend_stalled {
+                    self.count_backend_failure(ci);
+                }
+                self.close(ci)
+            }
             Phase::Proxying { .. } | Phase::Tunnelling | Phase::Replying(_) | Phase::Closing => {
                 self.close(ci)
             }
