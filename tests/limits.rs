@@ -325,3 +325,30 @@ fn client_that_never_reads_does_not_block_others_and_is_cut_off() {
     assert_eq!(gw.shared().backends.get(0).breaker.failures(), 0);
     gw.shutdown();
 }
+
+#[test]
+fn slow_uploader_gets_408_and_does_not_charge_the_backend() {
+    // The client promises 100 bytes, sends 10, then stalls: the backend is
+    // waiting for the body, so the timeout is the client's, not the backend's.
+    let backend = TestBackend::start();
+    let mut cfg = config(&[backend.addr]);
+    cfg.timeouts.backend_response_ms = 300;
+    cfg.circuit_breaker.failure_threshold = 1;
+    let gw = start(cfg);
+    let mut c = Client::connect(gw.listen_addr());
+    let started = Instant::now();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789");
+    let r = c.read(false);
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(r.text().contains("body timeout"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(c.is_closed());
+    let b = gw.shared().backends.get(0);
+    assert_eq!(b.stats.failures.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        get(gw.listen_addr(), "/still-served").status,
+        200,
+        "circuit stays closed"
+    );
+    gw.shutdown();
+}

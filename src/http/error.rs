@@ -13,6 +13,8 @@ pub enum HttpError {
     MethodNotAllowed,
     /// 408: the head did not arrive in time.
     HeaderTimeout,
+    /// 408: the rest of the request body did not arrive in time.
+    BodyTimeout,
     /// 413: declared or streamed body above the limit.
     PayloadTooLarge,
     /// 414: request-target above the limit.
@@ -43,7 +45,7 @@ impl HttpError {
             HttpError::BadRequest(_) => 400,
             HttpError::NoRoute => 404,
             HttpError::MethodNotAllowed => 405,
-            HttpError::HeaderTimeout => 408,
+            HttpError::HeaderTimeout | HttpError::BodyTimeout => 408,
             HttpError::PayloadTooLarge => 413,
             HttpError::UriTooLong => 414,
             HttpError::RateLimited { .. } => 429,
@@ -62,6 +64,7 @@ impl HttpError {
             HttpError::NoRoute => "no route for this path",
             HttpError::MethodNotAllowed => "method not allowed",
             HttpError::HeaderTimeout => "request header timeout",
+            HttpError::BodyTimeout => "request body timeout",
             HttpError::PayloadTooLarge => "request body too large",
             HttpError::UriTooLong => "request URI too long",
             HttpError::RateLimited { .. } => "rate limit exceeded",
@@ -87,6 +90,7 @@ impl HttpError {
             HttpError::BadRequest(_)
                 | HttpError::MethodNotAllowed
                 | HttpError::HeaderTimeout
+                | HttpError::BodyTimeout
                 | HttpError::PayloadTooLarge
                 | HttpError::UriTooLong
                 | HttpError::HeadTooLarge

@@ -573,7 +573,7 @@ impl Worker {
     }
 
     /// Gives back an unused breaker permit.
-    fn release_permit(&mut self, ci: usize) {
+    pub(super) fn release_permit(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
         if let (Some(p), Some(id)) = (c.ex.permit.take(), c.ex.backend) {
             self.shared.backends.get(id).breaker.release(p);

@@ -11,7 +11,7 @@ use crate::algo::breaker::Permit;
 use crate::algo::limit::Verdict;
 use crate::algo::BackendId;
 use crate::algo::Nanos;
-use crate::conn::{After, Phase, RespSide};
+use crate::conn::{After, Phase, ReqSide, RespSide};
 use crate::http::request::{Method, RequestFraming, RequestLimits};
 use crate::http::rewrite::{error_body, write_local, LocalReply};
 use crate::http::HttpError;
@@ -530,6 +530,17 @@ impl Worker {
                     self.begin_error(ci);
                     self.reject(ci, HttpError::HeaderTimeout);
                 }
+            }
+            Phase::Proxying {
+                req: ReqSide::Sending(scan),
+                resp: RespSide::AwaitingHead,
+            } if !scan.is_complete() && c.req_fwd == 0 && c.to_backend.is_flushed() => {
+                // Everything the client sent is with the backend and the rest
+                // of its body never came: the client is slow, not the backend.
+                // 408, and the backend's breaker is not charged.
+                self.release_permit(ci);
+                self.conns[ci].ex.client_keep_alive = false;
+                self.reject(ci, HttpError::BodyTimeout);
             }
             Phase::Connecting(_)
             | Phase::Proxying {
