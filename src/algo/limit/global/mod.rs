@@ -28,7 +28,7 @@ pub mod redis_store;
 pub mod sync;
 mod table;
 
-pub use table::{GlobalTable, Kind, Mode};
+pub use table::{Counts, GlobalTable, Kind, Mode, Params, Record, MAX_ENTRIES};
 
 /// What a gateway does while the store is unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,7 +437,7 @@ pub fn build(
             return super::build(spec, max_keys);
         }
     };
-    let table = Arc::new(GlobalTable::new(table::Params {
+    let table = Arc::new(GlobalTable::new(Params {
         kind,
         limit: u64::from(limit),
         window_ms: window_ms.max(1),

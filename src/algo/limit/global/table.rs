@@ -342,7 +342,9 @@ impl GlobalTable {
                 continue;
             };
             if en.widx == r.widx {
-                en.base = c.cur;
+                // Never below our own acknowledged count (a Redis that lost
+                // its data mid-window): one gateway alone never exceeds L.
+                en.base = c.cur.max(r.snap_local);
                 en.acked = r.snap_local.min(en.local);
                 en.epoch = en.local - en.acked;
                 if let Some(p) = c.prev {
