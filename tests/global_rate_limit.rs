@@ -179,15 +179,17 @@ fn spray(gws: &[Gateway], windows: u64) -> Vec<Window> {
     }
     let mut out = vec![Window::default(); windows as usize];
     let interval = Duration::from_nanos(1_000_000_000 / RATE);
-    let start = Instant::now();
     let end_ms = (first + windows) * WINDOW_MS;
     let mut i: u64 = 0;
+    let mut due = Instant::now();
     loop {
-        let due = start + interval * i as u32;
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
+        // Never catch up after a stall: the offered rate stays <= RATE over
+        // any span, which the bound assumes.
+        due = due.max(now) + interval;
         let sent = unix_ms();
         if sent >= end_ms {
             break;
