@@ -62,6 +62,8 @@ pub struct RateLimitConfig {
     pub key: KeySource,
     /// Most clients tracked at once (memory bound of the limiter).
     pub max_keys: usize,
+    /// Where counts live: in-process (default) or shared through Redis.
+    pub store: crate::algo::limit::global::StoreConfig,
 }
 
 /// `timeouts`, all in milliseconds.
@@ -225,6 +227,7 @@ impl Config {
                 },
                 key: KeySource::ClientIp,
                 max_keys: 65_536,
+                store: Default::default(),
             },
             circuit_breaker: BreakerSpec::default(),
             timeouts: Timeouts::default(),
@@ -466,6 +469,10 @@ fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
             n
         }
     };
+    let store = match params.remove("store") {
+        None => Default::default(),
+        Some(v) => crate::algo::limit::global::StoreConfig::parse(&v)?,
+    };
     let name = match params.get("algorithm") {
         Some(Value::String(s)) => s.clone(),
         _ => {
@@ -481,6 +488,7 @@ fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
         spec,
         key,
         max_keys,
+        store,
     })
 }
 

@@ -117,7 +117,12 @@ impl Controller {
         if let Err(e) = spec.validate() {
             return Reply::Invalid(e);
         }
-        let limiter = limit::build(&spec, self.shared.config.rate_limit.max_keys);
+        // Through the global builder: a live switch keeps the configured store.
+        let limiter = limit::global::build(
+            &spec,
+            self.shared.config.rate_limit.max_keys,
+            self.shared.limit_store.as_ref(),
+        );
         self.limiter = limiter.clone();
         for m in &self.mailboxes {
             m.send(WorkerMsg::SetLimiter(limiter.clone()));
@@ -357,6 +362,7 @@ impl Controller {
                 &b.stats.latency,
             );
         }
+        limit::global::prometheus(&mut o, s.limit_store.as_ref());
         o
     }
 }
@@ -367,6 +373,10 @@ fn limiter_json(spec: &LimitSpec, s: &Shared) -> Value {
         o.insert(
             "key".into(),
             Value::String(s.config.rate_limit.key.describe()),
+        );
+        o.insert(
+            "store".into(),
+            limit::global::store_json(s.limit_store.as_ref()),
         );
     }
     v

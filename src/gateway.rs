@@ -65,9 +65,10 @@ impl Gateway {
         let mut config = config;
         config.listen = listen;
         let shared = Arc::new(Shared::new(config));
-        let limiter = limit::build(
+        let limiter = limit::global::build(
             &shared.config.rate_limit.spec,
             shared.config.rate_limit.max_keys,
+            shared.limit_store.as_ref(),
         );
         let balancer = balance::build(&shared.config.load_balancer, &shared.backends);
 

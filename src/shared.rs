@@ -5,10 +5,11 @@
 //! algorithm objects themselves are not here but handed to each worker, so a
 //! switch is a message, not a lock on the request path.
 
-use std::collections::hash_map::RandomState;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::algo::breaker::Transition;
+use crate::algo::limit::global::{GlobalStore, KeyHasher};
 use crate::algo::{BackendId, MonotonicClock, Nanos};
 use crate::backend::{BackendDef, BackendTable};
 use crate::config::Config;
@@ -28,9 +29,12 @@ pub struct Shared {
     pub events: EventLog,
     /// The one clock epoch, so every worker's `now` means the same instant.
     pub clock: MonotonicClock,
-    /// Random per-process hash keys for rate-limit keys (same in every worker,
-    /// so a client maps to one table slot whichever worker serves it).
-    pub key_hasher: RandomState,
+    /// Hash keys for rate-limit keys (same in every worker, so a client maps
+    /// to one table slot whichever worker serves it): random per process, or
+    /// fixed per deployment when limits are global (see `KeyHasher`).
+    pub key_hasher: KeyHasher,
+    /// The shared rate-limit store (sync thread), when `rate_limit.store` is Redis.
+    pub limit_store: Option<Arc<GlobalStore>>,
 }
 
 impl Shared {
@@ -38,13 +42,17 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         let defs: Vec<BackendDef> = config.backends.clone();
         let backends = BackendTable::new(&defs, config.circuit_breaker);
+        let clock = MonotonicClock::new();
+        let key_hasher = KeyHasher::for_store(&config.rate_limit.store);
+        let limit_store = GlobalStore::start(&config.rate_limit.store, &clock);
         Shared {
             config,
             backends,
             metrics: Metrics::default(),
             events: EventLog::default(),
-            clock: MonotonicClock::new(),
-            key_hasher: RandomState::new(),
+            clock,
+            key_hasher,
+            limit_store,
         }
     }
 

@@ -14,6 +14,7 @@ use api_gateway_admin::LimitSpec;
 use super::Nanos;
 
 pub mod fixed_window;
+pub mod global;
 pub mod leaky_bucket;
 pub mod sliding_counter;
 pub mod sliding_log;
