@@ -179,8 +179,8 @@ fn request_seeds_are_split_independent() {
 }
 
 // ------------------------------------------------------------------------
-// Known src/ bugs found by fuzzing. Each is ignored until src/ is fixed;
-// then remove the `#[ignore]` and set `checks::SKIP_KNOWN_BUGS` to false.
+// Bugs found by fuzzing, fixed in src/; these replay their crash inputs.
+// (`checks::SKIP_KNOWN_BUGS` is false: the fuzzers check them again too.)
 
 fn crash(target: &str, name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -207,8 +207,7 @@ fn forward(raw: &[u8]) -> (RequestHead, Vec<u8>, RequestHead) {
 }
 
 #[test]
-#[ignore = "bug: `Connection: content-length` makes write_request drop Content-Length, so the backend reads the body as a second request (smuggling)"]
-fn bug_connection_option_strips_content_length() {
+fn regression_connection_option_strips_content_length() {
     let raw = crash("request_head", "crash-connection-names-content-length");
     let (head, out, again) = forward(&raw);
     assert_eq!(head.framing(), RequestFraming::Length(32));
@@ -221,8 +220,7 @@ fn bug_connection_option_strips_content_length() {
 }
 
 #[test]
-#[ignore = "bug: `Connection: transfer-encoding` makes write_request drop Transfer-Encoding, so the backend reads the chunked body as a second request (smuggling)"]
-fn bug_connection_option_strips_transfer_encoding() {
+fn regression_connection_option_strips_transfer_encoding() {
     let raw = crash("request_head", "crash-connection-names-transfer-encoding");
     let (head, out, again) = forward(&raw);
     assert_eq!(head.framing(), RequestFraming::Chunked);
@@ -235,16 +233,14 @@ fn bug_connection_option_strips_transfer_encoding() {
 }
 
 #[test]
-#[ignore = "bug: absolute-form target without a path (`http://a`, `http://a?q`) is forwarded with an empty or `?`-only request-target (RFC 9112 §3.2.1 wants `/`)"]
-fn bug_absolute_form_without_path() {
+fn regression_absolute_form_without_path() {
     let raw = crash("request_head", "crash-absolute-form-without-path");
     let (_, out, again) = forward(&raw);
     assert_eq!(again.target.get(&out), b"/");
 }
 
 #[test]
-#[ignore = "bug: a status line with no reason phrase (or an obs-text one) makes Span::of take a pointer outside the buffer; debug_assert panics in debug builds"]
-fn bug_response_reason_span_outside_buffer() {
+fn regression_response_reason_span_outside_buffer() {
     for name in [
         "crash-status-line-without-reason",
         "crash-reason-with-obs-text",
@@ -261,8 +257,7 @@ fn bug_response_reason_span_outside_buffer() {
 }
 
 #[test]
-#[ignore = "bug: the URI-length shortcut for a line-less prefix rejects (414) a long method that the complete head accepts, so the verdict depends on TCP segmentation"]
-fn bug_long_request_line_depends_on_split() {
+fn regression_long_request_line_depends_on_split() {
     let input = crash("differential_split", "crash-long-method-split");
     let (cuts, data) = checks::split_input(&input);
     assert_eq!(
@@ -272,16 +267,14 @@ fn bug_long_request_line_depends_on_split() {
 }
 
 #[test]
-#[ignore = "bug: ChunkedDecoder::feed after the message ended consumes one more byte (docs: never past the end); BodyScan never does this, so unreachable today"]
-fn bug_chunked_feed_after_done_consumes() {
+fn regression_chunked_feed_after_done_consumes() {
     let mut d = ChunkedDecoder::new(100, 100);
     assert!(d.feed(b"0\r\n\r\n").unwrap().done);
     assert_eq!(d.feed(b"GET").unwrap().consumed, 0);
 }
 
 #[test]
-#[ignore = "bug: a backend's `Connection: content-length` makes write_response drop Content-Length, so the client reads until close (response desync)"]
-fn bug_response_connection_option_strips_content_length() {
+fn regression_response_connection_option_strips_content_length() {
     use api_gateway::http::rewrite::{write_response, ResponseInfo};
     let raw = crash("response_head", "crash-connection-names-content-length");
     let mut head = ResponseHead::default();

@@ -217,3 +217,30 @@ fn pipelined_request_after_a_body_is_not_smuggled() {
     assert_eq!(paths, vec!["/echo", "/second"]);
     gw.shutdown();
 }
+
+#[test]
+fn connection_cannot_strip_framing_headers() {
+    // `Connection: content-length` must not make the gateway forward a body
+    // without its length (the backend would read it as a second request).
+    let backend = TestBackend::start();
+    let gw = start(config(&[backend.addr]));
+    let mut c = Client::connect(gw.listen_addr());
+    let inner = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    let raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: {}\r\n\r\n{inner}",
+        inner.len()
+    );
+    let r = c.roundtrip(raw.as_bytes());
+    assert_eq!(r.text(), inner);
+    let paths: Vec<String> = backend
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(paths, vec!["/echo"]);
+    let r = c.roundtrip(b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(r.text(), "abc");
+    gw.shutdown();
+}

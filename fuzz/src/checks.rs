@@ -28,7 +28,7 @@ pub const MAX_TRAILER: u32 = 256;
 /// Known src/ bugs (reproduced by the ignored tests in `tests/fuzz_corpus.rs`)
 /// are tolerated while `true`, so fuzzing keeps looking for new ones. Set it
 /// to `false` once src/ is fixed: the checks then enforce them again.
-pub const SKIP_KNOWN_BUGS: bool = true;
+pub const SKIP_KNOWN_BUGS: bool = false;
 
 /// What a head parse decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -104,6 +104,12 @@ impl ChunkedDecoder {
     /// Scans `input`, which continues the message. Never reports more
     /// consumed bytes than given; stops at the end of the message.
     pub fn feed(&mut self, input: &[u8]) -> Result<Progress, ChunkError> {
+        if self.state == State::Done {
+            return Ok(Progress {
+                consumed: 0,
+                done: true,
+            });
+        }
         let mut i = 0;
         while i < input.len() {
             if self.state == State::Data {

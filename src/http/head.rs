@@ -15,9 +15,13 @@ pub struct Span {
 
 impl Span {
     /// The span of `part`, which must be a sub-slice of `base`.
+    /// A `part` that does not lie inside `base` (httparse hands out a static
+    /// `""` for an empty reason phrase) gives the empty span.
     pub fn of(base: &[u8], part: &[u8]) -> Span {
         let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
-        debug_assert!(start + part.len() <= base.len());
+        if part.is_empty() || start > base.len() || base.len() - start < part.len() {
+            return Span::default();
+        }
         Span {
             start: start as u32,
             end: (start + part.len()) as u32,
@@ -118,8 +122,19 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP.iter().any(|h| eq_ci(h, name))
 }
 
-/// Whether `name` is listed as an option in any of the `Connection` values.
+/// Whether `name` is listed as an option in any of the `Connection` values
+/// and may therefore be dropped as hop-by-hop.
+///
+/// The fields that frame or route the message (`Content-Length`,
+/// `Transfer-Encoding`, `Host`) are never dropped this way: a peer that
+/// writes `Connection: content-length` would otherwise make us forward a
+/// body without its length, which the next hop reads as another message
+/// (request smuggling, found by fuzzing).
 pub fn named_in_connection(buf: &[u8], connection_values: &[Span], name: &[u8]) -> bool {
+    const PROTECTED: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"host"];
+    if PROTECTED.iter().any(|p| eq_ci(p, name)) {
+        return false;
+    }
     connection_values
         .iter()
         .any(|v| list_items(v.get(buf)).any(|item| eq_ci(item, name)))

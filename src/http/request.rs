@@ -193,7 +193,11 @@ impl RequestHead {
         self.method_span = Span::of(buf, method.as_bytes());
         let method = Method::from_bytes(method.as_bytes());
         self.method = Some(method);
-        if target.len() > limits.max_uri {
+        // Judge the whole request line, as the partial-head shortcut above
+        // must (it cannot see where the target starts): otherwise the verdict
+        // on one head would depend on how TCP split it (found by fuzzing).
+        let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+        if target.len() > limits.max_uri || line_len > limits.max_uri + 32 {
             return Err(HttpError::UriTooLong);
         }
         self.target = Span::of(buf, target.as_bytes());

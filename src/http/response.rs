@@ -102,7 +102,7 @@ impl ResponseHead {
         self.len = len;
         self.status = status;
         self.minor_version = version;
-        self.reason = Span::of(buf, resp.reason.unwrap_or("").as_bytes());
+        self.reason = reason_span(buf);
 
         let mut content_length: Option<u64> = None;
         let mut cl_invalid = false;
@@ -158,6 +158,30 @@ impl ResponseHead {
             }
         });
         Ok(true)
+    }
+}
+
+/// The reason phrase of the status line `HTTP/1.x NNN reason`, taken from
+/// the bytes themselves: httparse does not return it when it holds obs-text
+/// (bytes >= 0x80), which RFC 9112 §4 allows and we pass through. Control
+/// characters other than HTAB end it (httparse already rejected those).
+fn reason_span(buf: &[u8]) -> Span {
+    const PREFIX: usize = "HTTP/1.1 200 ".len();
+    let line_end = buf
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buf.len());
+    if line_end <= PREFIX {
+        return Span::default();
+    }
+    let reason = &buf[PREFIX..line_end];
+    let len = reason
+        .iter()
+        .position(|&b| b < 0x20 && b != b'\t' || b == 0x7f)
+        .unwrap_or(reason.len());
+    Span {
+        start: PREFIX as u32,
+        end: (PREFIX + len) as u32,
     }
 }
 

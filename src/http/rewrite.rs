@@ -30,7 +30,13 @@ pub struct ForwardInfo<'a> {
 pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &ForwardInfo) {
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
-    out.extend_from_slice(head.path.get(buf));
+    let path = head.path.get(buf);
+    // `GET http://host HTTP/1.1` (or `http://host?q`) has an empty path:
+    // origin-form needs at least "/" (RFC 9112 §3.2.1).
+    if !path.starts_with(b"/") && path != b"*" {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path);
     // An HTTP/1.0 client's request stays 1.0, so the backend will not answer
     // with a chunked body the client cannot read.
     out.extend_from_slice(if head.minor_version == 0 {
