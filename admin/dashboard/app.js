@@ -136,7 +136,7 @@
     if (button) button.disabled = true;
     try {
       const result = await fn();
-      await Promise.all([pollHealth(true), pollEvents()]);
+      await Promise.all([pollHealth(true), pollEvents(), pollDemo()]);
       return result;
     } catch (err) {
       noteFailure(what, err);
@@ -154,7 +154,7 @@
     prev: null, // {t, totals} of the previous sample, for rates
     samples: [], // {t, ok, limited, err, broken} per poll, req/s
     adminEvents: [],
-    crashed: {}, // backend name -> bool, as last reported by the demo backend
+    crashed: {}, // backend name -> true/false from the demo backend, null: not a demo backend
     limiterDirty: false,
     balancerDirty: false,
   };
@@ -238,7 +238,10 @@
     setText($("#stat-proxied"), fmtInt(t.proxied));
     setText($("#stat-limited"), fmtInt(t.rate_limited));
     setText($("#stat-broken"), fmtInt(t.circuit_broken));
-    setText($("#stat-errors"), fmtInt(t.errors));
+    // Same split as the chart: circuit-open 503s are counted in the 5xx
+    // class too, so "5xx errors" is 5xx minus the fail-fast ones.
+    const s5xx = Number((t.status || {})["5xx"]) || 0;
+    setText($("#stat-errors"), fmtInt(Math.max(0, s5xx - (Number(t.circuit_broken) || 0))));
     const pct = t.requests ? Math.round((100 * (t.proxied || 0)) / t.requests) : 0;
     setText($("#stat-proxied-pct"), t.requests ? `${pct}% of requests` : "\u00a0");
     const c = h.connections || {};
@@ -425,7 +428,10 @@
         el("div", {},
           el("div", { class: "backend-name" }, r("dot", el("span", { class: "dot" })), el("span", { text: name })),
           r("addr", el("div", { class: "backend-addr" }))),
-        r("badge", el("span", { class: "circuit-state badge" }))),
+        el("div", { class: "backend-tags" },
+          r("crashTag", el("span", { class: "badge badge-crashed", text: "CRASHED", hidden: true,
+            title: "The demo backend is in crash mode: it answers 500 after 300 ms" })),
+          r("badge", el("span", { class: "circuit-state badge" })))),
       el("div", { class: "share" },
         el("div", { class: "share-track" }, r("bar", el("div", { class: "share-bar" }))),
         r("sharePct", el("span", { class: "share-pct" }))),
@@ -483,10 +489,20 @@
       setText(f.inflight, fmtInt(b.inflight));
       setText(f.weight, b.weight === undefined ? "–" : String(b.weight));
       setText(f.toggle, b.up ? "Take down" : "Bring up");
-      const crashed = !!state.crashed[b.name];
+      const demo = state.crashed[b.name];
+      const crashed = demo === true;
       setText(f.crash, crashed ? "Recover" : "Crash");
+      f.crash.dataset.crashed = String(crashed);
       f.crash.classList.toggle("btn-danger", !crashed);
-      f.crash.classList.toggle("btn-primary", crashed);
+      f.crash.classList.toggle("btn-ok", crashed);
+      // null: the backend did not answer GET /admin/crash (not a demo one).
+      const notDemo = demo === null;
+      if (f.crash.dataset.notDemo !== String(notDemo)) {
+        f.crash.dataset.notDemo = String(notDemo);
+        f.crash.title = notDemo ? "Not a demo backend: crash simulation unavailable"
+          : "Demo backends: toggle crash mode (they answer 500, slowly)";
+      }
+      f.crashTag.hidden = !crashed;
     });
     for (const [name, card] of cards) {
       if (!seen.has(name)) {
@@ -514,8 +530,8 @@
     }
     return act(button, `crash/recover ${name}`, async () => {
       const r = await api("POST", `/gateway/demo/${n}/crash`);
-      if (r && typeof r.crashed === "boolean") state.crashed[name] = r.crashed;
-      else state.crashed[name] = !state.crashed[name];
+      // The admin answers with the backend's own flag after the flip.
+      state.crashed[name] = r && typeof r.crashed === "boolean" ? r.crashed : null;
       toast(state.crashed[name] ? `${name} crashed: it now answers 500` : `${name} recovered`, state.crashed[name] ? "bad" : "ok");
     });
   }
@@ -644,6 +660,7 @@
       state.fetchedAt = Date.now();
       if (!immediate) sampleRates(h, state.fetchedAt);
       setConn(true, h.status === "ok" ? "live" : String(h.status || "live"));
+      $("#token-form").hidden = true;
       renderPipeline(h);
       renderTotals(h);
       renderAlgos(h);
@@ -651,7 +668,20 @@
       renderEvents();
       drawChart();
     } catch (err) {
-      setConn(false, err.status === 401 ? "unauthorised: open /#token=…" : `offline: ${err.message}`);
+      setConn(false, err.status === 401 ? "token required" : `offline: ${err.message}`);
+      $("#token-form").hidden = err.status !== 401;
+    }
+  }
+
+  // Crash flags come from the demo backends themselves (GET /gateway/demo),
+  // so the button is right even after a crash made elsewhere (curl, restart).
+  async function pollDemo() {
+    try {
+      const r = await api("GET", "/gateway/demo");
+      for (const b of r.backends || []) state.crashed[b.name] = b.crashed;
+      if (state.health) renderBackends(state.health);
+    } catch (_) {
+      // The health poll already reports connectivity problems.
     }
   }
 
@@ -668,7 +698,9 @@
   let tick = 0;
   async function loop() {
     await pollHealth(false);
-    if (tick++ % 2 === 0) await pollEvents();
+    if (tick % 2 === 0) await pollEvents();
+    if (tick % 3 === 0) await pollDemo();
+    tick++;
     pollTimer = setTimeout(loop, POLL_MS);
   }
 
@@ -703,6 +735,15 @@
       const rate = Number($("#sustain-rate").value) || 20;
       const seconds = Number($("#sustain-seconds").value) || 5;
       runLoadTest({ rate, seconds, path: $("#loadtest-path").value || "/api/users" }, `${rate} req/s for ${seconds}s`);
+    });
+    $("#token-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const t = $("#token-input").value.trim();
+      if (t) sessionStorage.setItem("admin-token", t);
+      $("#token-input").value = "";
+      pollHealth(true);
+      pollEvents();
+      pollDemo();
     });
     window.addEventListener("resize", drawChart);
     renderEvents();
