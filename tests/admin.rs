@@ -626,3 +626,27 @@ fn demo_backend_reports_its_crash_flag() {
         true
     );
 }
+
+#[test]
+#[ignore = "data-plane bug, open: with a crashed (slow 500) backend a burst sometimes leaves exchanges stalled until the client's 5 s timeout"]
+fn burst_with_a_crashed_backend_never_stalls() {
+    // Found while writing the browser test: in about one run in three the
+    // first burst reports transport errors "Resource temporarily unavailable"
+    // (the load tester's 5 s read timeout) and lasts ~5.1 s instead of ~0.6 s.
+    for round in 0..5 {
+        let rig = Rig::start_with(|c| c.circuit_breaker.open_ms = 120_000);
+        rig.post("/gateway/load-balancer/weighted-round-robin", "");
+        rig.post("/gateway/demo/Backend-A/crash", "");
+        let s = rig
+            .post(
+                "/gateway/loadtest",
+                r#"{"requests": 20, "concurrency": 20}"#,
+            )
+            .json();
+        assert_eq!(s["transport_errors"], 0, "round {round}: {s}");
+        assert!(
+            s["duration_ms"].as_u64().unwrap() < 3000,
+            "round {round}: {s}"
+        );
+    }
+}

@@ -172,11 +172,12 @@
   function renderPipeline(h) {
     const list = $("#pipeline");
     const stages = h.pipeline || [];
-    const key = stages.join(">") + "|" + (h.rateLimiter && h.rateLimiter.algorithm) + "|" + (h.loadBalancer && h.loadBalancer.algorithm);
+    const key = stages.join(">") + "|" + h.listen + "|" + (h.rateLimiter && h.rateLimiter.algorithm) + "|" + (h.loadBalancer && h.loadBalancer.algorithm);
     if (list.dataset.key === key) return;
     list.dataset.key = key;
     list.replaceChildren();
-    list.append(el("li", { class: "stage stage-edge" }, el("span", { class: "stage-name", text: "client" })));
+    list.append(el("li", { class: "stage stage-edge" }, el("span", { class: "stage-name", text: "client" }),
+      el("span", { class: "stage-detail", text: h.listen ? `HTTP/1.1 to ${h.listen}` : "HTTP/1.1" })));
     for (const s of stages) {
       let detail = STAGE_INFO[s] || "";
       if (s === "rate-limit" && h.rateLimiter) detail = h.rateLimiter.algorithm;
@@ -282,10 +283,10 @@
     ctx.lineWidth = 1;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let i = 0; i <= 4; i++) {
-      const y = padT + hgt - (hgt * i) / 4;
+    for (let i = 0; i <= 5; i++) {
+      const y = padT + hgt - (hgt * i) / 5;
       ctx.beginPath(); ctx.moveTo(padL, Math.round(y) + 0.5); ctx.lineTo(padL + w, Math.round(y) + 0.5); ctx.stroke();
-      ctx.fillText(formatRate((max * i) / 4), padL - 6, y);
+      ctx.fillText(formatRate((max * i) / 5), padL - 6, y);
     }
     // x labels: minutes ago.
     ctx.textAlign = "center";
@@ -300,7 +301,7 @@
     }
     // Stacked bars, one per sample, positioned by time.
     const pxPerMs = w / (HISTORY_SECONDS * 1000);
-    const barW = Math.max(1, (w / HISTORY_SECONDS) * 0.8);
+    const barW = Math.max(2, (w / HISTORY_SECONDS) * 0.8);
     for (const s of samples) {
       const x = padL + w - (now - s.t) * pxPerMs;
       if (x < padL) continue;
@@ -593,7 +594,12 @@
     const hist = r.histogram || [];
     let lo = hist.findIndex((b) => b.count > 0);
     let hi = hist.length - 1 - [...hist].reverse().findIndex((b) => b.count > 0);
-    if (lo < 0) { lo = 0; hi = -1; }
+    if (lo < 0) { lo = 0; hi = -1; } else {
+      // A stable x axis from 1 ms to at least 250 ms, so two runs compare
+      // at a glance instead of each stretching its own two buckets.
+      lo = 0;
+      hi = Math.max(hi, hist.findIndex((b) => b.le_ms >= 250));
+    }
     const shown = hist.slice(lo, hi + 1);
     const hMax = Math.max(1, ...shown.map((b) => b.count));
     const histo = el("div", { class: "histogram", "aria-label": "latency histogram" },
@@ -618,7 +624,12 @@
       // Core events carry gateway-uptime timestamps: map them to wall time
       // through the uptime reported in the same health snapshot.
       const start = state.fetchedAt - (Number(h.uptime_ms) || 0);
-      for (const e of h.events) items.push({ at: start + (Number(e.at_ms) || 0), kind: eventKind(e.message), message: e.message, source: "gateway" });
+      for (const e of h.events) {
+        // The admin already logged its own switches (with parameters):
+        // keep only what the core alone knows, such as circuit transitions.
+        if (ECHOED.test(String(e.message || ""))) continue;
+        items.push({ at: start + (Number(e.at_ms) || 0), kind: eventKind(e.message), message: e.message, source: "gateway" });
+      }
     }
     for (const e of localEvents) items.push(e);
     items.sort((a, b) => b.at - a.at);
@@ -633,6 +644,8 @@
         el("span", { class: "event-msg", text: e.message }))));
     if (!items.length) list.append(el("li", { class: "empty", text: "No events yet. Switch an algorithm or run a burst." }));
   }
+
+  const ECHOED = /^(rate limiter switched|load balancer switched|backend \S+ switched|metrics reset)/;
 
   function eventKind(msg) {
     const m = String(msg || "");

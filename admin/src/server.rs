@@ -192,22 +192,46 @@ fn dispatch(shared: &Shared, route: &Route, body: Option<&Value>) -> Answer {
 
 /// Event-log kind and message for commands that change something.
 fn describe(cmd: &Command) -> Option<(&'static str, String)> {
-    let compact = |v: serde_json::Result<Value>| v.map(|v| v.to_string()).unwrap_or_default();
     Some(match cmd {
         Command::Health | Command::Metrics => return None,
         Command::SetRateLimiter(s) => (
             "rate-limiter",
             format!(
-                "rate limiter -> {} {}",
+                "rate limiter -> {}{}",
                 s.name(),
-                compact(serde_json::to_value(s))
+                params_text(serde_json::to_value(s))
             ),
         ),
-        Command::SetLoadBalancer(s) => ("load-balancer", format!("load balancer -> {}", s.name())),
+        Command::SetLoadBalancer(s) => (
+            "load-balancer",
+            format!(
+                "load balancer -> {}{}",
+                s.name(),
+                params_text(serde_json::to_value(s))
+            ),
+        ),
         Command::ToggleBackend(n) => ("toggle", format!("toggled backend {n}")),
         Command::ResetCircuit(n) => ("circuit-reset", format!("reset circuit of {n}")),
         Command::ResetMetrics => ("metrics-reset", "reset all metrics".to_string()),
     })
+}
+
+/// ` (capacity 20, refill_per_sec 2)` from a spec's JSON form: the event log
+/// is read by people, so no braces or the repeated algorithm name.
+fn params_text(v: serde_json::Result<Value>) -> String {
+    let Ok(Value::Object(fields)) = v else {
+        return String::new();
+    };
+    let parts: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k.as_str() != "algorithm")
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 /// Sends `cmd` to the gateway and waits for its reply, bounded by the reply
