@@ -5,8 +5,8 @@
 #
 #   bash fuzz/run.sh [SECONDS] [TARGET...]     (from the repo root or fuzz/)
 #
-# Env: FUZZ_BUILD_FLAGS (default "-O -s none"; add "-a" for debug assertions
-# once the known reason-phrase bug is fixed), FUZZ_MAX_LEN (default 4096).
+# Env: FUZZ_BUILD_FLAGS (default "-O -a -s none": optimised, debug assertions on,
+# no sanitizer for speed on shared cores), FUZZ_MAX_LEN (default 4096).
 # New corpus entries go to fuzz/target/corpus-work/<target>, not to the
 # committed seeds; crashes land in fuzz/artifacts/<target>/.
 set -uo pipefail
@@ -20,13 +20,13 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked || cargo install cargo-fuzz || exit 2
 fi
 
-read -r -a build_flags <<<"${FUZZ_BUILD_FLAGS:--O -s none}"
+read -r -a build_flags <<<"${FUZZ_BUILD_FLAGS:--O -a -s none}"
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-CARGO_BUILD_JOBS=1 cargo +nightly fuzz build "${build_flags[@]}" || exit 2
+CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" cargo +nightly fuzz build "${build_flags[@]}" || exit 2
 
 failed=0
 mkdir -p target/fuzz-logs

@@ -4,9 +4,11 @@
 //! circuit breaking are visible in a minute.
 //!
 //! Routes: `GET /api/users` (sample JSON naming the server), `GET
-//! /api/health`, `POST /admin/crash` (toggles crash mode: every `/api`
-//! request then answers 500 after a slow 300 ms), anything else under `/`
-//! echoes the method and path.
+//! /api/health` (`"crashed": false`), `POST /admin/crash` (toggles crash
+//! mode: every `/api` request then answers 500, with `"crashed": true`, after
+//! a slow 300 ms), `GET /admin/crash` (reads the crash flag, never affected by
+//! it, so a dashboard can label its Crash/Recover button from the truth),
+//! anything else under `/` echoes the method and path.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -253,18 +255,21 @@ fn route(ctx: &Ctx, method: &str, path: &str, body_len: u64) -> (u16, Value) {
         let now = !crashed.fetch_xor(true, Ordering::Relaxed);
         log::info!("demo {name}: crash mode {}", if now { "ON" } else { "OFF" });
         (200, json!({"server": name, "crashed": now}))
+    } else if method == "GET" && path == "/admin/crash" {
+        let now = crashed.load(Ordering::Relaxed);
+        (200, json!({"server": name, "crashed": now}))
     } else if crashed.load(Ordering::Relaxed) && path.starts_with("/api") {
         thread::sleep(CRASH_DELAY);
         (
             500,
-            json!({"error": "internal server error (crash mode)", "server": name}),
+            json!({"error": "internal server error (crash mode)", "server": name, "crashed": true}),
         )
     } else if path == "/api/users" {
         (200, users(name, addr))
     } else if path == "/api/health" {
         (
             200,
-            json!({"status": "healthy", "server": name, "port": addr.port()}),
+            json!({"status": "healthy", "server": name, "port": addr.port(), "crashed": false}),
         )
     } else {
         (

@@ -136,7 +136,7 @@
     if (button) button.disabled = true;
     try {
       const result = await fn();
-      await Promise.all([pollHealth(true), pollEvents()]);
+      await Promise.all([pollHealth(true), pollEvents(), pollDemo()]);
       return result;
     } catch (err) {
       noteFailure(what, err);
@@ -154,7 +154,7 @@
     prev: null, // {t, totals} of the previous sample, for rates
     samples: [], // {t, ok, limited, err, broken} per poll, req/s
     adminEvents: [],
-    crashed: {}, // backend name -> bool, as last reported by the demo backend
+    crashed: {}, // backend name -> true/false from the demo backend, null: not a demo backend
     limiterDirty: false,
     balancerDirty: false,
   };
@@ -172,11 +172,12 @@
   function renderPipeline(h) {
     const list = $("#pipeline");
     const stages = h.pipeline || [];
-    const key = stages.join(">") + "|" + (h.rateLimiter && h.rateLimiter.algorithm) + "|" + (h.loadBalancer && h.loadBalancer.algorithm);
+    const key = stages.join(">") + "|" + h.listen + "|" + (h.rateLimiter && h.rateLimiter.algorithm) + "|" + (h.loadBalancer && h.loadBalancer.algorithm);
     if (list.dataset.key === key) return;
     list.dataset.key = key;
     list.replaceChildren();
-    list.append(el("li", { class: "stage stage-edge" }, el("span", { class: "stage-name", text: "client" })));
+    list.append(el("li", { class: "stage stage-edge" }, el("span", { class: "stage-name", text: "client" }),
+      el("span", { class: "stage-detail", text: h.listen ? `HTTP/1.1 to ${h.listen}` : "HTTP/1.1" })));
     for (const s of stages) {
       let detail = STAGE_INFO[s] || "";
       if (s === "rate-limit" && h.rateLimiter) detail = h.rateLimiter.algorithm;
@@ -238,7 +239,10 @@
     setText($("#stat-proxied"), fmtInt(t.proxied));
     setText($("#stat-limited"), fmtInt(t.rate_limited));
     setText($("#stat-broken"), fmtInt(t.circuit_broken));
-    setText($("#stat-errors"), fmtInt(t.errors));
+    // Same split as the chart: circuit-open 503s are counted in the 5xx
+    // class too, so "5xx errors" is 5xx minus the fail-fast ones.
+    const s5xx = Number((t.status || {})["5xx"]) || 0;
+    setText($("#stat-errors"), fmtInt(Math.max(0, s5xx - (Number(t.circuit_broken) || 0))));
     const pct = t.requests ? Math.round((100 * (t.proxied || 0)) / t.requests) : 0;
     setText($("#stat-proxied-pct"), t.requests ? `${pct}% of requests` : "\u00a0");
     const c = h.connections || {};
@@ -279,10 +283,10 @@
     ctx.lineWidth = 1;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let i = 0; i <= 4; i++) {
-      const y = padT + hgt - (hgt * i) / 4;
+    for (let i = 0; i <= 5; i++) {
+      const y = padT + hgt - (hgt * i) / 5;
       ctx.beginPath(); ctx.moveTo(padL, Math.round(y) + 0.5); ctx.lineTo(padL + w, Math.round(y) + 0.5); ctx.stroke();
-      ctx.fillText(formatRate((max * i) / 4), padL - 6, y);
+      ctx.fillText(formatRate((max * i) / 5), padL - 6, y);
     }
     // x labels: minutes ago.
     ctx.textAlign = "center";
@@ -297,7 +301,7 @@
     }
     // Stacked bars, one per sample, positioned by time.
     const pxPerMs = w / (HISTORY_SECONDS * 1000);
-    const barW = Math.max(1, (w / HISTORY_SECONDS) * 0.8);
+    const barW = Math.max(2, (w / HISTORY_SECONDS) * 0.8);
     for (const s of samples) {
       const x = padL + w - (now - s.t) * pxPerMs;
       if (x < padL) continue;
@@ -425,7 +429,10 @@
         el("div", {},
           el("div", { class: "backend-name" }, r("dot", el("span", { class: "dot" })), el("span", { text: name })),
           r("addr", el("div", { class: "backend-addr" }))),
-        r("badge", el("span", { class: "circuit-state badge" }))),
+        el("div", { class: "backend-tags" },
+          r("crashTag", el("span", { class: "badge badge-crashed", text: "CRASHED", hidden: true,
+            title: "The demo backend is in crash mode: it answers 500 after 300 ms" })),
+          r("badge", el("span", { class: "circuit-state badge" })))),
       el("div", { class: "share" },
         el("div", { class: "share-track" }, r("bar", el("div", { class: "share-bar" }))),
         r("sharePct", el("span", { class: "share-pct" }))),
@@ -483,10 +490,20 @@
       setText(f.inflight, fmtInt(b.inflight));
       setText(f.weight, b.weight === undefined ? "–" : String(b.weight));
       setText(f.toggle, b.up ? "Take down" : "Bring up");
-      const crashed = !!state.crashed[b.name];
+      const demo = state.crashed[b.name];
+      const crashed = demo === true;
       setText(f.crash, crashed ? "Recover" : "Crash");
+      f.crash.dataset.crashed = String(crashed);
       f.crash.classList.toggle("btn-danger", !crashed);
-      f.crash.classList.toggle("btn-primary", crashed);
+      f.crash.classList.toggle("btn-ok", crashed);
+      // null: the backend did not answer GET /admin/crash (not a demo one).
+      const notDemo = demo === null;
+      if (f.crash.dataset.notDemo !== String(notDemo)) {
+        f.crash.dataset.notDemo = String(notDemo);
+        f.crash.title = notDemo ? "Not a demo backend: crash simulation unavailable"
+          : "Demo backends: toggle crash mode (they answer 500, slowly)";
+      }
+      f.crashTag.hidden = !crashed;
     });
     for (const [name, card] of cards) {
       if (!seen.has(name)) {
@@ -514,8 +531,8 @@
     }
     return act(button, `crash/recover ${name}`, async () => {
       const r = await api("POST", `/gateway/demo/${n}/crash`);
-      if (r && typeof r.crashed === "boolean") state.crashed[name] = r.crashed;
-      else state.crashed[name] = !state.crashed[name];
+      // The admin answers with the backend's own flag after the flip.
+      state.crashed[name] = r && typeof r.crashed === "boolean" ? r.crashed : null;
       toast(state.crashed[name] ? `${name} crashed: it now answers 500` : `${name} recovered`, state.crashed[name] ? "bad" : "ok");
     });
   }
@@ -577,7 +594,12 @@
     const hist = r.histogram || [];
     let lo = hist.findIndex((b) => b.count > 0);
     let hi = hist.length - 1 - [...hist].reverse().findIndex((b) => b.count > 0);
-    if (lo < 0) { lo = 0; hi = -1; }
+    if (lo < 0) { lo = 0; hi = -1; } else {
+      // A stable x axis from 1 ms to at least 250 ms, so two runs compare
+      // at a glance instead of each stretching its own two buckets.
+      lo = 0;
+      hi = Math.max(hi, hist.findIndex((b) => b.le_ms >= 250));
+    }
     const shown = hist.slice(lo, hi + 1);
     const hMax = Math.max(1, ...shown.map((b) => b.count));
     const histo = el("div", { class: "histogram", "aria-label": "latency histogram" },
@@ -602,7 +624,12 @@
       // Core events carry gateway-uptime timestamps: map them to wall time
       // through the uptime reported in the same health snapshot.
       const start = state.fetchedAt - (Number(h.uptime_ms) || 0);
-      for (const e of h.events) items.push({ at: start + (Number(e.at_ms) || 0), kind: eventKind(e.message), message: e.message, source: "gateway" });
+      for (const e of h.events) {
+        // The admin already logged its own switches (with parameters):
+        // keep only what the core alone knows, such as circuit transitions.
+        if (ECHOED.test(String(e.message || ""))) continue;
+        items.push({ at: start + (Number(e.at_ms) || 0), kind: eventKind(e.message), message: e.message, source: "gateway" });
+      }
     }
     for (const e of localEvents) items.push(e);
     items.sort((a, b) => b.at - a.at);
@@ -617,6 +644,8 @@
         el("span", { class: "event-msg", text: e.message }))));
     if (!items.length) list.append(el("li", { class: "empty", text: "No events yet. Switch an algorithm or run a burst." }));
   }
+
+  const ECHOED = /^(rate limiter switched|load balancer switched|backend \S+ switched|metrics reset)/;
 
   function eventKind(msg) {
     const m = String(msg || "");
@@ -644,6 +673,7 @@
       state.fetchedAt = Date.now();
       if (!immediate) sampleRates(h, state.fetchedAt);
       setConn(true, h.status === "ok" ? "live" : String(h.status || "live"));
+      $("#token-form").hidden = true;
       renderPipeline(h);
       renderTotals(h);
       renderAlgos(h);
@@ -651,7 +681,20 @@
       renderEvents();
       drawChart();
     } catch (err) {
-      setConn(false, err.status === 401 ? "unauthorised: open /#token=…" : `offline: ${err.message}`);
+      setConn(false, err.status === 401 ? "token required" : `offline: ${err.message}`);
+      $("#token-form").hidden = err.status !== 401;
+    }
+  }
+
+  // Crash flags come from the demo backends themselves (GET /gateway/demo),
+  // so the button is right even after a crash made elsewhere (curl, restart).
+  async function pollDemo() {
+    try {
+      const r = await api("GET", "/gateway/demo");
+      for (const b of r.backends || []) state.crashed[b.name] = b.crashed;
+      if (state.health) renderBackends(state.health);
+    } catch (_) {
+      // The health poll already reports connectivity problems.
     }
   }
 
@@ -668,7 +711,9 @@
   let tick = 0;
   async function loop() {
     await pollHealth(false);
-    if (tick++ % 2 === 0) await pollEvents();
+    if (tick % 2 === 0) await pollEvents();
+    if (tick % 3 === 0) await pollDemo();
+    tick++;
     pollTimer = setTimeout(loop, POLL_MS);
   }
 
@@ -703,6 +748,15 @@
       const rate = Number($("#sustain-rate").value) || 20;
       const seconds = Number($("#sustain-seconds").value) || 5;
       runLoadTest({ rate, seconds, path: $("#loadtest-path").value || "/api/users" }, `${rate} req/s for ${seconds}s`);
+    });
+    $("#token-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const t = $("#token-input").value.trim();
+      if (t) sessionStorage.setItem("admin-token", t);
+      $("#token-input").value = "";
+      pollHealth(true);
+      pollEvents();
+      pollDemo();
     });
     window.addEventListener("resize", drawChart);
     renderEvents();

@@ -31,8 +31,12 @@ pub(crate) enum Route {
     ResetMetrics,
     /// `POST /gateway/loadtest`
     LoadTest,
-    /// `POST /gateway/demo/:name/crash`
+    /// `POST /gateway/demo/:name/crash` (toggle)
     DemoCrash(String),
+    /// `GET /gateway/demo/:name/crash` (read the flag)
+    DemoCrashState(String),
+    /// `GET /gateway/demo`: every backend's crash flag
+    DemoStates,
     /// `GET` of a dashboard file.
     Asset(&'static Asset),
 }
@@ -66,7 +70,15 @@ pub(crate) fn resolve(method: &str, target: &str) -> Result<Route, RouteError> {
         ["gateway", "circuit", n, "reset"] if !n.is_empty() => {
             ("POST", Route::ResetCircuit(name(n)))
         }
-        ["gateway", "demo", n, "crash"] if !n.is_empty() => ("POST", Route::DemoCrash(name(n))),
+        ["gateway", "demo"] => ("GET", Route::DemoStates),
+        ["gateway", "demo", n, "crash"] if !n.is_empty() => {
+            // Two methods on one path: GET reads the flag, POST flips it.
+            return match method {
+                "GET" => Ok(Route::DemoCrashState(name(n))),
+                "POST" => Ok(Route::DemoCrash(name(n))),
+                _ => Err(RouteError::MethodNotAllowed("GET, POST")),
+            };
+        }
         _ => return Err(RouteError::NotFound),
     };
     want(method, allowed, route)
@@ -96,7 +108,12 @@ pub(crate) fn command_for(route: &Route, body: Option<&Value>) -> Result<Option<
         Route::SetBalancer(n) => {
             Command::SetLoadBalancer(build_named(n, body, BalanceSpec::from_name)?)
         }
-        Route::Events | Route::LoadTest | Route::DemoCrash(_) | Route::Asset(_) => return Ok(None),
+        Route::Events
+        | Route::LoadTest
+        | Route::DemoCrash(_)
+        | Route::DemoCrashState(_)
+        | Route::DemoStates
+        | Route::Asset(_) => return Ok(None),
     }))
 }
 
@@ -169,6 +186,15 @@ mod tests {
         assert_eq!(
             resolve("POST", "/gateway/demo/Backend-A/crash"),
             Ok(Route::DemoCrash("Backend-A".into()))
+        );
+        assert_eq!(
+            resolve("GET", "/gateway/demo/Backend-A/crash"),
+            Ok(Route::DemoCrashState("Backend-A".into()))
+        );
+        assert_eq!(resolve("GET", "/gateway/demo"), Ok(Route::DemoStates));
+        assert_eq!(
+            resolve("PUT", "/gateway/demo/Backend-A/crash"),
+            Err(RouteError::MethodNotAllowed("GET, POST"))
         );
         assert!(matches!(resolve("GET", "/"), Ok(Route::Asset(_))));
         assert_eq!(

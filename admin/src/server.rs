@@ -11,6 +11,7 @@ use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, SendTimeoutError, Sender};
@@ -112,11 +113,16 @@ fn answer(shared: &Shared, req: &mut Request) -> Answer {
             "Host must be a loopback address (localhost, 127.0.0.1, [::1]) when no admin token is set",
         );
     }
-    if !authorized(token, header(req, "Authorization").as_deref()) {
+    let method = req.method().as_str().to_ascii_uppercase();
+    // The dashboard's static files hold no data, so a plain browser may load
+    // them without the token (it cannot send a header on navigation); the
+    // page then reads the token from `/#token=...` and sends it on every API
+    // call, each of which is still checked below.
+    let static_file = method == "GET" && is_dashboard_file(req.url());
+    if !static_file && !authorized(token, header(req, "Authorization").as_deref()) {
         return Answer::error(401, "missing or wrong bearer token")
             .with("WWW-Authenticate", "Bearer realm=\"api-gateway admin\"");
     }
-    let method = req.method().as_str().to_ascii_uppercase();
     if method != "GET" && !origin_allowed(header(req, "Origin").as_deref(), host.as_deref()) {
         return Answer::error(403, "cross-origin request refused");
     }
@@ -135,6 +141,12 @@ fn answer(shared: &Shared, req: &mut Request) -> Answer {
         Err(a) => return a,
     };
     dispatch(shared, &route, body.as_ref())
+}
+
+/// Whether `target` names one of the embedded dashboard files.
+fn is_dashboard_file(target: &str) -> bool {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    crate::dashboard::asset(path).is_some()
 }
 
 /// Reads an optional JSON body: empty means `None`.
@@ -180,22 +192,46 @@ fn dispatch(shared: &Shared, route: &Route, body: Option<&Value>) -> Answer {
 
 /// Event-log kind and message for commands that change something.
 fn describe(cmd: &Command) -> Option<(&'static str, String)> {
-    let compact = |v: serde_json::Result<Value>| v.map(|v| v.to_string()).unwrap_or_default();
     Some(match cmd {
         Command::Health | Command::Metrics => return None,
         Command::SetRateLimiter(s) => (
             "rate-limiter",
             format!(
-                "rate limiter -> {} {}",
+                "rate limiter -> {}{}",
                 s.name(),
-                compact(serde_json::to_value(s))
+                params_text(serde_json::to_value(s))
             ),
         ),
-        Command::SetLoadBalancer(s) => ("load-balancer", format!("load balancer -> {}", s.name())),
+        Command::SetLoadBalancer(s) => (
+            "load-balancer",
+            format!(
+                "load balancer -> {}{}",
+                s.name(),
+                params_text(serde_json::to_value(s))
+            ),
+        ),
         Command::ToggleBackend(n) => ("toggle", format!("toggled backend {n}")),
         Command::ResetCircuit(n) => ("circuit-reset", format!("reset circuit of {n}")),
         Command::ResetMetrics => ("metrics-reset", "reset all metrics".to_string()),
     })
+}
+
+/// ` (capacity 20, refill_per_sec 2)` from a spec's JSON form: the event log
+/// is read by people, so no braces or the repeated algorithm name.
+fn params_text(v: serde_json::Result<Value>) -> String {
+    let Ok(Value::Object(fields)) = v else {
+        return String::new();
+    };
+    let parts: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k.as_str() != "algorithm")
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 /// Sends `cmd` to the gateway and waits for its reply, bounded by the reply
@@ -253,7 +289,9 @@ fn local(shared: &Shared, route: &Route, body: Option<&Value>) -> Answer {
         },
         Route::Events => Answer::json(200, &json!({ "events": shared.events.snapshot() })),
         Route::LoadTest => load_test(shared, body),
-        Route::DemoCrash(name) => demo_crash(shared, name),
+        Route::DemoCrash(name) => demo_crash(shared, name, true),
+        Route::DemoCrashState(name) => demo_crash(shared, name, false),
+        Route::DemoStates => demo_states(shared),
         _ => Answer::error(500, "internal: route has no local handler"),
     }
 }
@@ -287,29 +325,42 @@ fn load_test(shared: &Shared, body: Option<&Value>) -> Answer {
     }
 }
 
-/// Flips a demo backend's crash mode by calling its `POST /admin/crash`.
-/// The address comes from the gateway's own health report, so the admin
-/// never needs its own copy of the backend table.
-fn demo_crash(shared: &Shared, name: &str) -> Answer {
+/// Every backend's name and address, from the gateway's own health report,
+/// so the admin never needs its own copy of the backend table.
+fn backend_addrs(shared: &Shared) -> Result<Vec<(String, Option<SocketAddr>)>, Answer> {
     let health = match ask(shared, Command::Health) {
         Ok(Reply::Json(v)) => v,
-        Ok(other) => return from_reply(other),
+        Ok(other) => return Err(from_reply(other)),
+        Err(a) => return Err(a),
+    };
+    let list = health["backends"].as_array().cloned().unwrap_or_default();
+    Ok(list
+        .iter()
+        .filter_map(|b| {
+            let name = b["name"].as_str()?.to_string();
+            let addr = b["address"]
+                .as_str()
+                .and_then(|a| a.to_socket_addrs().ok()?.next());
+            Some((name, addr))
+        })
+        .collect())
+}
+
+/// Flips (`toggle`) or reads a demo backend's crash mode through its
+/// `/admin/crash`, and answers `{"server": .., "crashed": bool}`.
+fn demo_crash(shared: &Shared, name: &str, toggle: bool) -> Answer {
+    let backends = match backend_addrs(shared) {
+        Ok(b) => b,
         Err(a) => return a,
     };
-    let backend = health["backends"]
-        .as_array()
-        .and_then(|bs| bs.iter().find(|b| b["name"].as_str() == Some(name)));
-    let Some(backend) = backend else {
+    let Some((_, addr)) = backends.iter().find(|(n, _)| n == name) else {
         return Answer::error(404, format!("unknown backend '{name}'"));
     };
-    let Some(addr_text) = backend["address"].as_str() else {
-        return Answer::error(502, format!("health report has no address for '{name}'"));
+    let Some(addr) = *addr else {
+        return Answer::error(502, format!("cannot resolve the address of '{name}'"));
     };
-    let addr = match addr_text.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => a,
-        _ => return Answer::error(502, format!("cannot resolve backend address '{addr_text}'")),
-    };
-    let resp = match one_shot(addr, "POST", "/admin/crash", b"", DEMO_TIMEOUTS) {
+    let method = if toggle { "POST" } else { "GET" };
+    let resp = match one_shot(addr, method, "/admin/crash", b"", DEMO_TIMEOUTS) {
         Ok(r) => r,
         Err(e) => {
             return Answer::error(502, format!("backend {name} at {addr} did not answer: {e}"))
@@ -318,20 +369,63 @@ fn demo_crash(shared: &Shared, name: &str) -> Answer {
     if !(200..300).contains(&resp.status) {
         return Answer::error(
             502,
-            format!("backend {name} answered {} to /admin/crash", resp.status),
+            format!(
+                "backend {name} answered {} to {method} /admin/crash (not a demo backend?)",
+                resp.status
+            ),
         );
     }
     let answer: Value = serde_json::from_slice(&resp.body)
         .unwrap_or_else(|_| json!({ "response": String::from_utf8_lossy(&resp.body) }));
-    let state = match answer.get("crashed").and_then(Value::as_bool) {
-        Some(true) => "crashed",
-        Some(false) => "recovered",
-        None => "toggled crash mode of",
-    };
-    shared
-        .events
-        .push("crash", format!("{state} demo backend {name}"));
+    if toggle {
+        let state = match answer.get("crashed").and_then(Value::as_bool) {
+            Some(true) => "crashed",
+            Some(false) => "recovered",
+            None => "toggled crash mode of",
+        };
+        shared
+            .events
+            .push("crash", format!("{state} demo backend {name}"));
+    }
     Answer::json(200, &answer)
+}
+
+/// `GET /gateway/demo`: the crash flag of every backend, asked in parallel
+/// with short timeouts; `null` for a backend that is not a demo backend (or
+/// does not answer), so the dashboard can hide or grey its Crash button.
+fn demo_states(shared: &Shared) -> Answer {
+    let backends = match backend_addrs(shared) {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let quick = Timeouts {
+        connect: Duration::from_millis(300),
+        io: Duration::from_millis(800),
+    };
+    let states: Vec<Value> = thread::scope(|s| {
+        let jobs: Vec<_> = backends
+            .iter()
+            .map(|(name, addr)| {
+                let h = addr.map(|a| {
+                    s.spawn(move || {
+                        let r = one_shot(a, "GET", "/admin/crash", b"", quick).ok()?;
+                        if r.status != 200 {
+                            return None;
+                        }
+                        serde_json::from_slice::<Value>(&r.body).ok()?["crashed"].as_bool()
+                    })
+                });
+                (name, h)
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|(name, h)| {
+                let crashed = h.and_then(|h| h.join().ok().flatten());
+                json!({ "name": name, "crashed": crashed })
+            })
+            .collect()
+    });
+    Answer::json(200, &json!({ "backends": states }))
 }
 
 /// One admin worker: serves requests until shutdown.

@@ -357,12 +357,19 @@ fn dashboard_and_assets() {
 #[test]
 fn token_is_enforced_on_every_request() {
     let h = Harness::start(Some(TOKEN), "127.0.0.1:9".parse().unwrap(), "127.0.0.1:9");
-    for path in ["/gateway/health", "/", "/app.js", "/nope"] {
+    for path in ["/gateway/health", "/gateway/events", "/metrics", "/nope"] {
         let r = get(h.addr, path);
         assert_eq!(r.status, 401, "{path}");
         assert!(is_json(&r));
         assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
     }
+    // The static dashboard files carry no data: a browser must be able to
+    // load them before it has a way to send the token (`/#token=...`).
+    for path in ["/", "/index.html", "/app.js", "/style.css?v=1"] {
+        assert_eq!(get(h.addr, path).status, 200, "{path}");
+    }
+    let r = http(h.addr, "POST", "/", &[], "");
+    assert_eq!(r.status, 401, "only GET of a static file skips the token");
     let wrong = format!("Bearer {TOKEN}x");
     let r = http(
         h.addr,
