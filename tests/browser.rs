@@ -260,14 +260,10 @@ fn dashboard_in_a_real_browser() {
     );
     let counts: Vec<u64> = serde_json::from_str(counts.as_str().unwrap()).unwrap();
     assert_eq!(counts.iter().sum::<u64>(), 50, "{counts:?}");
-    // At most the bucket (20, plus a refill token or two) succeeds, the rest
-    // is limited. Not exact: a burst that follows a crashed backend can lose
-    // a few exchanges to the stall in `burst_with_a_crashed_backend_never_stalls`.
-    assert!(
-        counts[0] >= 1 && counts[0] <= 22,
-        "bucket of 20: {counts:?}"
-    );
-    assert!(counts[1] >= 25, "the rest limited: {counts:?}");
+    // The bucket (20, plus at most a refill token or two at 2/s during the
+    // burst) succeeds; everything else is limited, nothing fails.
+    assert!((20..=22).contains(&counts[0]), "bucket of 20: {counts:?}");
+    assert_eq!(counts[0] + counts[1], 50, "the rest limited: {counts:?}");
     // The event log shows the admin actions and the circuit transition.
     wait_for(
         &tab,
