@@ -178,7 +178,7 @@ impl RequestHead {
             httparse::Status::Complete(n) => n,
             httparse::Status::Partial => {
                 // A request line longer than the URI limit will never fit.
-                if !buf.contains(&b'\n') && buf.len() > limits.max_uri + 32 {
+                if request_line_too_long(buf, limits.max_uri) {
                     return Err(HttpError::UriTooLong);
                 }
                 return Ok(false);
@@ -196,8 +196,7 @@ impl RequestHead {
         // Judge the whole request line, as the partial-head shortcut above
         // must (it cannot see where the target starts): otherwise the verdict
         // on one head would depend on how TCP split it (found by fuzzing).
-        let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-        if target.len() > limits.max_uri || line_len > limits.max_uri + 32 {
+        if target.len() > limits.max_uri || request_line_too_long(buf, limits.max_uri) {
             return Err(HttpError::UriTooLong);
         }
         self.target = Span::of(buf, target.as_bytes());
@@ -350,6 +349,15 @@ impl RequestHead {
             }
         }
     }
+}
+
+/// Whether the request line (complete or not) is already longer than a
+/// target of `max_uri` bytes plus a method and version could make it. The
+/// same test on any prefix and on the whole head, so the 414 verdict never
+/// depends on how TCP split the bytes.
+pub fn request_line_too_long(buf: &[u8], max_uri: usize) -> bool {
+    let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    line_len > max_uri + 32
 }
 
 /// `X-Request-Id` we keep: 1..=128 visible characters from a safe set, so it

@@ -12,7 +12,7 @@ use crate::algo::limit::Verdict;
 use crate::algo::BackendId;
 use crate::algo::Nanos;
 use crate::conn::{After, Phase, ReqSide, RespSide};
-use crate::http::request::{Method, RequestFraming, RequestLimits};
+use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
 use crate::http::rewrite::{error_body, write_local, LocalReply};
 use crate::http::HttpError;
 use crate::metrics::Metrics;
@@ -79,7 +79,7 @@ impl Worker {
         let over = data.len() >= max_head;
         let parsed = if complete_hint || buf.is_full() || over || c.client_eof {
             c.head.parse(data, &limits)
-        } else if !data.contains(&b'\n') && data.len() > limits.max_uri + 32 {
+        } else if request_line_too_long(data, limits.max_uri) {
             Err(HttpError::UriTooLong)
         } else {
             Ok(false)
