@@ -733,13 +733,11 @@ pub fn process_message(data: &[u8], cuts: &[usize]) -> Message {
 pub fn check_differential(data: &[u8], cuts: &[usize]) -> Message {
     let whole = process_message(data, &[]);
     let split = process_message(data, cuts);
-    if whole != split {
-        assert!(
-            false,
-            "whole: {whole:?}, cut at {cuts:?}: {split:?}\n{}",
-            lossy(data)
-        );
-    }
+    assert!(
+        whole == split,
+        "whole: {whole:?}, cut at {cuts:?}: {split:?}\n{}",
+        lossy(data)
+    );
     if let Message::Complete { head_len, end, .. } = whole {
         assert!(head_len <= end && end <= data.len());
     }
