@@ -24,14 +24,28 @@ use buffer::Buffer;
 /// Edge-triggered readiness seen on one socket and not yet used up.
 ///
 /// A flag is cleared only when an operation returns `WouldBlock` (or the
-/// socket closes): a full buffer pauses reading without losing the edge.
+/// socket closes), or when a short read proves the socket drained (see
+/// [`Ready::drained_by`]): a full buffer pauses reading without losing the edge.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ready {
     /// Bytes (or EOF) may be readable.
     pub readable: bool,
     /// The send buffer may have room.
     pub writable: bool,
+    /// The peer's FIN or an error was signalled (`EPOLLRDHUP`/`EPOLLERR`):
+    /// reads must go on until they return 0 or fail.
+    pub read_closed: bool,
 }
+
+/// Whether a short read may be taken as "drained" (see [`Ready::drained_by`]).
+/// Linux epoll (and kqueue's `EV_CLEAR`) queue a new edge for every arrival,
+/// so this holds there; elsewhere we keep reading until `WouldBlock`.
+const SHORT_READ_DRAINS: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+));
 
 impl Ready {
     /// Folds a poll event in.
@@ -40,6 +54,23 @@ impl Ready {
         // the EOF or error itself (mio treats hup/error as hints).
         self.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
         self.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+        self.read_closed |= ev.is_read_closed() || ev.is_error();
+    }
+
+    /// After a read returned `n` bytes into a slice of `asked` bytes: whether
+    /// the socket is drained, so the read that would follow can only return
+    /// `WouldBlock` and can be skipped. That extra `read` was one wasted
+    /// syscall per request on each side of a keep-alive exchange.
+    ///
+    /// Sound because the kernel wakes an edge-triggered epoll item on every
+    /// arrival (`sk_data_ready` → `ep_poll_callback`), not only on the
+    /// empty→non-empty transition: whatever arrives after a short read
+    /// raises a new edge. nginx does the same (`ngx_unix_recv` with
+    /// `EPOLLRDHUP`). A read that filled the slice proves nothing (sozu
+    /// #1387), and once the peer's FIN was signalled no further edge comes,
+    /// so then we read on until the 0.
+    pub fn drained_by(&self, n: usize, asked: usize) -> bool {
+        SHORT_READ_DRAINS && n < asked && !self.read_closed
     }
 }
 
