@@ -91,7 +91,7 @@ nginx_proxy_conf() { # workers
         echo "worker_processes $1; user root; pid $OUT/proxy/nginx.pid;"
         echo "worker_rlimit_nofile 65536;"
         echo "error_log $OUT/proxy/error.log warn;"
-        echo "events { worker_connections 32768; }"
+        echo "events { worker_connections 16384; }"
         echo "http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;"
         echo "  upstream backends {"
         for p in "${BACKEND_PORTS[@]}"; do echo "    server 127.0.0.1:$p;"; done

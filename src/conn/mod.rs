@@ -17,6 +17,7 @@ use mio::net::TcpStream;
 use crate::algo::breaker::Permit;
 use crate::algo::{BackendId, Nanos};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
+use crate::http::head::{HeaderSpan, Span};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::ResponseHead;
 use buffer::Buffer;
@@ -101,6 +102,21 @@ impl Outgoing {
         self.bytes.clear();
         self.pos = 0;
     }
+}
+
+/// The growable vectors of a connection's per-request state (outgoing heads,
+/// pipeline headers, header indices), emptied but with their capacity.
+///
+/// A connection going idle between keep-alive requests hands them to the
+/// worker's spare list together with its buffers, and takes a set back when
+/// it has bytes again. Steady-state traffic still allocates nothing, and an
+/// idle connection holds no heap memory but its slab slot (about 1.4 KB of
+/// warm vectors per idle connection otherwise).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    bytes: [Vec<u8>; 5],
+    headers: [Vec<HeaderSpan>; 2],
+    spans: [Vec<Span>; 2],
 }
 
 /// Where a body ends, tracked as its bytes go by.
@@ -339,6 +355,55 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Takes the per-request vectors out (cleared), for an idle connection.
+    pub fn stash_scratch(&mut self) -> Scratch {
+        use std::mem::take;
+        self.to_client.clear();
+        self.to_backend.clear();
+        let mut s = Scratch {
+            bytes: [
+                take(&mut self.to_client.bytes),
+                take(&mut self.to_backend.bytes),
+                take(&mut self.ex.extra),
+                take(&mut self.ex.log_target),
+                take(&mut self.ex.request_id),
+            ],
+            headers: [
+                take(&mut self.head.headers),
+                take(&mut self.resp_head.headers),
+            ],
+            spans: [
+                take(&mut self.head.connection),
+                take(&mut self.resp_head.connection),
+            ],
+        };
+        s.bytes.iter_mut().for_each(Vec::clear);
+        s.headers.iter_mut().for_each(Vec::clear);
+        s.spans.iter_mut().for_each(Vec::clear);
+        s
+    }
+
+    /// Puts a set of (empty) per-request vectors back in place of the
+    /// current ones, which must be empty too (the connection was idle).
+    pub fn restore_scratch(&mut self, s: Scratch) {
+        let Scratch {
+            bytes: [to_client, to_backend, extra, log_target, request_id],
+            headers: [head_headers, resp_headers],
+            spans: [head_conn, resp_conn],
+        } = s;
+        debug_assert!(self.to_client.bytes.is_empty() && self.ex.extra.is_empty());
+        self.to_client.bytes = to_client;
+        self.to_client.pos = 0;
+        self.to_backend.bytes = to_backend;
+        self.to_backend.pos = 0;
+        self.ex.extra = extra;
+        self.ex.log_target = log_target;
+        self.ex.request_id = request_id;
+        self.head.headers = head_headers;
+        self.resp_head.headers = resp_headers;
+        self.head.connection = head_conn;
+        self.resp_head.connection = resp_conn;
+    }
     /// A new connection in `ReadingHead`.
     pub fn new(serial: u64, client: TcpStream, peer: SocketAddr, deadline: Nanos) -> Conn {
         Conn {

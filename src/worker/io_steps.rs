@@ -21,7 +21,16 @@ impl Worker {
             Phase::Replying(After::Close) => return false,
             _ => false,
         };
-        let buf = c.req.get_or_insert_with(|| self.pool.get());
+        if c.req.is_none() {
+            // Leaving idle: buffers and per-request vectors come back.
+            c.req = Some(self.pool.get());
+            if let Some(s) = self.spare.pop() {
+                c.restore_scratch(s);
+            }
+        }
+        let Some(buf) = c.req.as_mut() else {
+            return false;
+        };
         let mut progress = false;
         loop {
             if buf.is_full() {

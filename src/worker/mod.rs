@@ -103,6 +103,8 @@ pub struct Worker {
     accept_pending: bool,
     accept_paused_until: Nanos,
     pool: BufferPool,
+    /// Per-request vectors of idle connections, for the next busy one.
+    spare: Vec<crate::conn::Scratch>,
     log: AccessLog,
     shutdown_at: Option<Nanos>,
     deadlines: Deadlines,
@@ -180,6 +182,7 @@ impl Worker {
             accept_pending: false,
             accept_paused_until: Nanos::ZERO,
             pool: BufferPool::new(buffer_size, 1024),
+            spare: Vec::new(),
             log,
             shutdown_at: None,
             deadlines,
