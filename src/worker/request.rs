@@ -496,7 +496,7 @@ impl Worker {
         self.end_request(ci);
         self.drop_upstream(ci);
         let mut c = self.conns.remove(ci);
-        let _ = self.poll.registry().deregister(&mut c.client);
+        super::forget(self.poll.registry(), &mut c.client);
         if let Some(b) = c.req.take() {
             self.pool.put(b);
         }
