@@ -170,6 +170,7 @@ proc_kb() { # pid field
 }
 
 start_bg "$CPU_LOAD" "$NGINX" -p "$OUT/backend" -c "$OUT/backend/nginx.conf" -g 'daemon off;'
+BACKEND_PID=$LAST_PID
 wait_port "${BACKEND_PORTS[0]}"
 
 PROXY_PID=""
@@ -193,7 +194,19 @@ stop_proxies() {
 RESULTS="$OUT/runs.tsv"
 : >"$RESULTS"
 
-run_wrk() { # config scenario target port wrk-cpus
+# CPU time (utime + stime, clock ticks) of a process and its children
+# (nginx workers), to report the proxy's CPU cost per request.
+cpu_ticks() { # pid
+    local total=0 p v
+    for p in "$1" $(pgrep -P "$1" || true); do
+        v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+run_wrk() { # config scenario target port wrk-cpus proxy-pid
     local conns=50 extra=()
     case $2 in
     ka1) conns=1 ;;
@@ -201,16 +214,20 @@ run_wrk() { # config scenario target port wrk-cpus
     esac
     local pre=()
     [ -n "$5" ] && pre=(taskset -c "$5")
-    local out
+    local out t0 t1
+    t0=$(cpu_ticks "$6")
     out=$("${pre[@]}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" "http://127.0.0.1:$4/api/items" 2>&1 || true)
+    t1=$(cpu_ticks "$6")
     echo "$out" >"$OUT/wrk-$1-$2-$3-$(date +%s%N).txt"
-    local rps p50 p99 errs
+    local rps p50 p99 errs n cpu_us
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    n=$(awk '/requests in/ { print $1 }' <<<"$out")
+    cpu_us=$(awk -v t="$((t1 - t0))" -v n="${n:-0}" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')
     p50=$(awk '$1 == "50%" { print $2 }' <<<"$out")
     p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
     errs=$(awk '/Non-2xx|Socket errors/ { $1 = $1; printf "%s; ", $0 }' <<<"$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${rps:-0}" "${p50:-0}" "${p99:-0}" "$errs" >>"$RESULTS"
-    log "$1 $2 $3: ${rps:-?} req/s p50 ${p50:-?} p99 ${p99:-?} $errs"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${rps:-0}" "${p50:-0}" "${p99:-0}" "$cpu_us" "$errs" >>"$RESULTS"
+    log "$1 $2 $3: ${rps:-?} req/s p50 ${p50:-?} p99 ${p99:-?} cpu ${cpu_us} us/req $errs"
 }
 
 RSS="$OUT/rss.tsv"
@@ -234,11 +251,11 @@ for config in 1w 2w; do
             if [ $((round % 2)) = 1 ]; then order="direct nginx gateway"; else order="gateway nginx direct"; fi
             for target in $order; do
                 case $target in
-                direct) port=${BACKEND_PORTS[0]} ;;
-                nginx) port=$NGINX_PORT ;;
-                gateway) port=$GW_PORT ;;
+                direct) port=${BACKEND_PORTS[0]} pid=$BACKEND_PID ;;
+                nginx) port=$NGINX_PORT pid=$PROXY_PID ;;
+                gateway) port=$GW_PORT pid=$GW_PID ;;
                 esac
-                run_wrk "$config" "$scenario" "$target" "$port" "$WRK_CPU"
+                run_wrk "$config" "$scenario" "$target" "$port" "$WRK_CPU" "$pid"
             done
         done
     done
@@ -301,34 +318,38 @@ def ms(v):
 
 data = {}
 for line in open(runs):
-    c, s, t, rps, p50, p99, errs = (line.rstrip("\n").split("\t") + [""])[:7]
-    data.setdefault((c, s, t), []).append((float(rps), ms(p50), ms(p99), errs))
+    c, s, t, rps, p50, p99, cpu, errs = (line.rstrip("\n").split("\t") + [""])[:8]
+    data.setdefault((c, s, t), []).append((float(rps), ms(p50), ms(p99), float(cpu or 0), errs))
 peak = {}
 for line in open(rss):
     c, t, kb = line.split()
     peak[(c, t)] = int(kb)
 
 print(f"\nMedians of {rounds} interleaved rounds, {dur} s each (wrk -t1).\n")
-print("| config | scenario | target | req/s | p50 ms | p99 ms | peak RSS MB | req/s vs nginx | p99 vs nginx |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+print("CPU us/req: the target's own CPU time (all its threads/processes) per request;")
+print("for 'direct' that is the backend nginx.\n")
+print("| config | scenario | target | req/s | p50 ms | p99 ms | CPU us/req | peak RSS MB | req/s vs nginx | p99 vs nginx | CPU/req vs nginx |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in ("1w", "2w"):
     for s in ("ka50", "ka1", "close"):
         med = {}
         for t in ("direct", "nginx", "gateway"):
             rows = data.get((c, s, t), [])
             if rows:
-                med[t] = tuple(st.median(r[i] for r in rows) for i in range(3))
+                med[t] = tuple(st.median(r[i] for r in rows) for i in range(4))
         for t in ("direct", "nginx", "gateway"):
             if t not in med:
                 continue
-            rps, p50, p99 = med[t]
+            rps, p50, p99, cpu = med[t]
             r = "" if t == "direct" else f"{peak.get((c, t), 0) / 1024:.1f}"
-            ratio = ratio99 = ""
+            ratio = ratio99 = ratiocpu = ""
             if t == "gateway" and "nginx" in med:
-                ratio = f"{rps / med['nginx'][0]:.2f}x"
-                ratio99 = f"{p99 / med['nginx'][2]:.2f}x" if med["nginx"][2] else ""
-            print(f"| {c} | {s} | {t} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {r} | {ratio} | {ratio99} |")
-errs = {k: [r[3] for r in v if r[3]] for k, v in data.items()}
+                n = med["nginx"]
+                ratio = f"{rps / n[0]:.2f}x"
+                ratio99 = f"{p99 / n[2]:.2f}x" if n[2] else ""
+                ratiocpu = f"{cpu / n[3]:.2f}x" if n[3] else ""
+            print(f"| {c} | {s} | {t} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {cpu:.1f} | {r} | {ratio} | {ratio99} | {ratiocpu} |")
+errs = {k: [r[4] for r in v if r[4]] for k, v in data.items()}
 errs = {k: v for k, v in errs.items() if v}
 if errs:
     print("\nwrk reported errors/non-2xx:")
