@@ -130,7 +130,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Bearer token required on the admin port (mandatory off loopback).
     pub admin_token: Option<String>,
-    /// Event-loop threads.
+    /// Event-loop threads, each with its own poll and `SO_REUSEPORT`
+    /// listener (default: [`default_workers`]).
     pub workers: usize,
     /// Backends, in id order.
     pub backends: Vec<BackendDef>,
@@ -189,6 +190,12 @@ impl Default for CorsConfig {
     }
 }
 
+/// One worker per core the process may run on (its affinity mask and cgroup
+/// quota included), 1 if that cannot be determined.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(256))
+}
+
 /// The default pipeline, as in the original design.
 pub const DEFAULT_PIPELINE: [Stage; 5] = [
     Stage::Logger,
@@ -217,7 +224,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 4001))),
             admin_token: None,
-            workers: 1,
+            workers: default_workers(),
             backends,
             load_balancer: BalanceSpec::RoundRobin,
             rate_limit: RateLimitConfig {

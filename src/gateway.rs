@@ -215,6 +215,9 @@ fn bind_listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpLis
 fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    // Accepted sockets inherit it (Linux), so the worker need not set it on
+    // each one: small heads and replies must not wait for Nagle.
+    socket.set_nodelay(true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
     }

@@ -17,6 +17,7 @@ impl Span {
     /// The span of `part`, which must be a sub-slice of `base`.
     /// A `part` that does not lie inside `base` (httparse hands out a static
     /// `""` for an empty reason phrase) gives the empty span.
+    #[inline]
     pub fn of(base: &[u8], part: &[u8]) -> Span {
         let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
         if part.is_empty() || start > base.len() || base.len() - start < part.len() {
@@ -29,6 +30,7 @@ impl Span {
     }
 
     /// The bytes of this span in `buf`.
+    #[inline]
     pub fn get(self, buf: &[u8]) -> &[u8] {
         buf.get(self.start as usize..self.end as usize)
             .unwrap_or(&[])
@@ -67,6 +69,7 @@ pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Trims spaces and tabs on both ends.
+#[inline]
 pub fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -78,6 +81,7 @@ pub fn trim(mut s: &[u8]) -> &[u8] {
 }
 
 /// ASCII case-insensitive equality.
+#[inline]
 pub fn eq_ci(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
@@ -91,6 +95,10 @@ pub struct ConnectionOpts {
     pub keep_alive: bool,
     /// `upgrade` was listed.
     pub upgrade: bool,
+    /// Some other option was listed: a field name that must not be
+    /// forwarded. When false (the common case) rewriting can skip scanning
+    /// the `Connection` values for every header.
+    pub names_fields: bool,
 }
 
 impl ConnectionOpts {
@@ -103,6 +111,8 @@ impl ConnectionOpts {
                 self.keep_alive = true;
             } else if eq_ci(item, b"upgrade") {
                 self.upgrade = true;
+            } else {
+                self.names_fields = true;
             }
         }
     }
@@ -110,16 +120,20 @@ impl ConnectionOpts {
 
 /// Hop-by-hop fields that are never forwarded (RFC 9110 §7.6.1), besides
 /// those named in `Connection`. `Upgrade` is re-added only when upgrading.
+#[inline]
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 6] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"upgrade",
-    ];
-    HOP.iter().any(|h| eq_ci(h, name))
+    // Runs for every forwarded field: dispatch on the length so a typical
+    // name is compared against at most one candidate.
+    let candidate: &[u8] = match name.len() {
+        2 => b"te",
+        7 if eq_ci(&name[..1], b"u") => b"upgrade",
+        7 => b"trailer",
+        10 if eq_ci(&name[..1], b"c") => b"connection",
+        10 => b"keep-alive",
+        16 => b"proxy-connection",
+        _ => return false,
+    };
+    eq_ci(name, candidate)
 }
 
 /// Whether `name` is listed as an option in any of the `Connection` values
@@ -192,10 +206,36 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_names() {
+        for n in [
+            &b"Connection"[..],
+            b"keep-alive",
+            b"Proxy-Connection",
+            b"TE",
+            b"trailer",
+            b"UPGRADE",
+        ] {
+            assert!(is_hop_by_hop(n), "{n:?}");
+        }
+        for n in [
+            &b"Host"[..],
+            b"tf",
+            b"content",
+            b"keep-alivf",
+            b"x-upgrade",
+            b"",
+        ] {
+            assert!(!is_hop_by_hop(n), "{n:?}");
+        }
+    }
+
+    #[test]
     fn connection_tokens() {
         let mut c = ConnectionOpts::default();
         c.add(b"Keep-Alive, Upgrade");
-        assert!(c.keep_alive && c.upgrade && !c.close);
+        assert!(c.keep_alive && c.upgrade && !c.close && !c.names_fields);
+        c.add(b"X-Secret");
+        assert!(c.names_fields);
         let buf = b"close, X-Secret";
         let spans = [Span {
             start: 0,

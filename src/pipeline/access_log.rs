@@ -141,14 +141,15 @@ fn format_utc(secs: u64, millis: u32) -> [u8; 24] {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     let mut out = [b' '; 24];
-    let s = format!(
+    // Formatted straight into the array: the stamp is refreshed every sweep
+    // even with logging off, and must not allocate.
+    let _ = write!(
+        &mut out[..],
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
     );
-    let n = s.len().min(24);
-    out[..n].copy_from_slice(&s.as_bytes()[..n]);
     out
 }
 

@@ -3,12 +3,12 @@
 //! the widespread `X-RateLimit-*` forms) that every response carries.
 
 use std::hash::BuildHasher;
-use std::io::Write;
 use std::net::IpAddr;
 
 use crate::algo::limit::Decision;
 use crate::config::KeySource;
 use crate::http::request::RequestHead;
+use crate::http::rewrite::push_decimal;
 
 /// The limiter key for a request: a keyed hash (random per process, so
 /// attackers cannot aim at one table slot) of the configured header's value,
@@ -30,12 +30,20 @@ pub fn client_key(
 
 /// Appends the rate-limit headers for `d` to `extra`.
 pub fn write_headers(extra: &mut Vec<u8>, d: &Decision) {
+    // Runs for every request: appended piecewise, not through `write!`.
     let reset = d.reset_after.as_secs_ceil();
-    let _ = write!(
-        extra,
-        "RateLimit-Limit: {0}\r\nRateLimit-Remaining: {1}\r\nRateLimit-Reset: {2}\r\nX-RateLimit-Limit: {0}\r\nX-RateLimit-Remaining: {1}\r\nX-RateLimit-Reset: {2}\r\n",
-        d.limit, d.remaining, reset
-    );
+    for prefix in [&b""[..], b"X-"] {
+        for (name, n) in [
+            (&b"RateLimit-Limit: "[..], d.limit),
+            (b"RateLimit-Remaining: ", d.remaining),
+            (b"RateLimit-Reset: ", reset),
+        ] {
+            extra.extend_from_slice(prefix);
+            extra.extend_from_slice(name);
+            push_decimal(extra, n);
+            extra.extend_from_slice(b"\r\n");
+        }
+    }
 }
 
 /// Seconds for `Retry-After`: rounded up, never 0.

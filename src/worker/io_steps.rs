@@ -21,7 +21,16 @@ impl Worker {
             Phase::Replying(After::Close) => return false,
             _ => false,
         };
-        let buf = c.req.get_or_insert_with(|| self.pool.get());
+        if c.req.is_none() {
+            // Leaving idle: buffers and per-request vectors come back.
+            c.req = Some(self.pool.get());
+            if let Some(s) = self.spare.pop() {
+                c.restore_scratch(s);
+            }
+        }
+        let Some(buf) = c.req.as_mut() else {
+            return false;
+        };
         let mut progress = false;
         loop {
             if buf.is_full() {
@@ -33,13 +42,19 @@ impl Worker {
                     break;
                 }
             }
-            match read_into(&mut c.client, buf.space()) {
+            let space = buf.space();
+            let asked = space.len();
+            match read_into(&mut c.client, space) {
                 IoOutcome::Progress(n) => {
                     buf.fill(n);
                     if discard {
                         buf.consume(n);
                     }
                     progress = true;
+                    if c.ready.drained_by(n, asked) {
+                        c.ready.readable = false;
+                        break;
+                    }
                 }
                 IoOutcome::WouldBlock => {
                     c.ready.readable = false;
@@ -133,10 +148,16 @@ impl Worker {
         let buf = c.resp.get_or_insert_with(|| self.pool.get());
         let mut progress = false;
         while !buf.is_full() {
-            match read_into(&mut up.sock, buf.space()) {
+            let space = buf.space();
+            let asked = space.len();
+            match read_into(&mut up.sock, space) {
                 IoOutcome::Progress(n) => {
                     buf.fill(n);
                     progress = true;
+                    if up.ready.drained_by(n, asked) {
+                        up.ready.readable = false;
+                        break;
+                    }
                 }
                 IoOutcome::WouldBlock => {
                     up.ready.readable = false;

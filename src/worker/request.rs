@@ -25,6 +25,10 @@ use std::cmp::Reverse;
 /// What the access log shows for a request whose client went away first.
 const CLIENT_CLOSED: u16 = 499;
 
+/// Spare per-request vector sets kept per worker (as many as the buffer
+/// pool keeps spare buffers).
+const MAX_SPARE: usize = 1024;
+
 impl Worker {
     /// Moves the connection's state machine on from what the I/O steps saw.
     pub(super) fn advance(&mut self, ci: usize) -> bool {
@@ -56,10 +60,13 @@ impl Worker {
                 self.close(ci);
                 return true;
             }
-            // Idle between requests: give the buffers back so an idle
-            // keep-alive connection holds no buffer memory.
+            // Idle between requests: give the buffers (and the per-request
+            // vectors) back so an idle keep-alive connection holds neither.
             if let Some(b) = c.req.take() {
                 self.pool.put(b);
+                if self.spare.len() < MAX_SPARE {
+                    self.spare.push(c.stash_scratch());
+                }
             }
             if let Some(b) = c.resp.take() {
                 self.pool.put(b);
@@ -508,7 +515,7 @@ impl Worker {
         self.end_request(ci);
         self.drop_upstream(ci);
         let mut c = self.conns.remove(ci);
-        let _ = self.poll.registry().deregister(&mut c.client);
+        super::forget(self.poll.registry(), &mut c.client);
         if let Some(b) = c.req.take() {
             self.pool.put(b);
         }

@@ -145,7 +145,7 @@ impl Worker {
         if let UpState::Idle { .. } = up.state {
             self.idle[up.backend].retain(|&x| x != u);
         }
-        let _ = self.poll.registry().deregister(&mut up.sock);
+        super::forget(self.poll.registry(), &mut up.sock);
     }
 
     /// An event on a pooled socket: anything readable means it is no longer

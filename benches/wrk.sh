@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# Side-by-side load test: this gateway vs nginx as a reverse proxy, both in
+# front of the same three fast static backends (a separate nginx instance).
+#
+# One run does everything: installs wrk/nginx if missing (apt, as root),
+# builds the release binary, starts backends and proxies on 127.0.0.1 only,
+# measures in interleaved rounds (median reported), measures RSS with 10,000
+# idle keep-alive clients, and prints a markdown table. It kills only the
+# PIDs it started (trap on exit). Not for CI: it takes ~8 minutes.
+#
+# Configurations:
+#   1w pinned   : each proxy 1 worker on CPU 1 (taskset), wrk + backends on CPU 0
+#   2w unpinned : each proxy 2 workers, nothing pinned
+# Scenarios (wrk, 1 thread):
+#   ka50  : keep-alive, 50 connections        (throughput)
+#   ka1   : keep-alive, 1 connection          (latency)
+#   close : 50 connections, Connection: close (a new connection per request)
+#
+# Environment: DURATION (s per wrk run, default 5), ROUNDS (default 3),
+# IDLE_CONNS (default 10000), SKIP_BUILD=1, SKIP_IDLE=1, OUT (results dir).
+#
+# The gateway runs its full pipeline: logger (access_log "off", the same as
+# nginx's `access_log off`), cors, rate-limit (token bucket that never
+# denies), circuit-breaker, round-robin proxy with pooled upstreams.
+
+set -euo pipefail
+
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$(mktemp -d /tmp/gw-wrk.XXXXXX)}
+mkdir -p "$OUT"
+BIN="$ROOT/target/release/api-gateway"
+CPU_PROXY=${CPU_PROXY:-1}
+CPU_LOAD=${CPU_LOAD:-0}
+
+BACKEND_PORTS=(18081 18082 18083)
+NGINX_PORT=18090
+GW_PORT=18091
+
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && wait "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT INT TERM
+
+log() { echo "[wrk.sh] $*" >&2; }
+
+# --- tools -----------------------------------------------------------------
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "need wrk and nginx (run as root to apt-get install them)" >&2
+        exit 1
+    fi
+    log "installing wrk and nginx"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null
+fi
+NGINX=$(command -v nginx)
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+log "fd limit $(ulimit -n); results in $OUT"
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+    log "building release binary"
+    (cd "$ROOT" && cargo build --release --quiet --bin api-gateway)
+fi
+
+# --- configs ---------------------------------------------------------------
+BODY='{"id":42,"name":"widget","price":9.99,"tags":["a","b","c"],"ok":true}'
+
+mkdir -p "$OUT/backend" "$OUT/proxy"
+{
+    echo "worker_processes 1; user root; pid $OUT/backend/nginx.pid;"
+    echo "error_log $OUT/backend/error.log warn;"
+    echo "events { worker_connections 4096; }"
+    echo "http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;"
+    for p in "${BACKEND_PORTS[@]}"; do
+        echo "  server { listen 127.0.0.1:$p; location / { default_type application/json; return 200 '$BODY'; } }"
+    done
+    echo "}"
+} >"$OUT/backend/nginx.conf"
+
+nginx_proxy_conf() { # workers
+    {
+        echo "worker_processes $1; user root; pid $OUT/proxy/nginx.pid;"
+        echo "worker_rlimit_nofile 65536;"
+        echo "error_log $OUT/proxy/error.log warn;"
+        echo "events { worker_connections 16384; }"
+        echo "http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;"
+        echo "  upstream backends {"
+        for p in "${BACKEND_PORTS[@]}"; do echo "    server 127.0.0.1:$p;"; done
+        echo "    keepalive 64; keepalive_requests 100000000; keepalive_timeout 300s;"
+        echo "  }"
+        echo "  server { listen 127.0.0.1:$NGINX_PORT;"
+        echo "    location / { proxy_pass http://backends; proxy_http_version 1.1;"
+        echo "      proxy_set_header Connection \"\"; proxy_set_header X-Forwarded-For \$remote_addr; } }"
+        echo "}"
+    } >"$OUT/proxy/nginx.conf"
+}
+
+gateway_conf() { # workers
+    local backends=""
+    local i=0
+    for p in "${BACKEND_PORTS[@]}"; do
+        i=$((i + 1))
+        backends+="${backends:+,}{\"name\":\"b$i\",\"addr\":\"127.0.0.1:$p\"}"
+    done
+    cat >"$OUT/gw.json" <<EOF
+{
+  "listen": "127.0.0.1:$GW_PORT",
+  "admin": null,
+  "workers": $1,
+  "backends": [$backends],
+  "load_balancer": "round-robin",
+  "rate_limit": { "algorithm": "token-bucket", "capacity": 1000000000, "refill_per_sec": 1000000000, "key": "ip" },
+  "limits": { "max_connections": 30000, "max_idle_per_backend": 64 },
+  "pipeline": ["logger", "cors", "rate-limit", "circuit-breaker", "proxy"],
+  "cors": { "allow_origins": ["*"] },
+  "routes": ["/"],
+  "access_log": "off"
+}
+EOF
+}
+
+# --- processes -------------------------------------------------------------
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+
+# Starts a command in the background (pinned when a CPU list is given) and
+# leaves its PID in LAST_PID (not echoed: a $(...) would wait on its stdout).
+LAST_PID=""
+start_bg() { # cpu-list-or-empty, command...
+    local cpus=$1
+    shift
+    if [ -n "$cpus" ]; then
+        taskset -c "$cpus" "$@" </dev/null >>"$OUT/procs.log" 2>&1 &
+    else
+        "$@" </dev/null >>"$OUT/procs.log" 2>&1 &
+    fi
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+stop_pid() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# Sum of a /proc status field (kB) over a process and its direct children
+# (nginx master + workers; the gateway is one process).
+proc_kb() { # pid field
+    local total=0 p v
+    for p in "$1" $(pgrep -P "$1" || true); do
+        v=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+start_bg "$CPU_LOAD" "$NGINX" -p "$OUT/backend" -c "$OUT/backend/nginx.conf" -g 'daemon off;'
+BACKEND_PID=$LAST_PID
+wait_port "${BACKEND_PORTS[0]}"
+
+PROXY_PID=""
+GW_PID=""
+start_proxies() { # workers cpus
+    nginx_proxy_conf "$1"
+    gateway_conf "$1"
+    start_bg "$2" "$NGINX" -p "$OUT/proxy" -c "$OUT/proxy/nginx.conf" -g 'daemon off;'
+    PROXY_PID=$LAST_PID
+    start_bg "$2" env API_GATEWAY_LOG=warn "$BIN" --config "$OUT/gw.json"
+    GW_PID=$LAST_PID
+    wait_port $NGINX_PORT
+    wait_port $GW_PORT
+}
+stop_proxies() {
+    stop_pid "$PROXY_PID"
+    stop_pid "$GW_PID"
+}
+
+# --- measurement -----------------------------------------------------------
+RESULTS="$OUT/runs.tsv"
+: >"$RESULTS"
+
+# CPU time (utime + stime, clock ticks) of a process and its children
+# (nginx workers), to report the proxy's CPU cost per request.
+cpu_ticks() { # pid
+    local total=0 p v
+    for p in "$1" $(pgrep -P "$1" || true); do
+        v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+run_wrk() { # config scenario target port wrk-cpus proxy-pid
+    local conns=50 extra=()
+    case $2 in
+    ka1) conns=1 ;;
+    close) extra=(-H "Connection: close") ;;
+    esac
+    local pre=()
+    [ -n "$5" ] && pre=(taskset -c "$5")
+    local out t0 t1
+    t0=$(cpu_ticks "$6")
+    out=$("${pre[@]}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" "http://127.0.0.1:$4/api/items" 2>&1 || true)
+    t1=$(cpu_ticks "$6")
+    echo "$out" >"$OUT/wrk-$1-$2-$3-$(date +%s%N).txt"
+    local rps p50 p99 errs n cpu_us
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    n=$(awk '/requests in/ { print $1 }' <<<"$out")
+    cpu_us=$(awk -v t="$((t1 - t0))" -v n="${n:-0}" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')
+    p50=$(awk '$1 == "50%" { print $2 }' <<<"$out")
+    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    errs=$(awk '/Non-2xx|Socket errors/ { $1 = $1; printf "%s; ", $0 }' <<<"$out")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${rps:-0}" "${p50:-0}" "${p99:-0}" "$cpu_us" "$errs" >>"$RESULTS"
+    log "$1 $2 $3: ${rps:-?} req/s p50 ${p50:-?} p99 ${p99:-?} cpu ${cpu_us} us/req $errs"
+}
+
+RSS="$OUT/rss.tsv"
+: >"$RSS"
+
+for config in 1w 2w; do
+    if [ $config = 1w ]; then
+        start_proxies 1 "$CPU_PROXY"
+        WRK_CPU=$CPU_LOAD
+    else
+        start_proxies 2 ""
+        WRK_CPU=""
+    fi
+    # Warm up both (pools, page faults) before the first measured round.
+    wrk -t1 -c50 -d1s "http://127.0.0.1:$NGINX_PORT/" >/dev/null 2>&1 || true
+    wrk -t1 -c50 -d1s "http://127.0.0.1:$GW_PORT/" >/dev/null 2>&1 || true
+    for round in $(seq 1 "$ROUNDS"); do
+        log "config $config round $round/$ROUNDS"
+        for scenario in ka50 ka1 close; do
+            # Alternate who goes first, so drift in background load is shared.
+            if [ $((round % 2)) = 1 ]; then order="direct nginx gateway"; else order="gateway nginx direct"; fi
+            for target in $order; do
+                case $target in
+                direct) port=${BACKEND_PORTS[0]} pid=$BACKEND_PID ;;
+                nginx) port=$NGINX_PORT pid=$PROXY_PID ;;
+                gateway) port=$GW_PORT pid=$GW_PID ;;
+                esac
+                run_wrk "$config" "$scenario" "$target" "$port" "$WRK_CPU" "$pid"
+            done
+        done
+    done
+    printf '%s\tnginx\t%s\n%s\tgateway\t%s\n' \
+        "$config" "$(proc_kb "$PROXY_PID" VmHWM)" "$config" "$(proc_kb "$GW_PID" VmHWM)" >>"$RSS"
+    stop_proxies
+done
+
+# --- idle connections --------------------------------------------------------
+IDLE="$OUT/idle.tsv"
+: >"$IDLE"
+if [ -z "${SKIP_IDLE:-}" ]; then
+    cat >"$OUT/idle.py" <<'EOF'
+# Opens N keep-alive connections, sends one request on each (so each has
+# completed an exchange and sits idle in keep-alive), then holds them until
+# it is killed.
+import socket, sys, time
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks, ok = [], 0
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /api/items HTTP/1.1\r\nHost: bench\r\n\r\n")
+    if s.recv(65536).startswith(b"HTTP/1.1 200"):
+        ok += 1
+    socks.append(s)
+open(ready, "w").write(f"{ok}\n")
+while True:
+    time.sleep(3600)
+EOF
+    start_proxies 1 "$CPU_PROXY"
+    for target in nginx gateway; do
+        if [ $target = nginx ]; then pid=$PROXY_PID port=$NGINX_PORT; else pid=$GW_PID port=$GW_PORT; fi
+        before=$(proc_kb "$pid" VmRSS)
+        rm -f "$OUT/idle.ready"
+        start_bg "" python3 "$OUT/idle.py" "$port" "$IDLE_CONNS" "$OUT/idle.ready"
+        cpid=$LAST_PID
+        for _ in $(seq 1 1200); do [ -s "$OUT/idle.ready" ] && break; sleep 0.1; done
+        sleep 1
+        after=$(proc_kb "$pid" VmRSS)
+        ok=$(cat "$OUT/idle.ready" 2>/dev/null || echo 0)
+        printf '%s\t%s\t%s\t%s\n' "$target" "$before" "$after" "$ok" >>"$IDLE"
+        log "idle $target: RSS ${before} kB -> ${after} kB with $ok/$IDLE_CONNS idle connections"
+        stop_pid "$cpid"
+        sleep 1
+    done
+    stop_proxies
+fi
+
+# --- report ------------------------------------------------------------------
+python3 - "$RESULTS" "$RSS" "$IDLE" "$DURATION" "$ROUNDS" <<'EOF'
+import sys, statistics as st
+runs, rss, idle, dur, rounds = sys.argv[1:6]
+
+def ms(v):
+    v = v.strip()
+    for suf, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(suf):
+            return float(v[: -len(suf)]) * f
+    return float(v or 0)
+
+data = {}
+for line in open(runs):
+    c, s, t, rps, p50, p99, cpu, errs = (line.rstrip("\n").split("\t") + [""])[:8]
+    data.setdefault((c, s, t), []).append((float(rps), ms(p50), ms(p99), float(cpu or 0), errs))
+peak = {}
+for line in open(rss):
+    c, t, kb = line.split()
+    peak[(c, t)] = int(kb)
+
+print(f"\nMedians of {rounds} interleaved rounds, {dur} s each (wrk -t1).\n")
+print("CPU us/req: the target's own CPU time (all its threads/processes) per request;")
+print("for 'direct' that is the backend nginx.\n")
+print("| config | scenario | target | req/s | p50 ms | p99 ms | CPU us/req | peak RSS MB | req/s vs nginx | p99 vs nginx | CPU/req vs nginx |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for c in ("1w", "2w"):
+    for s in ("ka50", "ka1", "close"):
+        med = {}
+        for t in ("direct", "nginx", "gateway"):
+            rows = data.get((c, s, t), [])
+            if rows:
+                med[t] = tuple(st.median(r[i] for r in rows) for i in range(4))
+        for t in ("direct", "nginx", "gateway"):
+            if t not in med:
+                continue
+            rps, p50, p99, cpu = med[t]
+            r = "" if t == "direct" else f"{peak.get((c, t), 0) / 1024:.1f}"
+            ratio = ratio99 = ratiocpu = ""
+            if t == "gateway" and "nginx" in med:
+                n = med["nginx"]
+                ratio = f"{rps / n[0]:.2f}x"
+                ratio99 = f"{p99 / n[2]:.2f}x" if n[2] else ""
+                ratiocpu = f"{cpu / n[3]:.2f}x" if n[3] else ""
+            print(f"| {c} | {s} | {t} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {cpu:.1f} | {r} | {ratio} | {ratio99} | {ratiocpu} |")
+errs = {k: [r[4] for r in v if r[4]] for k, v in data.items()}
+errs = {k: v for k, v in errs.items() if v}
+if errs:
+    print("\nwrk reported errors/non-2xx:")
+    for k, v in sorted(errs.items()):
+        print(f"  {' '.join(k)}: {v[0]}")
+lines = [l.split() for l in open(idle)] if idle else []
+if lines:
+    print("\n| idle keep-alive connections | RSS before MB | RSS with idle conns MB | per connection |")
+    print("|---|---:|---:|---:|")
+    for t, before, after, ok in lines:
+        n = max(int(ok), 1)
+        print(f"| {t} ({ok} open) | {int(before)/1024:.1f} | {int(after)/1024:.1f} | {(int(after)-int(before))*1024/n:,.0f} B |")
+EOF
+log "raw wrk outputs in $OUT"
