@@ -262,6 +262,12 @@ impl Controller {
             "Client connections accepted.",
             get(&m.connections_accepted),
         );
+        counter(
+            &mut o,
+            "gateway_accept_errors_total",
+            "Failed accepts (e.g. EMFILE); accepting pauses 100 ms after each.",
+            get(&m.accept_errors),
+        );
         let _ = writeln!(o, "# HELP gateway_responses_total Responses sent to clients by status class.\n# TYPE gateway_responses_total counter");
         for (i, c) in m.status.iter().enumerate() {
             let _ = writeln!(

@@ -117,6 +117,8 @@ pub struct Metrics {
     pub connections_accepted: AtomicU64,
     /// Client connections currently open.
     pub connections_open: AtomicU64,
+    /// Failed `accept` calls (descriptor exhaustion and the like).
+    pub accept_errors: AtomicU64,
     /// Requests currently being handled.
     pub inflight: AtomicU64,
     /// Whole-request latency as seen by the gateway.
@@ -153,6 +155,7 @@ impl Metrics {
             &self.limit_delayed,
             &self.limit_denied,
             &self.connections_accepted,
+            &self.accept_errors,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -324,6 +324,10 @@ impl Worker {
             };
             match listener.accept() {
                 Ok((mut sock, peer)) => {
+                    if self.accept_paused_until != Nanos::ZERO {
+                        log::warn!("worker {}: accepting again", self.id);
+                        self.accept_paused_until = Nanos::ZERO;
+                    }
                     Metrics::inc(&self.shared.metrics.connections_accepted);
                     if self.conns.len() >= max {
                         // Over the limit: answer and close right away, so the
@@ -363,11 +367,15 @@ impl Worker {
                     ) => {}
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on a
-                    // listener that stays readable; retry after a short pause.
-                    log::warn!(
-                        "worker {}: accept failed ({e}); pausing accepts for 100 ms",
-                        self.id
-                    );
+                    // listener that stays readable; retry every 100 ms. Logged
+                    // once per episode, not once per retry.
+                    if self.accept_paused_until == Nanos::ZERO {
+                        log::warn!(
+                            "worker {}: accept failed ({e}); retrying every 100 ms until it succeeds",
+                            self.id
+                        );
+                    }
+                    Metrics::inc(&self.shared.metrics.accept_errors);
                     self.accept_paused_until = self.now.saturating_add(Nanos::from_millis(100));
                     return;
                 }
