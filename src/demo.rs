@@ -204,30 +204,72 @@ fn serve_conn(stream: TcpStream, ctx: &Ctx) {
         };
         let close =
             field("connection").is_some_and(|v| v.contains("close")) || req.version == Some(0);
-        if field("transfer-encoding").is_some() {
-            // Demo routes take no chunked bodies; the framing is unknown.
-            let _ = respond(&mut out, 411, &json!({"error": "length required"}), true);
-            return;
-        }
-        let len: u64 = match field("content-length").map(|v| v.parse()) {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(_)) => {
-                let _ = respond(&mut out, 400, &json!({"error": "bad content-length"}), true);
-                return;
+        // Drain the body so keep-alive framing stays intact.
+        let bytes = if field("transfer-encoding").is_some() {
+            // The gateway only forwards a lone `chunked` coding.
+            match drain_chunked(&mut input) {
+                Some(n) => n,
+                None => {
+                    let _ = respond(&mut out, 400, &json!({"error": "bad chunked body"}), true);
+                    return;
+                }
+            }
+        } else {
+            let len: u64 = match field("content-length").map(|v| v.parse()) {
+                None => 0,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => {
+                    let _ = respond(&mut out, 400, &json!({"error": "bad content-length"}), true);
+                    return;
+                }
+            };
+            match io::copy(&mut (&mut input).take(len), &mut io::sink()) {
+                Ok(n) if n == len => n,
+                _ => return,
             }
         };
-        // Drain the body so keep-alive framing stays intact.
-        let Ok(bytes) = io::copy(&mut (&mut input).take(len), &mut io::sink()) else {
-            return;
-        };
-        if bytes < len {
-            return;
-        }
         ctx.served.fetch_add(1, Ordering::Relaxed);
         let (status, body) = route(ctx, &method, &path, bytes);
         if respond(&mut out, status, &body, close).is_err() || close {
             return;
+        }
+    }
+}
+
+/// Reads a chunked body (sizes, data, trailers) and returns its payload
+/// length; `None` on malformed framing or a closed connection.
+fn drain_chunked(input: &mut BufReader<TcpStream>) -> Option<u64> {
+    let mut total = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).ok()? == 0 || line.len() > MAX_HEAD {
+            return None;
+        }
+        let text = std::str::from_utf8(&line).ok()?;
+        let size_text = text.split(';').next()?.trim();
+        let size = u64::from_str_radix(size_text, 16).ok()?;
+        if size == 0 {
+            // Trailer fields, then the empty line.
+            loop {
+                line.clear();
+                if input.read_until(b'\n', &mut line).ok()? == 0 || line.len() > MAX_HEAD {
+                    return None;
+                }
+                if line == b"\r\n" || line == b"\n" {
+                    return Some(total);
+                }
+            }
+        }
+        let copied = io::copy(&mut input.take(size), &mut io::sink()).ok()?;
+        if copied < size {
+            return None;
+        }
+        total += size;
+        let mut crlf = [0u8; 2];
+        input.read_exact(&mut crlf).ok()?;
+        if &crlf != b"\r\n" {
+            return None;
         }
     }
 }
@@ -237,7 +279,6 @@ fn respond(out: &mut TcpStream, status: u16, body: &Value, close: bool) -> io::R
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
-        411 => "Length Required",
         _ => "Internal Server Error",
     };
     let mut msg = format!(
