@@ -345,21 +345,11 @@ impl Config {
             };
         }
         if let (Some(admin), token) = (cfg.admin, cfg.admin_token.as_deref()) {
-            api_gateway_admin_exposure(&admin, token)?;
+            api_gateway_admin::check_exposure(&admin, token)
+                .map_err(|e| ConfigError(format!("admin_token: {e}")))?;
         }
         Ok(cfg)
     }
-}
-
-/// Refuses an admin port reachable from other hosts without a token.
-fn api_gateway_admin_exposure(addr: &SocketAddr, token: Option<&str>) -> Result<(), ConfigError> {
-    if !addr.ip().is_loopback() && token.is_none_or(str::is_empty) {
-        return err(
-            "admin_token",
-            format!("required when the admin port listens on a non-loopback address ({addr})"),
-        );
-    }
-    Ok(())
 }
 
 fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, ConfigError> {
