@@ -1,7 +1,7 @@
 //! Smooth weighted round robin, precomputed.
 //!
 //! At build time we lay out one full cycle (total weight slots) with each
-//! backend's slots spread evenly (see [`smooth_cycle`]); `pick` indexes it
+//! backend's slots spread evenly (see `smooth_cycle`); `pick` indexes it
 //! with one atomic counter, so the pick path is lock-free and exactly
 //! proportional.
 //! Weights are divided by their gcd and, if the cycle would exceed
