@@ -28,6 +28,10 @@ pub fn config(backends: &[SocketAddr]) -> Config {
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.admin = None;
     c.access_log = AccessLogTarget::Off;
+    // One worker: tests that reason about pooled backend connections or
+    // per-worker counts must not depend on how SO_REUSEPORT hashes each new
+    // client connection. tests/multicore.rs sets its own worker count.
+    c.workers = 1;
     c.backends = backends
         .iter()
         .enumerate()
