@@ -110,7 +110,11 @@ fn keep_alive_proxying_allocates_nothing_per_request() {
     let mut client = support::connect(gw.listen_addr());
     let mut buf = [0u8; 16 * 1024];
 
-    let _profiler = dhat::Profiler::builder().testing().build();
+    // The profile dhat writes on drop goes to the target dir, not the repo.
+    let _profiler = dhat::Profiler::builder()
+        .testing()
+        .file_name(concat!(env!("CARGO_TARGET_TMPDIR"), "/dhat-heap.json"))
+        .build();
     for _ in 0..WARMUP {
         assert_eq!(roundtrip(&mut client, &mut buf), 200);
     }
