@@ -12,6 +12,7 @@ use crate::algo::limit::Verdict;
 use crate::algo::BackendId;
 use crate::algo::Nanos;
 use crate::conn::{After, Phase, ReqSide, RespSide};
+use crate::http::head::named_in_connection;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
 use crate::http::rewrite::{error_body, write_local, LocalReply};
 use crate::http::HttpError;
@@ -185,7 +186,11 @@ impl Worker {
         ex.client_keep_alive = head.wants_keep_alive() && !c.draining;
         ex.upgrade = head.upgrade.is_some();
         ex.has_body = head.framing() != RequestFraming::Empty;
-        if let Some(id) = head.request_id {
+        // A client id the client itself marked hop-by-hop is not kept.
+        if let Some(id) = head
+            .request_id
+            .filter(|_| !named_in_connection(buf, &head.connection, b"x-request-id"))
+        {
             ex.request_id.clear();
             ex.request_id.extend_from_slice(id.get(buf));
         }
