@@ -5,7 +5,9 @@
 #
 #   bash fuzz/run.sh [SECONDS] [TARGET...]     (from the repo root or fuzz/)
 #
-# Env: FUZZ_BUILD_FLAGS (default "-O -a -s none": optimised, debug assertions on,
+# Env: FUZZ_SEED / FUZZ_RUNS (CI uses a fixed seed and run count, so a run is
+# reproducible: same seeds + same seed + same count = same inputs tried; the
+# default is a random seed until the time limit), FUZZ_BUILD_FLAGS (default "-O -a -s none": optimised, debug assertions on,
 # no sanitizer for speed on shared cores), FUZZ_MAX_LEN (default 4096).
 # New corpus entries go to fuzz/target/corpus-work/<target>, not to the
 # committed seeds; crashes land in fuzz/artifacts/<target>/.
@@ -35,7 +37,8 @@ for t in "${targets[@]}"; do
     log="target/fuzz-logs/$t.log"
     mkdir -p "$work" "corpus/$t"
     cargo +nightly fuzz run "${build_flags[@]}" "$t" "$work" "corpus/$t" -- \
-        -max_total_time="$secs" -print_final_stats=1 -timeout=10 -dict=http.dict \
+        -max_total_time="$secs" -runs="${FUZZ_RUNS:--1}" -seed="${FUZZ_SEED:-0}" \
+        -print_final_stats=1 -timeout=10 -dict=http.dict \
         -max_len="${FUZZ_MAX_LEN:-4096}" >"$log" 2>&1
     rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
@@ -45,7 +48,7 @@ for t in "${targets[@]}"; do
         echo "$t: FAILED (exit $rc) after ${execs:-?} execs, $cov; log: fuzz/$log"
         grep -E 'panicked|Test unit written|SUMMARY' "$log" | head -5
     else
-        echo "$t: ok, ${execs:-?} execs in ${secs}s, $cov"
+        echo "$t: ok, ${execs:-?} execs (limit ${secs}s), $cov"
     fi
 done
 exit "$failed"
