@@ -79,11 +79,6 @@ impl MonotonicClock {
             start: Instant::now(),
         }
     }
-
-    /// The instant of this clock's epoch.
-    pub fn epoch(&self) -> Instant {
-        self.start
-    }
 }
 
 impl Default for MonotonicClock {

@@ -87,7 +87,6 @@ struct Deadlines {
 pub struct Worker {
     id: usize,
     poll: Poll,
-    waker: Arc<Waker>,
     listener: Option<TcpListener>,
     conns: Slab<Conn>,
     ups: Slab<Upstream>,
@@ -111,6 +110,8 @@ pub struct Worker {
     scratch: Vec<u8>,
     rid_prefix: u32,
     serial_rid: u64,
+    /// The logger stage is configured and the access log is open.
+    log_requests: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -158,6 +159,7 @@ impl Worker {
             idle: ms(cfg.timeouts.idle_ms),
         };
         let log = AccessLog::open(&cfg.access_log)?;
+        let log_requests = log.enabled() && cfg.pipeline.contains(&crate::pipeline::Stage::Logger);
         let buffer_size = cfg.limits.max_header_bytes.max(16 * 1024);
         let rid_prefix = {
             use std::hash::BuildHasher;
@@ -166,7 +168,7 @@ impl Worker {
         let worker = Worker {
             id: parts.id,
             poll,
-            waker: waker.clone(),
+
             listener: Some(listener),
             conns: Slab::with_capacity(1024),
             ups: Slab::with_capacity(256),
@@ -189,6 +191,7 @@ impl Worker {
             scratch: Vec::with_capacity(256),
             rid_prefix,
             serial_rid: 0,
+            log_requests,
         };
         Ok((worker, waker))
     }
@@ -234,11 +237,6 @@ impl Worker {
         self.log.flush();
         debug_assert!(self.conns.is_empty() && self.ups.is_empty());
         Ok(())
-    }
-
-    /// The waker of this worker's poll.
-    pub fn waker(&self) -> Arc<Waker> {
-        self.waker.clone()
     }
 
     fn dispatch(&mut self, t: Token, ev: &mio::event::Event) {
@@ -443,8 +441,9 @@ impl Worker {
             self.touch(ci);
         }
         log::error!(
-            "worker {}: connection {ci} exceeded {MAX_DRIVE_STEPS} steps; closing",
-            self.id
+            "worker {}: connection {ci} exceeded {MAX_DRIVE_STEPS} steps in phase {}; closing",
+            self.id,
+            self.conns[ci].phase.name()
         );
         Metrics::inc(&self.shared.metrics.errors);
         self.close(ci);

@@ -320,12 +320,10 @@ impl Worker {
         // success is recorded when the response completes (`finish_exchange`);
         // failures and 101 tunnels (no body to wait for) are recorded now.
         if outcome == Outcome::Failure || status == 101 {
-            if let Some(p) = c.ex.permit.take() {
-                if let Some(t) = backend.breaker.record(p, outcome, now) {
-                    self.shared.circuit_event(backend_id, t, now);
-                }
-            }
+            self.record_outcome(ci, outcome);
         }
+        let c = &mut self.conns[ci];
+        let backend = self.shared.backends.get(backend_id);
         let circuit = backend.breaker.state(now);
         let framing = c.resp_head.framing();
         let req_sent = matches!(
@@ -471,20 +469,9 @@ impl Worker {
 
     /// Both halves are done: account, reuse or close each connection.
     fn finish_exchange(&mut self, ci: usize, req_sent: bool) {
-        let now = self.now;
+        // The whole response arrived: the deferred success verdict.
+        self.record_outcome(ci, Outcome::Success);
         let c = &mut self.conns[ci];
-        if let (Some(p), Some(id)) = (c.ex.permit.take(), c.ex.backend) {
-            // The whole response arrived: the deferred success verdict.
-            if let Some(t) = self
-                .shared
-                .backends
-                .get(id)
-                .breaker
-                .record(p, Outcome::Success, now)
-            {
-                self.shared.circuit_event(id, t, now);
-            }
-        }
         let stray = c.resp.as_ref().is_some_and(|b| !b.is_empty());
         let backend_reusable = req_sent
             && !stray
@@ -556,19 +543,28 @@ impl Worker {
 
     /// Feeds a failure to the backend's breaker and counters (once).
     pub(super) fn count_backend_failure(&mut self, ci: usize) {
-        let now = self.now;
-        let c = &mut self.conns[ci];
+        let c = &self.conns[ci];
         let Some(id) = c.ex.backend else {
             return;
         };
-        let backend = self.shared.backends.get(id);
-        if let Some(p) = c.ex.permit.take() {
-            Metrics::inc(&backend.stats.failures);
-            if let Some(t) = backend.breaker.record(p, Outcome::Failure, now) {
-                self.shared.circuit_event(id, t, now);
-            }
-        } else if c.ex.status == 0 {
-            Metrics::inc(&backend.stats.failures);
+        // Counted once: while the permit is held, or (no breaker stage)
+        // before any response reached the client.
+        if c.ex.permit.is_some() || c.ex.status == 0 {
+            Metrics::inc(&self.shared.backends.get(id).stats.failures);
+        }
+        self.record_outcome(ci, Outcome::Failure);
+    }
+
+    /// Hands the request's breaker permit (if any) back with a verdict,
+    /// logging any state change.
+    fn record_outcome(&mut self, ci: usize, outcome: Outcome) {
+        let now = self.now;
+        let c = &mut self.conns[ci];
+        let (Some(p), Some(id)) = (c.ex.permit.take(), c.ex.backend) else {
+            return;
+        };
+        if let Some(t) = self.shared.backends.get(id).breaker.record(p, outcome, now) {
+            self.shared.circuit_event(id, t, now);
         }
     }
 

@@ -136,7 +136,6 @@ impl Worker {
         self.start_exchange(ci);
         let c = &mut self.conns[ci];
         c.ex.client_keep_alive = false;
-        c.ex.log = self.shared.config.pipeline.contains(&Stage::Logger);
         c.ex.log_target.clear();
         c.ex.log_target.extend_from_slice(b"- -");
     }
@@ -158,7 +157,9 @@ impl Worker {
         ex.has_body = false;
         ex.extra.clear();
         ex.next_stage = 0;
-        ex.log = false;
+        // The logger "always runs, rejections included": its place in the
+        // pipeline does not matter, only whether it is configured.
+        ex.log = self.log_requests;
         ex.backend = None;
         ex.backend_inflight = None;
         ex.permit = None;
@@ -209,7 +210,6 @@ impl Worker {
             .any(|r| path.starts_with(r.as_bytes()))
             || (path == b"*" && head.method() == Method::Options);
         if !routed {
-            c.ex.log = self.shared.config.pipeline.contains(&Stage::Logger);
             self.reject(ci, HttpError::NoRoute);
             return;
         }
@@ -224,7 +224,8 @@ impl Worker {
             let stage = self.shared.config.pipeline[self.conns[ci].ex.next_stage];
             self.conns[ci].ex.next_stage += 1;
             match stage {
-                Stage::Logger => self.conns[ci].ex.log = true,
+                // Decided once per request in `start_exchange`.
+                Stage::Logger => {}
                 Stage::Cors => {
                     let c = &mut self.conns[ci];
                     let buf = c.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
@@ -495,7 +496,7 @@ impl Worker {
         if let (Some(p), Some(id)) = (ex.permit.take(), ex.backend) {
             shared.backends.get(id).breaker.release(p);
         }
-        if ex.log && self.log.enabled() {
+        if ex.log {
             let backend = ex
                 .backend
                 .map(|id| shared.backends.get(id).name.as_str())
