@@ -207,13 +207,7 @@ fn pipelined_request_after_a_body_is_not_smuggled() {
     assert_eq!(r1.text(), inner);
     let r2 = c.read(false);
     assert_eq!(r2.text(), "GET /second");
-    let paths: Vec<String> = backend
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.path.clone())
-        .collect();
+    let paths = backend.paths();
     assert_eq!(paths, vec!["/echo", "/second"]);
     gw.shutdown();
 }
@@ -232,13 +226,7 @@ fn connection_cannot_strip_framing_headers() {
     );
     let r = c.roundtrip(raw.as_bytes());
     assert_eq!(r.text(), inner);
-    let paths: Vec<String> = backend
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.path.clone())
-        .collect();
+    let paths = backend.paths();
     assert_eq!(paths, vec!["/echo"]);
     let r = c.roundtrip(b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
     assert_eq!(r.text(), "abc");

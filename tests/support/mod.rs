@@ -312,6 +312,16 @@ impl TestBackend {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// The paths of every request that reached the backend, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
+    }
+
     pub fn last_seen(&self) -> Seen {
         self.seen
             .lock()
