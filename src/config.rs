@@ -344,6 +344,11 @@ impl Config {
                 _ => return err("access_log", "must be \"stdout\", \"off\" or a file path"),
             };
         }
+        if let Some(token) = cfg.admin_token.as_deref() {
+            // Even with the admin off: a blank token is a mistake to report.
+            api_gateway_admin::check_token(token)
+                .map_err(|e| ConfigError(format!("admin_token: {e}")))?;
+        }
         if let (Some(admin), token) = (cfg.admin, cfg.admin_token.as_deref()) {
             api_gateway_admin::check_exposure(&admin, token)
                 .map_err(|e| ConfigError(format!("admin_token: {e}")))?;
@@ -692,6 +697,38 @@ mod tests {
         );
         assert!(error_of(|v| v["load_balancer"] = "random".into()).contains("round-robin"));
         assert!(error_of(|v| v["admin"] = "0.0.0.0:4001".into()).starts_with("admin_token:"));
+    }
+
+    #[test]
+    fn admin_token_traps_name_the_field() {
+        for blank in ["", " ", "\t \n"] {
+            for admin in [
+                Value::from("127.0.0.1:4001"),
+                Value::from("0.0.0.0:4001"),
+                Value::Null,
+            ] {
+                let e = error_of(|v| {
+                    v["admin"] = admin.clone();
+                    v["admin_token"] = blank.into();
+                });
+                assert!(e.starts_with("admin_token: must not be blank"), "{e}");
+            }
+        }
+        let e = error_of(|v| {
+            v["admin"] = "0.0.0.0:4001".into();
+            v["admin_token"] = "short-token".into();
+        });
+        assert!(
+            e.starts_with("admin_token: must be at least 16 characters"),
+            "{e}"
+        );
+        // Short is fine on loopback; 16 characters are fine anywhere.
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["admin_token"] = "short".into();
+        Config::from_json(&v.to_string()).unwrap();
+        v["admin"] = "0.0.0.0:4001".into();
+        v["admin_token"] = "0123456789abcdef".into();
+        Config::from_json(&v.to_string()).unwrap();
         assert!(error_of(|v| v["listn"] = "x".into()).starts_with("listn: unknown field"));
     }
 }

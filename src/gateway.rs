@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use api_gateway_admin::{AdminConfig, AdminHandle, Command, Envelope, Reply};
+use api_gateway_admin::{
+    AdminConfig, AdminHandle, AdminLimits, AdminOptions, Command, Envelope, Reply,
+};
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use socket2::{Domain, Socket, Type};
 
@@ -104,13 +106,22 @@ impl Gateway {
             .spawn(move || control_loop(controller, command_rx, stop_rx, threads))?;
 
         let admin = match shared.config.admin {
-            Some(addr) => Some(api_gateway_admin::spawn(
+            Some(addr) => Some(api_gateway_admin::spawn_with(
                 AdminConfig {
                     addr,
                     token: shared.config.admin_token.clone(),
                     gateway_addr: listen,
                 },
                 commands.clone(),
+                AdminOptions {
+                    // One head limit for both ports: the admin reads no more
+                    // of a head before auth than the data plane would.
+                    limits: AdminLimits {
+                        max_head_bytes: shared.config.limits.max_header_bytes,
+                        ..AdminLimits::default()
+                    },
+                    ..AdminOptions::default()
+                },
             )?),
             None => None,
         };

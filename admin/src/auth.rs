@@ -1,9 +1,10 @@
 //! Who may talk to the admin port: the start-up exposure rule and the
 //! per-request bearer-token check.
 //!
-//! Invariants: a non-loopback admin address is only allowed with a token (the
-//! admin API can switch algorithms and crash demo backends, so it must never be
-//! open to a network by accident); the token comparison takes the same time
+//! Invariants: a non-loopback admin address is only allowed with a token of
+//! at least 16 characters (the admin API can switch algorithms and crash demo
+//! backends, so it must never be open to a network by accident or behind a
+//! placeholder); a blank token is always refused; the token comparison takes the same time
 //! whatever the first differing byte, so it cannot be guessed byte by byte.
 //! Browsers add two risks a token-less loopback admin must still refuse: a
 //! page on another origin POSTing "simple" requests (CSRF), and a hostile
@@ -12,26 +13,61 @@
 
 use std::net::SocketAddr;
 
-/// Refuses a configuration that would expose an unauthenticated admin API
-/// beyond this host: a non-loopback `addr` without a (non-empty) `token`.
+/// Shortest token accepted when the admin listens beyond loopback: 16
+/// characters, so a guessable word or a placeholder is not what stands
+/// between a network and the control plane.
+pub const MIN_EXPOSED_TOKEN_CHARS: usize = 16;
+
+/// Refuses a token that is blank or only whitespace, wherever the admin
+/// listens: `Bearer ` (or `Bearer    `) would otherwise be a valid
+/// credential, or the operator meant a token and got none.
+///
+/// ```
+/// use api_gateway_admin::check_token;
+/// assert!(check_token("   ").is_err());
+/// assert!(check_token("t").is_ok());
+/// ```
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.trim().is_empty() {
+        Err("must not be blank or whitespace only; remove it, or set a real token".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses a configuration that would expose a weakly protected admin API
+/// beyond this host: a blank token anywhere (see [`check_token`]), and a
+/// non-loopback `addr` without a token or with one shorter than
+/// [`MIN_EXPOSED_TOKEN_CHARS`].
 ///
 /// The gateway calls this before [`crate::spawn`] and refuses to start on `Err`.
 ///
 /// ```
 /// use api_gateway_admin::check_exposure;
 /// assert!(check_exposure(&"127.0.0.1:9000".parse().unwrap(), None).is_ok());
+/// assert!(check_exposure(&"127.0.0.1:9000".parse().unwrap(), Some("s3cret")).is_ok());
 /// assert!(check_exposure(&"0.0.0.0:9000".parse().unwrap(), None).is_err());
-/// assert!(check_exposure(&"0.0.0.0:9000".parse().unwrap(), Some("s3cret")).is_ok());
+/// assert!(check_exposure(&"0.0.0.0:9000".parse().unwrap(), Some("s3cret")).is_err());
+/// assert!(check_exposure(&"0.0.0.0:9000".parse().unwrap(), Some("a-long-random-s3cret")).is_ok());
 /// ```
 pub fn check_exposure(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> {
-    let has_token = token.is_some_and(|t| !t.is_empty());
-    if addr.ip().is_loopback() || has_token {
-        Ok(())
-    } else {
-        Err(format!(
+    if let Some(t) = token {
+        check_token(t)?;
+    }
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    match token {
+        None => Err(format!(
             "refusing to expose the admin API on non-loopback address {addr} without a token; \
              bind it to 127.0.0.1 or configure an admin token"
-        ))
+        )),
+        Some(t) if t.chars().count() < MIN_EXPOSED_TOKEN_CHARS => Err(format!(
+            "must be at least {MIN_EXPOSED_TOKEN_CHARS} characters when the admin listens on \
+             non-loopback address {addr} (it has {})",
+            t.chars().count()
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -122,11 +158,12 @@ mod tests {
         assert!(check_exposure(&lo4, None).is_ok());
         assert!(check_exposure(&lo6, None).is_ok());
         assert!(check_exposure(&any, None).unwrap_err().contains("token"));
-        assert!(
-            check_exposure(&lan, Some("")).is_err(),
-            "empty token is no token"
-        );
-        assert!(check_exposure(&lan, Some("t")).is_ok());
+        assert!(check_exposure(&lan, Some("")).unwrap_err().contains("blank"));
+        assert!(check_exposure(&lo4, Some(" \t ")).unwrap_err().contains("blank"));
+        assert!(check_exposure(&lo4, Some("t")).is_ok(), "loopback: any token");
+        let short = check_exposure(&lan, Some("fifteen-chars-x")).unwrap_err();
+        assert!(short.contains("16 characters"), "{short}");
+        assert!(check_exposure(&lan, Some("sixteen-chars-xx")).is_ok());
     }
 
     #[test]

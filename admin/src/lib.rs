@@ -1,5 +1,6 @@
-//! api-gateway's control plane: the admin HTTP server (tiny_http, its own
-//! threads), the protocol it speaks with the gateway, and the dashboard.
+//! api-gateway's control plane: the admin HTTP server (plain std sockets, its
+//! own threads, every connection held to [`AdminLimits`]), the protocol it
+//! speaks with the gateway, and the dashboard.
 //!
 //! This crate never depends on the gateway core and knows nothing of mio: the
 //! gateway hands it a `Sender<Envelope>` (plus, optionally, a `notify` hook
@@ -8,7 +9,12 @@
 //!
 //! - [`protocol`]: `Command` / `Reply` / `Envelope` and the validated specs.
 //! - `routes`: method + path → route → `Command`; all input validation.
-//! - `server`: the request loop (auth, bodies, replies, 503 on timeout).
+//! - `acceptor`: the accept loop (survives EMFILE) and one thread per admitted
+//!   connection.
+//! - `slots`: the connection cap, and who is evicted at the cap.
+//! - `conn`: one exchange, read under the size and time limits.
+//! - [`AdminLimits`]: those limits.
+//! - `server`: what to answer (auth, bodies, replies, 503 on timeout).
 //! - [`auth`]: [`check_exposure`] and the bearer-token check.
 //! - [`loadtest`]: the server-side load tester behind `POST /gateway/loadtest`.
 //! - [`events`]: the bounded log of admin actions (`GET /gateway/events`).
@@ -17,27 +23,33 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acceptor;
 pub mod auth;
 mod client;
+mod conn;
 pub mod dashboard;
 pub mod events;
+mod limits;
 pub mod loadtest;
 pub mod protocol;
 mod routes;
 mod server;
+mod slots;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use auth::check_exposure;
+pub use auth::{check_exposure, check_token};
+pub use limits::AdminLimits;
 pub use protocol::{BalanceSpec, BreakerSpec, Command, Envelope, LimitSpec, Reply};
 
 use events::{EventLog, EVENT_LOG_CAPACITY};
 use server::Shared;
+use slots::Slots;
 
 /// Where the admin listens and what it talks to.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,9 +82,8 @@ pub struct AdminOptions {
     /// Called after each command is sent, so the event loop wakes up to drain
     /// the channel (wrap `mio::Waker::wake` here). `None`: the loop polls.
     pub notify: Option<Arc<dyn Fn() + Send + Sync>>,
-    /// Request-serving threads (default 4): a long load test occupies one, so
-    /// the dashboard keeps polling health meanwhile.
-    pub workers: usize,
+    /// Connection cap, deadlines and size limits (see [`AdminLimits`]).
+    pub limits: AdminLimits,
 }
 
 impl Default for AdminOptions {
@@ -80,7 +91,7 @@ impl Default for AdminOptions {
         AdminOptions {
             reply_timeout: Duration::from_secs(2),
             notify: None,
-            workers: 4,
+            limits: AdminLimits::default(),
         }
     }
 }
@@ -90,17 +101,21 @@ impl std::fmt::Debug for AdminOptions {
         f.debug_struct("AdminOptions")
             .field("reply_timeout", &self.reply_timeout)
             .field("notify", &self.notify.is_some())
-            .field("workers", &self.workers)
+            .field("limits", &self.limits)
             .finish()
     }
 }
 
+/// How long shutdown waits for requests being answered (a load test is
+/// cancelled, a gateway command is bounded by the reply timeout).
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
 /// A running admin server. Dropping it shuts it down too.
 pub struct AdminHandle {
-    server: Arc<tiny_http::Server>,
     local_addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    slots: Arc<Slots>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for AdminHandle {
@@ -117,26 +132,31 @@ impl AdminHandle {
         self.local_addr
     }
 
-    /// Stops serving: cancels a running load test, unblocks every worker and
-    /// joins them. Requests already being served finish first.
+    /// Connections the admin holds right now (at most
+    /// [`AdminLimits::max_connections`]).
+    pub fn open_connections(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Stops serving: closes the listener, cancels a running load test,
+    /// closes connections still sending a request, and waits for the ones
+    /// being answered. Requests already being served finish first.
     pub fn shutdown(mut self) {
         self.stop_and_join();
     }
 
     fn stop_and_join(&mut self) {
-        if self.workers.is_empty() {
+        let Some(acceptor) = self.acceptor.take() else {
             return;
-        }
+        };
         self.stop.store(true, Ordering::Release);
-        // Each `unblock` releases exactly one blocked `recv`, so send one per
-        // worker; a busy worker picks its token up when it next calls `recv`.
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
+        acceptor::wake(self.local_addr);
+        if acceptor.join().is_err() {
+            log::error!("admin accept thread panicked");
         }
-        for w in self.workers.drain(..) {
-            if w.join().is_err() {
-                log::error!("admin worker panicked");
-            }
+        self.slots.close_idle();
+        if !self.slots.wait_empty(DRAIN_LIMIT) {
+            log::warn!("admin: connections still open after shutdown");
         }
     }
 }
@@ -158,30 +178,21 @@ pub fn spawn(
     spawn_with(cfg, commands, AdminOptions::default())
 }
 
-/// [`spawn`] with explicit options (reply timeout, wake hook, worker count).
+/// [`spawn`] with explicit options (reply timeout, wake hook, limits).
 pub fn spawn_with(
     cfg: AdminConfig,
     commands: crossbeam_channel::Sender<Envelope>,
     opts: AdminOptions,
 ) -> io::Result<AdminHandle> {
-    // An empty token would make `Bearer ` a valid credential: treat it as none.
-    let token = cfg.token.filter(|t| !t.is_empty());
-    check_exposure(&cfg.addr, token.as_deref())
+    check_exposure(&cfg.addr, cfg.token.as_deref())
         .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
-    let server = tiny_http::Server::http(cfg.addr).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            format!("admin bind {}: {e}", cfg.addr),
-        )
+    let listener = TcpListener::bind(cfg.addr).map_err(|e| {
+        io::Error::new(e.kind(), format!("admin bind {}: {e}", cfg.addr))
     })?;
-    let local_addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| io::Error::other("admin listener has no IP address"))?;
-    let server = Arc::new(server);
+    let local_addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
-        token,
+        token: cfg.token,
         gateway_addr: cfg.gateway_addr,
         commands,
         notify: opts.notify,
@@ -190,21 +201,13 @@ pub fn spawn_with(
         stop: Arc::clone(&stop),
         loadtest: Mutex::new(()),
     });
-    let mut handle = AdminHandle {
-        server: Arc::clone(&server),
+    let slots = Arc::new(Slots::new(opts.limits.max_connections));
+    let acceptor = acceptor::start(listener, shared, Arc::clone(&slots), opts.limits)?;
+    log::info!("admin API and dashboard on http://{local_addr}/");
+    Ok(AdminHandle {
         local_addr,
         stop,
-        workers: Vec::new(),
-    };
-    for i in 0..opts.workers.max(1) {
-        let server = Arc::clone(&server);
-        let shared = Arc::clone(&shared);
-        let w = thread::Builder::new()
-            .name(format!("admin-{i}"))
-            .spawn(move || server::worker(&server, &shared))?;
-        // On a later spawn failure `handle` drops and joins these.
-        handle.workers.push(w);
-    }
-    log::info!("admin API and dashboard on http://{local_addr}/");
-    Ok(handle)
+        slots,
+        acceptor: Some(acceptor),
+    })
 }

@@ -1,5 +1,6 @@
-//! The admin request loop: authentication, body reading, dispatch to the
-//! gateway over the command channel, and JSON/text responses.
+//! What the admin answers: authentication, body reading, dispatch to the
+//! gateway over the command channel, and JSON/text responses. How bytes are
+//! read and written (and the limits on them) is `conn`'s business.
 //!
 //! Invariants: every error answer is JSON `{"error": "..."}`; the admin never
 //! waits on the gateway longer than the reply timeout (→ 503), so a stuck
@@ -7,26 +8,23 @@
 //! time, so the dashboard cannot multiply its thread count by accident.
 //! Request checks run in order: Host (DNS rebinding), token, Origin (CSRF).
 
-use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, SendTimeoutError, Sender};
 use serde_json::{json, Value};
-use tiny_http::{Header, Request, Response};
 
 use crate::auth::{authorized, host_allowed, origin_allowed};
 use crate::client::{one_shot, Timeouts};
+use crate::conn::{BodyError, Conn, Head, HeadError};
 use crate::events::EventLog;
 use crate::loadtest::{self, Plan};
 use crate::protocol::{Command, Envelope, Reply};
 use crate::routes::{command_for, resolve, Route, RouteError};
 
-/// Largest request body accepted (algorithm parameters are tiny).
-const MAX_BODY: u64 = 64 * 1024;
 /// Content type of `GET /metrics` (Prometheus text exposition format).
 const PROMETHEUS: &str = "text/plain; version=0.0.4";
 const JSON: &str = "application/json";
@@ -36,7 +34,7 @@ const DEMO_TIMEOUTS: Timeouts = Timeouts {
     io: Duration::from_secs(5),
 };
 
-/// State shared by the admin worker threads.
+/// State shared by the admin's connection threads.
 pub(crate) struct Shared {
     pub token: Option<String>,
     pub gateway_addr: SocketAddr,
@@ -79,67 +77,84 @@ impl Answer {
     }
 }
 
-/// Serves one request end to end.
-pub(crate) fn serve(shared: &Shared, mut req: Request) {
-    let answer = answer(shared, &mut req);
-    let mut resp = Response::from_data(answer.body).with_status_code(answer.status);
+/// Serves one connection's one request end to end (on its own thread).
+pub(crate) fn serve(shared: &Shared, mut conn: Conn) {
+    let limits = *conn.limits();
+    let (answer, head_only) = match conn.read_head() {
+        // Closed, reset or evicted: there is nobody to answer.
+        Err(HeadError::Gone) => return,
+        Err(HeadError::TimedOut) => (
+            Answer::error(
+                408,
+                format!(
+                    "request head not complete within {} ms",
+                    limits.header_timeout.as_millis()
+                ),
+            ),
+            false,
+        ),
+        Err(HeadError::TooLarge) => (
+            Answer::error(
+                431,
+                format!(
+                    "request head larger than {} bytes",
+                    limits.max_head_bytes
+                ),
+            ),
+            false,
+        ),
+        Err(HeadError::Malformed) => (Answer::error(400, "malformed request head"), false),
+        Ok(head) => {
+            let head_only = head.method.eq_ignore_ascii_case("HEAD");
+            (answer(shared, &mut conn, &head), head_only)
+        }
+    };
     let mut headers = vec![("Content-Type", answer.content_type.to_string())];
     // Live data and control actions: never let a browser or proxy cache them.
     headers.push(("Cache-Control", "no-store".into()));
     headers.extend(answer.extra);
-    for (k, v) in headers {
-        if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            resp.add_header(h);
-        }
-    }
-    if let Err(e) = req.respond(resp) {
-        log::debug!("admin: client went away before the response: {e}");
-    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    conn.respond(answer.status, &headers, &answer.body, head_only);
 }
 
-fn header(req: &Request, name: &'static str) -> Option<String> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str().to_string())
-}
-
-fn answer(shared: &Shared, req: &mut Request) -> Answer {
+fn answer(shared: &Shared, conn: &mut Conn, req: &Head) -> Answer {
     let token = shared.token.as_deref();
-    let host = header(req, "Host");
-    if !host_allowed(token, host.as_deref()) {
+    let host = req.header("Host");
+    if !host_allowed(token, host) {
         return Answer::error(
             403,
             "Host must be a loopback address (localhost, 127.0.0.1, [::1]) when no admin token is set",
         );
     }
-    let method = req.method().as_str().to_ascii_uppercase();
+    let method = req.method.to_ascii_uppercase();
     // The dashboard's static files hold no data, so a plain browser may load
     // them without the token (it cannot send a header on navigation); the
     // page then reads the token from `/#token=...` and sends it on every API
     // call, each of which is still checked below.
-    let static_file = method == "GET" && is_dashboard_file(req.url());
-    if !static_file && !authorized(token, header(req, "Authorization").as_deref()) {
+    let static_file = method == "GET" && is_dashboard_file(&req.target);
+    if !static_file && !authorized(token, req.header("Authorization")) {
         return Answer::error(401, "missing or wrong bearer token")
             .with("WWW-Authenticate", "Bearer realm=\"api-gateway admin\"");
     }
-    if method != "GET" && !origin_allowed(header(req, "Origin").as_deref(), host.as_deref()) {
+    if method != "GET" && !origin_allowed(req.header("Origin"), host) {
         return Answer::error(403, "cross-origin request refused");
     }
-    let route = match resolve(&method, req.url()) {
+    let route = match resolve(&method, &req.target) {
         Ok(r) => r,
         Err(RouteError::NotFound) => {
-            return Answer::error(404, format!("no such endpoint: {}", req.url()))
+            return Answer::error(404, format!("no such endpoint: {}", req.target))
         }
         Err(RouteError::MethodNotAllowed(allow)) => {
             return Answer::error(405, format!("method {method} not allowed; use {allow}"))
                 .with("Allow", allow)
         }
     };
-    let body = match read_body(req) {
+    let body = match read_body(conn, req) {
         Ok(b) => b,
         Err(a) => return a,
     };
+    // The request is complete: a flood of new connections cannot evict it.
+    conn.answering();
     dispatch(shared, &route, body.as_ref())
 }
 
@@ -150,19 +165,27 @@ fn is_dashboard_file(target: &str) -> bool {
 }
 
 /// Reads an optional JSON body: empty means `None`.
-fn read_body(req: &mut Request) -> Result<Option<Value>, Answer> {
-    let mut raw = Vec::new();
-    // Read one byte past the cap to tell "exactly at" from "over".
-    let read = req.as_reader().take(MAX_BODY + 1).read_to_end(&mut raw);
-    if let Err(e) = read {
-        return Err(Answer::error(400, format!("could not read body: {e}")));
-    }
-    if raw.len() as u64 > MAX_BODY {
-        return Err(Answer::error(
+fn read_body(conn: &mut Conn, req: &Head) -> Result<Option<Value>, Answer> {
+    let limits = *conn.limits();
+    let raw = conn.read_body(req).map_err(|e| match e {
+        BodyError::TooLarge => Answer::error(
             413,
-            format!("body larger than {MAX_BODY} bytes"),
-        ));
-    }
+            format!("body larger than {} bytes", limits.max_body_bytes),
+        ),
+        BodyError::TimedOut => Answer::error(
+            408,
+            format!(
+                "request body not complete within {} ms",
+                limits.body_timeout.as_millis()
+            ),
+        ),
+        BodyError::Unframed => Answer::error(
+            411,
+            "send the body with Content-Length (Transfer-Encoding is not accepted)",
+        ),
+        BodyError::BadLength => Answer::error(400, "malformed Content-Length"),
+        BodyError::Gone => Answer::error(400, "connection closed before the body was complete"),
+    })?;
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -426,20 +449,4 @@ fn demo_states(shared: &Shared) -> Answer {
             .collect()
     });
     Answer::json(200, &json!({ "backends": states }))
-}
-
-/// One admin worker: serves requests until shutdown.
-pub(crate) fn worker(server: &tiny_http::Server, shared: &Shared) {
-    loop {
-        match server.recv() {
-            Ok(req) => serve(shared, req),
-            // `unblock()` (shutdown) or an accept error: only the flag decides.
-            Err(e) => {
-                if shared.stop.load(Ordering::Acquire) {
-                    return;
-                }
-                log::warn!("admin: accept failed: {e}");
-            }
-        }
-    }
 }
