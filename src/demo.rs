@@ -6,7 +6,9 @@
 //! Routes: `GET /api/users` (sample JSON naming the server), `GET
 //! /api/health` (`"crashed": false`), `POST /admin/crash` (toggles crash
 //! mode: every `/api` request then answers 500, with `"crashed": true`, after
-//! a slow 300 ms), `GET /admin/crash` (reads the crash flag, never affected by
+//! a slow 300 ms; only with `X-Demo-Admin: 1` and sent to the backend's own
+//! port, else 403, so neither a cross-site page nor a request through the
+//! gateway can trigger it), `GET /admin/crash` (reads the crash flag, never affected by
 //! it, so a dashboard can label its Crash/Recover button from the truth),
 //! anything else under `/` echoes the method and path.
 
@@ -229,7 +231,11 @@ fn serve_conn(stream: TcpStream, ctx: &Ctx) {
             }
         };
         ctx.served.fetch_add(1, Ordering::Relaxed);
-        let (status, body) = route(ctx, &method, &path, bytes);
+        let asked = Asker {
+            demo_admin: field(DEMO_ADMIN_HEADER),
+            host: field("host"),
+        };
+        let (status, body) = route(ctx, &method, &path, bytes, &asked);
         if respond(&mut out, status, &body, close).is_err() || close {
             return;
         }
@@ -279,6 +285,7 @@ fn respond(out: &mut TcpStream, status: u16, body: &Value, close: bool) -> io::R
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         _ => "Internal Server Error",
     };
     let mut msg = format!(
@@ -290,9 +297,58 @@ fn respond(out: &mut TcpStream, status: u16, body: &Value, close: bool) -> io::R
     out.write_all(msg.as_bytes())
 }
 
-fn route(ctx: &Ctx, method: &str, path: &str, body_len: u64) -> (u16, Value) {
+/// The header a demo admin action (`POST /admin/crash`) must carry. A web
+/// page cannot add a custom header to a cross-site request without a CORS
+/// preflight the demo backend never grants, so a page a developer happens
+/// to visit cannot crash their demo backends.
+pub const DEMO_ADMIN_HEADER: &str = "x-demo-admin";
+
+/// What a demo admin action is checked against.
+struct Asker {
+    /// `X-Demo-Admin`, lower-cased.
+    demo_admin: Option<String>,
+    /// `Host`, lower-cased.
+    host: Option<String>,
+}
+
+/// Why a demo admin action is refused, if it is: it needs `X-Demo-Admin: 1`,
+/// and a `Host` naming the backend's own port. The gateway forwards `Host`
+/// unchanged, so a request that came through the gateway's port (where a
+/// page could reach it) names that port and is refused.
+fn refuse_admin_action(ctx: &Ctx, asked: &Asker) -> Option<String> {
+    if asked.demo_admin.as_deref() != Some("1") {
+        return Some("demo admin actions need the header X-Demo-Admin: 1".into());
+    }
+    let port = asked.host.as_deref().map(host_port);
+    if port != Some(ctx.addr.port()) {
+        return Some(format!(
+            "demo admin actions are only accepted on this backend's own port {}",
+            ctx.addr.port()
+        ));
+    }
+    None
+}
+
+/// The port a `Host` value names (80 when it names none); 0 if unparsable.
+fn host_port(host: &str) -> u16 {
+    let port = match host.strip_prefix('[') {
+        // `[::1]:3001`: the port follows the bracket.
+        Some(v6) => v6.split_once(']').and_then(|(_, rest)| rest.strip_prefix(':')),
+        None => host.rsplit_once(':').map(|(_, p)| p),
+    };
+    match port {
+        None => 80,
+        Some(p) => p.parse().unwrap_or(0),
+    }
+}
+
+fn route(ctx: &Ctx, method: &str, path: &str, body_len: u64, asked: &Asker) -> (u16, Value) {
     let (name, addr, crashed) = (&*ctx.name, ctx.addr, &ctx.crashed);
     if method == "POST" && path == "/admin/crash" {
+        if let Some(why) = refuse_admin_action(ctx, asked) {
+            log::warn!("demo {name}: refused POST /admin/crash: {why}");
+            return (403, json!({"error": why, "server": name}));
+        }
         let now = !crashed.fetch_xor(true, Ordering::Relaxed);
         log::info!("demo {name}: crash mode {}", if now { "ON" } else { "OFF" });
         (200, json!({"server": name, "crashed": now}))
@@ -335,4 +391,18 @@ fn users(name: &str, addr: SocketAddr) -> serde_json::Value {
             {"id": 3, "name": "Grace Hopper", "role": "engineer"},
         ],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(host_port("127.0.0.1:3001"), 3001);
+        assert_eq!(host_port("localhost"), 80);
+        assert_eq!(host_port("[::1]:3002"), 3002);
+        assert_eq!(host_port("[::1]"), 80);
+        assert_eq!(host_port("a:b"), 0);
+    }
 }

@@ -144,7 +144,7 @@ fn print_banner(gateway: &Gateway, backends: &[DemoBackend]) {
   Try:
     curl -i http://{gw}/api/users
     for i in 1 2 3 4 5 6; do curl -s http://{gw}/api/users | grep -o '\"server\":\"[^\"]*\"'; done
-    curl -s -X POST http://{}/admin/crash    # crash Backend-A, then watch its circuit open
+    curl -s -X POST -H 'X-Demo-Admin: 1' http://{}/admin/crash    # crash Backend-A, then watch its circuit open
 
   Ctrl-C stops everything gracefully. Access log follows.
 ",

@@ -40,14 +40,17 @@ impl RawResponse {
     }
 }
 
-/// Sends `method path` to `addr` and reads the whole response.
+/// Sends `method path` (plus the `extra` header lines) to `addr` and reads
+/// the whole response.
 ///
-/// `path` must already be validated (no whitespace or control bytes), since
-/// it is written into the request line verbatim.
+/// `path` and `extra` must already be validated (no whitespace or control
+/// bytes in `path`, no line breaks in `extra`), since they are written into
+/// the head verbatim.
 pub(crate) fn one_shot(
     addr: SocketAddr,
     method: &str,
     path: &str,
+    extra: &[(&str, &str)],
     body: &[u8],
     t: Timeouts,
 ) -> io::Result<RawResponse> {
@@ -56,11 +59,15 @@ pub(crate) fn one_shot(
     stream.set_write_timeout(Some(t.io))?;
     // Small requests: don't let Nagle hold the last segment back.
     stream.set_nodelay(true)?;
-    let head = format!(
+    let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: api-gateway-admin\r\n\
-         Accept: */*\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+         Accept: */*\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
 

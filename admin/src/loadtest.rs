@@ -294,7 +294,7 @@ fn worker(
             }
         }
         let t0 = Instant::now();
-        out.push(match one_shot(target, "GET", &plan.path, b"", TIMEOUTS) {
+        out.push(match one_shot(target, "GET", &plan.path, &[], b"", TIMEOUTS) {
             Ok(resp) => Outcome::Answer {
                 status: resp.status,
                 backend: resp.header("x-backend").map(str::to_string),

@@ -28,6 +28,10 @@ use crate::routes::{command_for, resolve, Route, RouteError};
 /// Content type of `GET /metrics` (Prometheus text exposition format).
 const PROMETHEUS: &str = "text/plain; version=0.0.4";
 const JSON: &str = "application/json";
+/// What a demo backend requires on `POST /admin/crash` (a header a
+/// cross-site page cannot send; the `Host` one_shot sends names the backend's
+/// own port, which it also requires).
+const DEMO_ADMIN: (&str, &str) = ("X-Demo-Admin", "1");
 /// Timeouts for talking to a demo backend's `/admin/crash`.
 const DEMO_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(2),
@@ -383,7 +387,7 @@ fn demo_crash(shared: &Shared, name: &str, toggle: bool) -> Answer {
         return Answer::error(502, format!("cannot resolve the address of '{name}'"));
     };
     let method = if toggle { "POST" } else { "GET" };
-    let resp = match one_shot(addr, method, "/admin/crash", b"", DEMO_TIMEOUTS) {
+    let resp = match one_shot(addr, method, "/admin/crash", &[DEMO_ADMIN], b"", DEMO_TIMEOUTS) {
         Ok(r) => r,
         Err(e) => {
             return Answer::error(502, format!("backend {name} at {addr} did not answer: {e}"))
@@ -431,7 +435,7 @@ fn demo_states(shared: &Shared) -> Answer {
             .map(|(name, addr)| {
                 let h = addr.map(|a| {
                     s.spawn(move || {
-                        let r = one_shot(a, "GET", "/admin/crash", b"", quick).ok()?;
+                        let r = one_shot(a, "GET", "/admin/crash", &[], b"", quick).ok()?;
                         if r.status != 200 {
                             return None;
                         }
