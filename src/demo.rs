@@ -333,7 +333,9 @@ fn refuse_admin_action(ctx: &Ctx, asked: &Asker) -> Option<String> {
 fn host_port(host: &str) -> u16 {
     let port = match host.strip_prefix('[') {
         // `[::1]:3001`: the port follows the bracket.
-        Some(v6) => v6.split_once(']').and_then(|(_, rest)| rest.strip_prefix(':')),
+        Some(v6) => v6
+            .split_once(']')
+            .and_then(|(_, rest)| rest.strip_prefix(':')),
         None => host.rsplit_once(':').map(|(_, p)| p),
     };
     match port {

@@ -39,7 +39,12 @@ pub(crate) fn start(
         .spawn(move || accept_loop(&listener, &shared, &slots, limits))
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, slots: &Arc<Slots>, limits: AdminLimits) {
+fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    slots: &Arc<Slots>,
+    limits: AdminLimits,
+) {
     let mut failing = false;
     loop {
         // Checked before the accept too: after a back-off nobody may be

@@ -158,9 +158,16 @@ mod tests {
         assert!(check_exposure(&lo4, None).is_ok());
         assert!(check_exposure(&lo6, None).is_ok());
         assert!(check_exposure(&any, None).unwrap_err().contains("token"));
-        assert!(check_exposure(&lan, Some("")).unwrap_err().contains("blank"));
-        assert!(check_exposure(&lo4, Some(" \t ")).unwrap_err().contains("blank"));
-        assert!(check_exposure(&lo4, Some("t")).is_ok(), "loopback: any token");
+        assert!(check_exposure(&lan, Some(""))
+            .unwrap_err()
+            .contains("blank"));
+        assert!(check_exposure(&lo4, Some(" \t "))
+            .unwrap_err()
+            .contains("blank"));
+        assert!(
+            check_exposure(&lo4, Some("t")).is_ok(),
+            "loopback: any token"
+        );
         let short = check_exposure(&lan, Some("fifteen-chars-x")).unwrap_err();
         assert!(short.contains("16 characters"), "{short}");
         assert!(check_exposure(&lan, Some("sixteen-chars-xx")).is_ok());

@@ -359,7 +359,10 @@ mod tests {
         assert_eq!(content_length(&head(&[])), Ok(0));
         assert_eq!(content_length(&head(&[("Content-Length", "12")])), Ok(12));
         assert_eq!(
-            content_length(&head(&[("content-length", "5, 5"), ("Content-Length", "5")])),
+            content_length(&head(&[
+                ("content-length", "5, 5"),
+                ("Content-Length", "5")
+            ])),
             Ok(5)
         );
         for bad in ["", "-1", "+5", "5, 6", "0x10", "99999999999999999999999"] {

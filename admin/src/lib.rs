@@ -186,9 +186,8 @@ pub fn spawn_with(
 ) -> io::Result<AdminHandle> {
     check_exposure(&cfg.addr, cfg.token.as_deref())
         .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
-    let listener = TcpListener::bind(cfg.addr).map_err(|e| {
-        io::Error::new(e.kind(), format!("admin bind {}: {e}", cfg.addr))
-    })?;
+    let listener = TcpListener::bind(cfg.addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("admin bind {}: {e}", cfg.addr)))?;
     let local_addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {

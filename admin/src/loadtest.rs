@@ -294,14 +294,16 @@ fn worker(
             }
         }
         let t0 = Instant::now();
-        out.push(match one_shot(target, "GET", &plan.path, &[], b"", TIMEOUTS) {
-            Ok(resp) => Outcome::Answer {
-                status: resp.status,
-                backend: resp.header("x-backend").map(str::to_string),
-                elapsed: t0.elapsed(),
+        out.push(
+            match one_shot(target, "GET", &plan.path, &[], b"", TIMEOUTS) {
+                Ok(resp) => Outcome::Answer {
+                    status: resp.status,
+                    backend: resp.header("x-backend").map(str::to_string),
+                    elapsed: t0.elapsed(),
+                },
+                Err(e) => Outcome::Failed(e.to_string()),
             },
-            Err(e) => Outcome::Failed(e.to_string()),
-        });
+        );
     }
     out
 }

@@ -100,10 +100,7 @@ pub(crate) fn serve(shared: &Shared, mut conn: Conn) {
         Err(HeadError::TooLarge) => (
             Answer::error(
                 431,
-                format!(
-                    "request head larger than {} bytes",
-                    limits.max_head_bytes
-                ),
+                format!("request head larger than {} bytes", limits.max_head_bytes),
             ),
             false,
         ),
@@ -387,7 +384,14 @@ fn demo_crash(shared: &Shared, name: &str, toggle: bool) -> Answer {
         return Answer::error(502, format!("cannot resolve the address of '{name}'"));
     };
     let method = if toggle { "POST" } else { "GET" };
-    let resp = match one_shot(addr, method, "/admin/crash", &[DEMO_ADMIN], b"", DEMO_TIMEOUTS) {
+    let resp = match one_shot(
+        addr,
+        method,
+        "/admin/crash",
+        &[DEMO_ADMIN],
+        b"",
+        DEMO_TIMEOUTS,
+    ) {
         Ok(r) => r,
         Err(e) => {
             return Answer::error(502, format!("backend {name} at {addr} did not answer: {e}"))
