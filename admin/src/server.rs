@@ -46,7 +46,7 @@ pub(crate) struct Shared {
     pub notify: Option<Arc<dyn Fn() + Send + Sync>>,
     pub reply_timeout: Duration,
     pub events: EventLog,
-    /// Set on shutdown: stops workers and cancels a running load test.
+    /// Set on shutdown: stops the accept loop and cancels a running load test.
     pub stop: Arc<AtomicBool>,
     /// Held for the duration of a load test.
     pub loadtest: Mutex<()>,

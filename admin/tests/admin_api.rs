@@ -628,13 +628,17 @@ fn demo_crash_calls_the_backend_from_health() {
             body.len()
         );
         s.write_all(resp.as_bytes()).unwrap();
-        head.lines().next().unwrap().to_string()
+        head
     });
     let h = Harness::start(None, "127.0.0.1:9".parse().unwrap(), &backend.to_string());
     let r = post(h.addr, "/gateway/demo/Backend-A/crash", "");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["crashed"], true);
-    assert_eq!(fake_backend.join().unwrap(), "POST /admin/crash HTTP/1.1");
+    let head = fake_backend.join().unwrap();
+    assert_eq!(head.lines().next(), Some("POST /admin/crash HTTP/1.1"));
+    // The demo backend's guard: the custom header, and Host on its own port.
+    assert!(head.contains("\r\nX-Demo-Admin: 1\r\n"), "{head}");
+    assert!(head.contains(&format!("\r\nHost: {backend}\r\n")), "{head}");
     assert_eq!(h.commands(), vec![Command::Health]);
     let events = get(h.addr, "/gateway/events").json();
     let msg = events["events"][0]["message"].as_str().unwrap().to_string();
@@ -675,7 +679,7 @@ fn shutdown_joins_workers_and_closes_the_port() {
         match TcpStream::connect(addr) {
             Err(_) => break,
             Ok(mut s) => {
-                // tiny_http may still accept briefly while it tears down; an
+                // The listener may still accept briefly while it tears down; an
                 // accepted socket must at least not be served.
                 s.set_read_timeout(Some(Duration::from_millis(500)))
                     .unwrap();
