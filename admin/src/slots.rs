@@ -10,7 +10,10 @@
 //! client sends its whole head at once and is past that phase within a
 //! millisecond. So a flood of partial heads only ever evicts itself, and the
 //! operator's request still gets in; when every slot is answering a complete
-//! request, the new connection is closed at once. Eviction is
+//! request, the new connection is closed at once. Only a request that passed
+//! authentication (or a `GET` of a static dashboard file, answered at once)
+//! ever reaches the answering phase, so an unauthenticated client cannot hold
+//! a slot that is safe from eviction. Eviction is
 //! `shutdown(Both)`: the evicted thread's blocked read returns at once and
 //! the thread drops the descriptor.
 
