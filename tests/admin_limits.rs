@@ -110,6 +110,21 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
+/// Kills the process `.0` on drop (a no-op once it has exited and been
+/// reaped: the test then waits for it before this drops).
+struct Reaper(u32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(self.0.to_string())
+                .status();
+        }
+    }
+}
+
 #[test]
 fn the_admin_survives_emfile_and_answers_again() {
     let backend = TestBackend::start();
@@ -143,6 +158,8 @@ fn the_admin_survives_emfile_and_answers_again() {
         .spawn()
         .expect("spawn gateway");
     let pid = child.id();
+    // A failing assertion must not leave the gateway running.
+    let _reaper = Reaper(pid);
     assert!(
         eventually(Duration::from_secs(10), || admin_status(
             admin,
