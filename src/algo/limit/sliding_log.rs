@@ -11,7 +11,7 @@ use api_gateway_admin::protocol::SLIDING_LOG_MAX_LIMIT;
 use api_gateway_admin::LimitSpec;
 
 use super::{window_ns, Decision, RateLimiter};
-use crate::algo::cells::{bucket_of, claim_with, slots_for, Found, PROBE};
+use crate::algo::cells::{bucket_of, claim_with, slots_for, Evictions, Found, Worth, PROBE};
 use crate::algo::Nanos;
 
 /// Cap on the table's memory: `slots * (limit + 2) * 8` bytes stay below this,
@@ -54,6 +54,8 @@ pub struct SlidingLog {
     heads: Box<[AtomicU64]>,
     /// Per slot: `limit` stamp words, `epoch:12 | (µs + 1):52`.
     stamps: Box<[AtomicU64]>,
+    /// Live owners taken over from full buckets.
+    evictions: Evictions,
 }
 
 /// A stamp word as seen by the owner of epoch `epoch`.
@@ -81,7 +83,14 @@ impl SlidingLog {
             tags: atomics(slots),
             heads: atomics(slots),
             stamps: atomics(slots * l),
+            evictions: Evictions::default(),
         }
+    }
+
+    /// Counts the table's evictions into `evictions` (shared with the metric).
+    pub fn counting(mut self, evictions: Evictions) -> Self {
+        self.evictions = evictions;
+        self
     }
 
     /// Slots in the key table (fixed).
@@ -114,16 +123,48 @@ impl SlidingLog {
         }
     }
 
-    /// Expiry for ranking/reclaiming slot `s`: when its newest stamp leaves.
-    fn slot_expiry(&self, s: usize) -> u64 {
+    /// What slot `s` is worth keeping at `now`: fresh once its newest stamp
+    /// has left the window; else the spent budget is its count of stamps
+    /// still in the window, limited when all `limit` are (as `check` sees
+    /// it: the head entry and, if the head hint may lag, the next one). A
+    /// slot written under a newer epoch than its tag says is being taken
+    /// over right now: never chosen.
+    fn slot_worth(&self, s: usize, now: Nanos) -> Worth {
+        const BUSY: Worth = Worth::Live {
+            limited: true,
+            used: u64::MAX,
+            until: u64::MAX,
+        };
+        let limit = self.limit as u64;
         let epoch = self.tags[s].load(Ordering::Acquire) & EPOCH_MASK;
         let head = self.heads[s].load(Ordering::Acquire);
-        let newest = self
-            .entry(s, head.wrapping_add(self.limit as u64 - 1))
-            .load(Ordering::Acquire);
-        match self.seen(newest, epoch) {
-            Seen::Until(t) => t,
-            Seen::Newer => u64::MAX,
+        let until = |pos: u64| match self.seen(self.entry(s, pos).load(Ordering::Acquire), epoch) {
+            Seen::Until(t) => Some(t),
+            Seen::Newer => None,
+        };
+        let Some(newest) = until(head.wrapping_add(limit - 1)) else {
+            return BUSY;
+        };
+        if newest <= now.0 {
+            return Worth::Fresh;
+        }
+        let Some(oldest) = until(head) else {
+            return BUSY;
+        };
+        let used = if oldest > now.0 {
+            let lagging = limit > 1 && until(head + 1).is_some_and(|t| t <= now.0);
+            if lagging {
+                limit - 1
+            } else {
+                limit
+            }
+        } else {
+            limit - 1 - self.expired_after(s, head, epoch, now)
+        };
+        Worth::Live {
+            limited: used >= limit,
+            used,
+            until: newest,
         }
     }
 
@@ -157,14 +198,17 @@ impl RateLimiter for SlidingLog {
         'own: loop {
             let found = claim_with(
                 &self.tags[base..base + PROBE],
-                now,
                 |t| t >> EPOCH_BITS == key_part,
                 |old| (key_part << EPOCH_BITS) | (old.wrapping_add(1) & EPOCH_MASK),
-                |j| ((), self.slot_expiry(base + j)),
+                |j| ((), self.slot_worth(base + j, now)),
             );
             let slot = base
                 + match found {
-                    Found::Mine(j) | Found::Reclaimed(j) | Found::Evicted(j, ()) => j,
+                    Found::Mine(j) | Found::Reclaimed(j) => j,
+                    Found::Evicted(j, ()) => {
+                        self.evictions.record();
+                        j
+                    }
                 };
             let tag = self.tags[slot].load(Ordering::Acquire);
             if tag >> EPOCH_BITS != key_part {
@@ -310,6 +354,44 @@ mod tests {
         assert_eq!(flood(&sl, ms(1)), 100_000);
         assert_eq!(sl.table_bytes(), bytes);
         assert_eq!(sl.capacity(), 1024);
+    }
+
+    #[test]
+    fn worth_counts_stamps_in_the_window() {
+        let sl = SlidingLog::new(3, ms(1_000), 4); // one bucket
+        let slot_of = |key: u64| {
+            (0..PROBE)
+                .find(|&j| sl.tags[j].load(Ordering::Acquire) >> EPOCH_BITS == key)
+                .unwrap()
+        };
+        sl.check(5, ms(100));
+        let s = slot_of(5);
+        let live = |limited, used, until: u64| Worth::Live {
+            limited,
+            used,
+            until,
+        };
+        assert_eq!(sl.slot_worth(s, ms(100)), live(false, 1, ms(1_100).0));
+        sl.check(5, ms(400));
+        sl.check(5, ms(700));
+        assert_eq!(sl.slot_worth(s, ms(800)), live(true, 3, ms(1_700).0));
+        assert_eq!(sl.slot_worth(s, ms(1_100)), live(false, 2, ms(1_700).0));
+        assert_eq!(sl.slot_worth(s, ms(1_699)), live(false, 1, ms(1_700).0));
+        assert_eq!(sl.slot_worth(s, ms(1_700)), Worth::Fresh);
+    }
+
+    #[test]
+    fn churn_evicts_one_request_keys_before_a_limited_one() {
+        let ev = Evictions::default();
+        let sl = SlidingLog::new(3, ms(60_000), 4).counting(ev.clone()); // one bucket
+        for _ in 0..3 {
+            assert!(sl.check(77, ms(10)).is_admitted());
+        }
+        for k in 1_000..1_400 {
+            assert!(sl.check(k, ms(20)).is_admitted());
+        }
+        assert!(!sl.check(77, ms(30)).is_admitted(), "still limited");
+        assert_eq!(ev.get(), 400 - 3);
     }
 
     #[test]
