@@ -124,9 +124,11 @@ impl SlidingLog {
     }
 
     /// What slot `s` is worth keeping at `now`: fresh once its newest stamp
-    /// has left the window; else the spent budget is its count of stamps
-    /// still in the window, limited when all `limit` are (as `check` sees
-    /// it: the head entry and, if the head hint may lag, the next one). A
+    /// has left the window; else limited when all `limit` stamps are still in
+    /// it (as `check` sees it: the head entry and, if the head hint may lag,
+    /// the next one). Keys with budget left are ranked by expiry only
+    /// (`used` 0): counting their stamps would cost a search of the ring per
+    /// candidate on every miss, and the guarantee needs only `limited`. A
     /// slot written under a newer epoch than its tag says is being taken
     /// over right now: never chosen.
     fn slot_worth(&self, s: usize, now: Nanos) -> Worth {
@@ -151,19 +153,10 @@ impl SlidingLog {
         let Some(oldest) = until(head) else {
             return BUSY;
         };
-        let used = if oldest > now.0 {
-            let lagging = limit > 1 && until(head + 1).is_some_and(|t| t <= now.0);
-            if lagging {
-                limit - 1
-            } else {
-                limit
-            }
-        } else {
-            limit - 1 - self.expired_after(s, head, epoch, now)
-        };
+        let limited = oldest > now.0 && !(limit > 1 && until(head + 1).is_some_and(|t| t <= now.0));
         Worth::Live {
-            limited: used >= limit,
-            used,
+            limited,
+            used: if limited { limit } else { 0 },
             until: newest,
         }
     }
@@ -357,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn worth_counts_stamps_in_the_window() {
+    fn worth_is_limited_while_every_stamp_is_in_the_window() {
         let sl = SlidingLog::new(3, ms(1_000), 4); // one bucket
         let slot_of = |key: u64| {
             (0..PROBE)
@@ -371,12 +364,12 @@ mod tests {
             used,
             until,
         };
-        assert_eq!(sl.slot_worth(s, ms(100)), live(false, 1, ms(1_100).0));
+        assert_eq!(sl.slot_worth(s, ms(100)), live(false, 0, ms(1_100).0));
         sl.check(5, ms(400));
         sl.check(5, ms(700));
         assert_eq!(sl.slot_worth(s, ms(800)), live(true, 3, ms(1_700).0));
-        assert_eq!(sl.slot_worth(s, ms(1_100)), live(false, 2, ms(1_700).0));
-        assert_eq!(sl.slot_worth(s, ms(1_699)), live(false, 1, ms(1_700).0));
+        assert_eq!(sl.slot_worth(s, ms(1_100)), live(false, 0, ms(1_700).0));
+        assert_eq!(sl.slot_worth(s, ms(1_699)), live(false, 0, ms(1_700).0));
         assert_eq!(sl.slot_worth(s, ms(1_700)), Worth::Fresh);
     }
 

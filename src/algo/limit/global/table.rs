@@ -168,7 +168,7 @@ impl GlobalTable {
         GlobalTable {
             kind: p.kind,
             limit: p.limit,
-            window: p.window_ms.max(1) * 1_000_000,
+            window: p.window_ms.max(1).saturating_mul(1_000_000),
             window_ms: p.window_ms.max(1),
             unix_offset: p.unix_offset,
             sync: Nanos::from_millis(p.sync_ms),
