@@ -135,6 +135,7 @@ fn admission(c: &mut Criterion) {
             refill_per_sec: 1e12,
         },
         65_536,
+        &Default::default(),
     );
     let balancer = balance::build(&BalanceSpec::RoundRobin, &table);
     let mut g = c.benchmark_group("admission");

@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use api_gateway::algo::cells::Evictions;
 use api_gateway::algo::limit::{build, RateLimiter};
 use api_gateway::algo::Nanos;
 use api_gateway_admin::protocol::LIMITER_NAMES;
@@ -161,7 +162,7 @@ fn single_thread(c: &mut Criterion) {
     let mut g = c.benchmark_group("limiters/1-thread");
     g.throughput(Throughput::Elements(1));
     for (name, spec) in specs() {
-        let l = build(&spec, MAX_KEYS);
+        let l = build(&spec, MAX_KEYS, &Evictions::default());
         let mut i = 0u64;
         g.bench_function(name, |b| {
             b.iter(|| {
@@ -189,7 +190,7 @@ fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("limiters/2-threads");
     g.throughput(Throughput::Elements(1));
     for (name, spec) in specs() {
-        let l: Arc<dyn RateLimiter> = build(&spec, MAX_KEYS);
+        let l: Arc<dyn RateLimiter> = build(&spec, MAX_KEYS, &Evictions::default());
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let (l, hot) = (Arc::clone(&l), Arc::clone(&hot));

@@ -121,6 +121,7 @@ impl Controller {
         let limiter = limit::global::build(
             &spec,
             self.shared.config.rate_limit.max_keys,
+            &self.shared.metrics.limit_evictions,
             self.shared.limit_store.as_ref(),
         );
         self.limiter = limiter.clone();
@@ -289,6 +290,12 @@ impl Controller {
                 get(c)
             );
         }
+        counter(
+            &mut o,
+            "gateway_ratelimit_evictions_total",
+            "Rate-limit keys evicted from a full table bucket while their state was live.",
+            m.limit_evictions.get(),
+        );
         let _ = writeln!(o, "# HELP gateway_inflight_requests Requests being handled.\n# TYPE gateway_inflight_requests gauge\ngateway_inflight_requests {}", get(&m.inflight));
         let _ = writeln!(o, "# HELP gateway_connections_open Client connections open.\n# TYPE gateway_connections_open gauge\ngateway_connections_open {}", get(&m.connections_open));
         let _ = writeln!(o, "# HELP gateway_uptime_seconds Seconds since start.\n# TYPE gateway_uptime_seconds gauge\ngateway_uptime_seconds {}", now.as_millis() / 1000);

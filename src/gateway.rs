@@ -70,6 +70,7 @@ impl Gateway {
         let limiter = limit::global::build(
             &shared.config.rate_limit.spec,
             shared.config.rate_limit.max_keys,
+            &shared.metrics.limit_evictions,
             shared.limit_store.as_ref(),
         );
         let balancer = balance::build(&shared.config.load_balancer, &shared.backends);

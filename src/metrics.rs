@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::algo::cells::Evictions;
+
 /// Upper bounds (ms) of the latency histogram buckets; a final +Inf bucket follows.
 pub const LATENCY_BUCKETS_MS: [u64; 13] =
     [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
@@ -113,6 +115,9 @@ pub struct Metrics {
     pub limit_delayed: AtomicU64,
     /// Requests denied by the rate limiter.
     pub limit_denied: AtomicU64,
+    /// Live rate-limit keys evicted from a full table bucket; every limiter
+    /// built (including after a live switch) counts into this one.
+    pub limit_evictions: Evictions,
     /// Client connections accepted.
     pub connections_accepted: AtomicU64,
     /// Client connections currently open.
@@ -162,6 +167,7 @@ impl Metrics {
         for s in &self.status {
             s.store(0, Ordering::Relaxed);
         }
+        self.limit_evictions.reset();
         self.latency.reset();
     }
 }

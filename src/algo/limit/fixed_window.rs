@@ -8,7 +8,7 @@
 use api_gateway_admin::LimitSpec;
 
 use super::{window_ns, Decision, RateLimiter};
-use crate::algo::cells::CellTable;
+use crate::algo::cells::{CellCodec, CellTable, Evictions, Worth};
 use crate::algo::Nanos;
 
 const COUNT_MASK: u64 = 0xFFFF_FFFF;
@@ -36,6 +36,12 @@ impl FixedWindow {
         }
     }
 
+    /// Counts the table's evictions into `evictions` (shared with the metric).
+    pub fn counting(mut self, evictions: Evictions) -> Self {
+        self.table.count_into(evictions);
+        self
+    }
+
     /// Slots in the key table (fixed).
     pub fn capacity(&self) -> usize {
         self.table.capacity()
@@ -52,6 +58,10 @@ impl FixedWindow {
             0
         }
     }
+}
+
+impl CellCodec for FixedWindow {
+    type Out = Decision;
 
     /// Pure decision for one request against `state` at `now`.
     #[inline]
@@ -73,23 +83,25 @@ impl FixedWindow {
         }
     }
 
-    /// When `state` becomes equivalent to fresh: the end of its window if it
-    /// counts anything in the current window, else already (0).
+    /// Fresh when nothing is counted in the current window; else the count
+    /// is the spent budget, until the end of the window.
     #[inline]
-    fn expiry(&self, state: u64, now: Nanos) -> u64 {
+    fn worth(&self, state: u64, now: Nanos) -> Worth {
         let idx = now.0 / self.window;
-        if Self::count_in(state, idx) > 0 {
-            (idx + 1).saturating_mul(self.window)
-        } else {
-            0
+        match Self::count_in(state, idx) {
+            0 => Worth::Fresh,
+            count => Worth::Live {
+                limited: count >= self.limit,
+                used: count,
+                until: (idx + 1).saturating_mul(self.window),
+            },
         }
     }
 }
 
 impl RateLimiter for FixedWindow {
     fn check(&self, key: u64, now: Nanos) -> Decision {
-        self.table
-            .update(key, now, |s| self.expiry(s, now), |s| self.decide(s, now))
+        self.table.update(key, now, self)
     }
 
     fn spec(&self) -> &LimitSpec {
@@ -159,6 +171,59 @@ mod tests {
         assert_eq!(cap, 1024);
         assert_eq!(flood(&fw, ms(1)), 100_000, "fresh keys are never denied");
         assert_eq!(fw.capacity(), cap);
+    }
+
+    /// Issue 10's numbers: 5 per 600 s, then 120k distinct keys in 13 s
+    /// through a 1024-slot table. The limited client stays limited until its
+    /// window ends, and the churn keys' evictions are counted.
+    #[test]
+    fn churn_does_not_reset_a_limited_client() {
+        let ev = Evictions::default();
+        let fw = FixedWindow::new(5, ms(600_000), 1024).counting(ev.clone());
+        let clock = ManualClock::new(ms(1_000));
+        let victim = 0xC0FFEE;
+        let admitted = (0..6).filter(|_| fw.check(victim, clock.now()).is_admitted());
+        assert_eq!(admitted.count(), 5);
+        for i in 0..120_000u64 {
+            if i % 10_000 == 0 {
+                clock.advance(ms(1_000)); // 13 s in all
+            }
+            let key = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            assert!(fw.check(key, clock.now()).is_admitted());
+        }
+        let extra = (0..10).filter(|_| fw.check(victim, clock.now()).is_admitted());
+        assert_eq!(extra.count(), 0, "still limited after the churn");
+        assert!(ev.get() >= 120_000 - 1024, "evictions: {}", ev.get());
+        clock.set(ms(600_000));
+        assert!(fw.check(victim, clock.now()).is_admitted(), "next window");
+    }
+
+    #[test]
+    fn worth_tells_fresh_from_spent_and_limited() {
+        let fw = FixedWindow::new(2, ms(1_000), 16);
+        let now = ms(1_500);
+        assert_eq!(fw.worth(0, now), Worth::Fresh);
+        let (one, _) = fw.decide(0, now);
+        let one = one.unwrap();
+        assert_eq!(
+            fw.worth(one, now),
+            Worth::Live {
+                limited: false,
+                used: 1,
+                until: ms(2_000).0
+            }
+        );
+        let two = fw.decide(one, now).0.unwrap();
+        assert!(matches!(
+            fw.worth(two, now),
+            Worth::Live {
+                limited: true,
+                used: 2,
+                ..
+            }
+        ));
+        assert_eq!(fw.worth(two, ms(2_000)), Worth::Fresh, "next window");
+        assert_eq!(fw.decide(two, ms(2_000)).1, fw.decide(0, ms(2_000)).1);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 
 use api_gateway_admin::LimitSpec;
 
-use super::{interval_ns, Decision, RateLimiter};
-use crate::algo::cells::CellTable;
+use api_gateway_admin::protocol::MAX_SPAN_NS;
+
+use super::{interval_ns, span_ns, Decision, RateLimiter};
+use crate::algo::cells::{CellCodec, CellTable, Evictions, Worth};
 use crate::algo::Nanos;
 
 /// Traffic shaper: queue of `capacity` per key, drained at `leak_per_sec`.
@@ -25,7 +27,9 @@ pub struct LeakyBucket {
     capacity: u64,
     /// Emission interval `T` (ns between releases).
     interval: u64,
-    /// Largest delay a request may be given: `capacity * T`.
+    /// Largest delay a request may be given: `capacity * T`, at most one day
+    /// (validated; clamped for unvalidated specs). A parked request never
+    /// waits longer, and `TAT <= now + max_delay + T` cannot overflow.
     max_delay: u64,
     table: CellTable,
 }
@@ -43,9 +47,15 @@ impl LeakyBucket {
             },
             capacity: capacity64,
             interval,
-            max_delay: capacity64.saturating_mul(interval),
+            max_delay: span_ns(capacity64, interval, MAX_SPAN_NS),
             table: CellTable::new(max_keys),
         }
+    }
+
+    /// Counts the table's evictions into `evictions` (shared with the metric).
+    pub fn counting(mut self, evictions: Evictions) -> Self {
+        self.table.count_into(evictions);
+        self
     }
 
     /// Slots in the key table (fixed).
@@ -57,6 +67,10 @@ impl LeakyBucket {
     pub fn interval(&self) -> Nanos {
         Nanos(self.interval)
     }
+}
+
+impl CellCodec for LeakyBucket {
+    type Out = Decision;
 
     /// Pure step. Release times already handed out are `TAT - T, TAT - 2T, ...`;
     /// those after `now` are waiting, and there are `ceil(d / T) - 1` of them
@@ -88,13 +102,27 @@ impl LeakyBucket {
             (None, Decision::deny(self.capacity, Nanos(delay), retry))
         }
     }
+
+    /// The state is the TAT: an empty queue (fresh) once it is not after
+    /// `now`; else `TAT - now` is the queued work, and the key is limited
+    /// when its queue is full (the next request would be denied).
+    #[inline]
+    fn worth(&self, tat: u64, now: Nanos) -> Worth {
+        if tat <= now.0 {
+            return Worth::Fresh;
+        }
+        let delay = tat - now.0;
+        Worth::Live {
+            limited: delay > self.max_delay,
+            used: delay,
+            until: tat,
+        }
+    }
 }
 
 impl RateLimiter for LeakyBucket {
     fn check(&self, key: u64, now: Nanos) -> Decision {
-        // TAT <= now means an empty queue: equivalent to a fresh key.
-        self.table
-            .update(key, now, |tat| tat, |tat| self.decide(tat, now))
+        self.table.update(key, now, self)
     }
 
     fn spec(&self) -> &LimitSpec {
@@ -172,6 +200,69 @@ mod tests {
         let lb = LeakyBucket::new(2, 0.5, 4096);
         assert_eq!(flood(&lb, ms(1)), 100_000);
         assert_eq!(lb.capacity(), 4096);
+    }
+
+    /// The slowest accepted rate: one release per day, a queue of one day.
+    #[test]
+    fn one_release_per_day_at_the_boundary() {
+        let day = Nanos::from_secs(86_400);
+        let lb = LeakyBucket::new(1, 1.0 / 86_400.0, 16);
+        assert_eq!(lb.interval(), day);
+        let t0 = Nanos::from_secs(7);
+        assert_eq!(lb.check(1, t0).verdict, Verdict::Allow);
+        assert_eq!(lb.check(1, t0).verdict, Verdict::Delay(day));
+        let d = lb.check(1, t0);
+        assert_eq!((d.verdict, d.retry_after), (Verdict::Deny, day));
+        // Released at t0 + 1 day: room again, released one day after it.
+        assert_eq!(
+            lb.check(1, t0.saturating_add(day)).verdict,
+            Verdict::Delay(day)
+        );
+    }
+
+    /// Issue 10: capacity 2 at 1e-15/s gave `T` = `capacity * T` = u64::MAX:
+    /// of 20 concurrent requests one passed and 19 were parked forever.
+    /// Built without validation, such rates now act as one per day and the
+    /// queue wait is clamped to one day: one passes, one waits a day, 18
+    /// are denied.
+    #[test]
+    fn unvalidated_tiny_rates_keep_the_queue_bound() {
+        let day = Nanos::from_secs(86_400).0;
+        for rate in [1e-15, 1e-300, 0.0, f64::NAN] {
+            let l: Arc<dyn RateLimiter> = Arc::new(LeakyBucket::new(2, rate, 64));
+            let ds = hammer(&l, 4, 5, 9, ms(1));
+            let mut delays: Vec<u64> = ds
+                .iter()
+                .filter_map(|d| match d.verdict {
+                    Verdict::Allow => Some(0),
+                    Verdict::Delay(n) => Some(n.0),
+                    Verdict::Deny => None,
+                })
+                .collect();
+            delays.sort_unstable();
+            assert_eq!(delays, vec![0, day], "{rate}");
+        }
+        // A huge queue is clamped to one day of waiting, not u64::MAX.
+        let lb = LeakyBucket::new(u32::MAX, 1e-15, 16);
+        assert_eq!(lb.check(1, ms(1)).verdict, Verdict::Allow);
+        assert_eq!(lb.check(1, ms(1)).verdict, Verdict::Delay(Nanos(day)));
+        assert_eq!(lb.check(1, ms(1)).verdict, Verdict::Deny);
+    }
+
+    #[test]
+    fn worth_is_limited_iff_the_queue_is_full() {
+        let lb = LeakyBucket::new(2, 10.0, 16); // T = 100 ms, max delay 200 ms
+        assert_eq!(lb.worth(ms(5).0, ms(5)), Worth::Fresh);
+        assert!(matches!(
+            lb.worth(ms(1_200).0, ms(1_000)),
+            Worth::Live { limited: false, .. }
+        ));
+        assert!(lb.decide(ms(1_200).0, ms(1_000)).1.is_admitted());
+        assert!(matches!(
+            lb.worth(ms(1_201).0, ms(1_000)),
+            Worth::Live { limited: true, .. }
+        ));
+        assert!(!lb.decide(ms(1_201).0, ms(1_000)).1.is_admitted());
     }
 
     #[test]

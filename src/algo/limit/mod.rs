@@ -9,8 +9,10 @@
 
 use std::sync::Arc;
 
+use api_gateway_admin::protocol::{rate_interval_ns, MAX_RATE_PER_SEC, MAX_SPAN_NS};
 use api_gateway_admin::LimitSpec;
 
+use super::cells::Evictions;
 use super::Nanos;
 
 pub mod fixed_window;
@@ -95,49 +97,51 @@ pub trait RateLimiter: Send + Sync {
 }
 
 /// Builds the limiter for `spec`, tracking at most `max_keys` clients
-/// (the sliding log may track fewer: see [`sliding_log::MAX_TABLE_BYTES`]).
-pub fn build(spec: &LimitSpec, max_keys: usize) -> Arc<dyn RateLimiter> {
+/// (the sliding log may track fewer: see [`sliding_log::MAX_TABLE_BYTES`])
+/// and counting live keys evicted from its table into `evictions`.
+pub fn build(spec: &LimitSpec, max_keys: usize, evictions: &Evictions) -> Arc<dyn RateLimiter> {
+    let ev = evictions.clone();
     match *spec {
-        LimitSpec::FixedWindow { limit, window_ms } => Arc::new(FixedWindow::new(
-            limit,
-            Nanos::from_millis(window_ms),
-            max_keys,
-        )),
-        LimitSpec::SlidingLog { limit, window_ms } => Arc::new(SlidingLog::new(
-            limit,
-            Nanos::from_millis(window_ms),
-            max_keys,
-        )),
-        LimitSpec::SlidingCounter { limit, window_ms } => Arc::new(SlidingCounter::new(
-            limit,
-            Nanos::from_millis(window_ms),
-            max_keys,
-        )),
+        LimitSpec::FixedWindow { limit, window_ms } => {
+            Arc::new(FixedWindow::new(limit, Nanos::from_millis(window_ms), max_keys).counting(ev))
+        }
+        LimitSpec::SlidingLog { limit, window_ms } => {
+            Arc::new(SlidingLog::new(limit, Nanos::from_millis(window_ms), max_keys).counting(ev))
+        }
+        LimitSpec::SlidingCounter { limit, window_ms } => Arc::new(
+            SlidingCounter::new(limit, Nanos::from_millis(window_ms), max_keys).counting(ev),
+        ),
         LimitSpec::TokenBucket {
             capacity,
             refill_per_sec,
-        } => Arc::new(TokenBucket::new(capacity, refill_per_sec, max_keys)),
+        } => Arc::new(TokenBucket::new(capacity, refill_per_sec, max_keys).counting(ev)),
         LimitSpec::LeakyBucket {
             capacity,
             leak_per_sec,
-        } => Arc::new(LeakyBucket::new(capacity, leak_per_sec, max_keys)),
+        } => Arc::new(LeakyBucket::new(capacity, leak_per_sec, max_keys).counting(ev)),
     }
 }
 
 /// Nanoseconds between two events at `per_sec` events per second, rounded
-/// UP so rounding can only slow the rate (never admit more than configured).
-/// Non-finite or non-positive rates (rejected by `LimitSpec::validate`)
-/// degrade to the slowest representable rate rather than panic.
+/// UP so rounding can only slow the rate (never admit more than configured):
+/// [`rate_interval_ns`], the function that also validates specs. Rates it
+/// refuses (never in a validated spec) degrade without panicking or
+/// saturating: faster than 1e9/s to 1 ns, anything else (slower than one per
+/// day, zero, negative, NaN) to one day, the slowest accepted rate.
 pub fn interval_ns(per_sec: f64) -> u64 {
-    let t = (1e9 / per_sec).ceil();
-    if t.is_finite() && t >= 1.0 {
-        // `as` saturates at u64::MAX for huge values.
-        t as u64
-    } else if t.is_finite() && t >= 0.0 {
-        1
-    } else {
-        u64::MAX
+    match rate_interval_ns(per_sec) {
+        Some(t) => t,
+        None if per_sec > MAX_RATE_PER_SEC => 1,
+        None => MAX_SPAN_NS,
     }
+}
+
+/// `capacity * interval`, computed without overflow and clamped to `cap`:
+/// a derived span (queue wait, refill time) that validation keeps below
+/// `cap`, so the clamp only bites for specs built without validation, where
+/// it errs towards denying (a shorter queue, a smaller burst).
+pub(crate) fn span_ns(capacity: u64, interval: u64, cap: u64) -> u64 {
+    capacity.checked_mul(interval).map_or(cap, |s| s.min(cap))
 }
 
 /// A window length in ns, at least 1 (validated specs never give 0; this
@@ -199,15 +203,41 @@ pub(crate) mod test_kit {
         ds.iter().filter(|d| d.is_admitted()).count()
     }
 
-    /// 100k distinct keys through `l`, 1 ms apart; returns how many were
+    /// 100k distinct keys through `l`, 1 µs apart; returns how many were
     /// admitted (each is a first request of a fresh key, so: all of them).
     pub fn flood(l: &dyn RateLimiter, start: Nanos) -> usize {
-        (0..100_000u64)
+        churn(l, 100_000, start, Nanos(1_000))
+    }
+
+    /// `n` distinct one-request keys through `l`, `step` apart from `start`;
+    /// returns how many were admitted.
+    pub fn churn(l: &dyn RateLimiter, n: u64, start: Nanos, step: Nanos) -> usize {
+        (0..n)
             .filter(|&i| {
                 let key = i.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x55;
-                l.check(key, start.saturating_add(Nanos(i * 1_000)))
+                l.check(key, start.saturating_add(Nanos(i.saturating_mul(step.0))))
                     .is_admitted()
             })
+            .count()
+    }
+
+    /// Issue 10's scenario against any limiter of `slots` slots: a victim
+    /// key is driven to its limit at `t0`, then 100x `slots` fresh
+    /// one-request keys pass within `span`; returns how many of 10 further
+    /// requests of the victim, right after the churn, are admitted.
+    pub fn extra_after_churn(l: &dyn RateLimiter, slots: usize, t0: Nanos, span: Nanos) -> usize {
+        let victim = 0xDEAD_BEEF_u64;
+        let mut admitted = 0;
+        while l.check(victim, t0).is_admitted() {
+            admitted += 1;
+            assert!(admitted < 1_000_000, "victim never limited");
+        }
+        let n = 100 * slots as u64;
+        let step = Nanos(span.0 / n);
+        assert_eq!(churn(l, n, t0, step), n as usize, "fresh keys are admitted");
+        let end = t0.saturating_add(span);
+        (0..10)
+            .filter(|_| l.check(victim, end).is_admitted())
             .count()
     }
 }
@@ -220,7 +250,7 @@ mod tests {
     fn build_dispatches_on_spec() {
         for name in api_gateway_admin::protocol::LIMITER_NAMES {
             let spec = LimitSpec::default_for(name).unwrap();
-            let l = build(&spec, 64);
+            let l = build(&spec, 64, &Evictions::default());
             assert_eq!(l.spec(), &spec);
             assert_eq!(l.spec().name(), name);
             assert!(l.check(42, Nanos::from_secs(1)).is_admitted());
@@ -228,13 +258,64 @@ mod tests {
     }
 
     #[test]
-    fn interval_rounds_up() {
+    fn interval_rounds_up_and_never_saturates() {
         assert_eq!(interval_ns(10.0), 100_000_000);
         assert_eq!(interval_ns(3.0), 333_333_334);
         assert_eq!(interval_ns(1e9), 1);
         assert_eq!(interval_ns(2e9), 1);
-        assert_eq!(interval_ns(1e-30), u64::MAX);
-        assert_eq!(interval_ns(0.0), u64::MAX);
+        assert_eq!(interval_ns(f64::INFINITY), 1);
+        assert_eq!(interval_ns(1.0 / 86_400.0), MAX_SPAN_NS);
+        // Unvalidated rates: the slowest accepted rate, never u64::MAX.
+        for bad in [1e-15, 1e-30, 0.0, -1.0, f64::NAN, f64::NEG_INFINITY] {
+            assert_eq!(interval_ns(bad), MAX_SPAN_NS, "{bad}");
+        }
+    }
+
+    #[test]
+    fn spans_clamp_instead_of_overflowing() {
+        assert_eq!(span_ns(3, 7, 100), 21);
+        assert_eq!(span_ns(30, 7, 100), 100);
+        assert_eq!(
+            span_ns(u64::from(u32::MAX), MAX_SPAN_NS, MAX_SPAN_NS),
+            MAX_SPAN_NS
+        );
+        assert_eq!(span_ns(u64::MAX, u64::MAX, 5), 5);
+    }
+
+    /// Issue 10, for every algorithm: 100x the table in fresh keys does not
+    /// give a limited client its budget back, and the evictions are counted.
+    #[test]
+    fn limited_client_survives_churn_in_every_algorithm() {
+        let specs = [
+            LimitSpec::FixedWindow {
+                limit: 5,
+                window_ms: 600_000,
+            },
+            LimitSpec::SlidingLog {
+                limit: 5,
+                window_ms: 600_000,
+            },
+            LimitSpec::SlidingCounter {
+                limit: 5,
+                window_ms: 600_000,
+            },
+            LimitSpec::TokenBucket {
+                capacity: 5,
+                refill_per_sec: 0.01,
+            },
+            LimitSpec::LeakyBucket {
+                capacity: 5,
+                leak_per_sec: 0.01,
+            },
+        ];
+        for spec in specs {
+            let ev = Evictions::default();
+            let l = build(&spec, 1024, &ev);
+            let extra =
+                test_kit::extra_after_churn(&*l, 1024, Nanos::from_secs(1), Nanos::from_secs(13));
+            assert_eq!(extra, 0, "{spec:?}");
+            assert!(ev.get() >= 100 * 1024 - 1024, "{spec:?}: {}", ev.get());
+        }
     }
 
     #[test]

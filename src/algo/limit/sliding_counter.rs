@@ -8,7 +8,7 @@
 use api_gateway_admin::LimitSpec;
 
 use super::{window_ns, Decision, RateLimiter};
-use crate::algo::cells::CellTable;
+use crate::algo::cells::{CellCodec, CellTable, Evictions, Worth};
 use crate::algo::Nanos;
 
 const IDX_BITS: u32 = 22;
@@ -16,8 +16,11 @@ const CNT_BITS: u32 = 21;
 const IDX_MASK: u64 = (1 << IDX_BITS) - 1;
 const CNT_MASK: u64 = (1 << CNT_BITS) - 1;
 
-/// Largest effective limit: what one 21-bit count field holds.
+/// Largest effective limit: what one 21-bit count field holds (validation
+/// rejects larger ones, so the clamp in [`SlidingCounter::new`] never bites
+/// for a configured limiter).
 pub const MAX_LIMIT: u32 = CNT_MASK as u32;
+const _: () = assert!(MAX_LIMIT == api_gateway_admin::protocol::SLIDING_COUNTER_MAX_LIMIT);
 
 /// Sliding-window counter (pingora `Rate`-style estimate) over a bounded table.
 ///
@@ -57,6 +60,12 @@ impl SlidingCounter {
         }
     }
 
+    /// Counts the table's evictions into `evictions` (shared with the metric).
+    pub fn counting(mut self, evictions: Evictions) -> Self {
+        self.table.count_into(evictions);
+        self
+    }
+
     /// Slots in the key table (fixed).
     pub fn capacity(&self) -> usize {
         self.table.capacity()
@@ -78,6 +87,10 @@ impl SlidingCounter {
             _ => Counts { prev: 0, curr: 0 },
         }
     }
+}
+
+impl CellCodec for SlidingCounter {
+    type Out = Decision;
 
     /// Pure decision. All arithmetic is scaled by `W` and done in u128 so
     /// `prev * (W - e)` cannot overflow (2^21 * 8.64e13 > 2^64).
@@ -130,26 +143,34 @@ impl SlidingCounter {
         }
     }
 
-    /// When `state` stops influencing any estimate: the end of the window
-    /// after its last counted one.
+    /// Fresh when neither window counts anything; else the spent budget is
+    /// the estimate (scaled by `W`, then shifted into a u64: the rank only),
+    /// live until the end of the window after its last counted one.
     #[inline]
-    fn expiry(&self, state: u64, now: Nanos) -> u64 {
+    fn worth(&self, state: u64, now: Nanos) -> Worth {
         let idx = now.0 / self.window;
         let c = Self::counts(state, idx);
-        if c.curr > 0 {
-            (idx + 2).saturating_mul(self.window)
-        } else if c.prev > 0 {
-            (idx + 1).saturating_mul(self.window)
-        } else {
-            0
+        if c.prev == 0 && c.curr == 0 {
+            return Worth::Fresh;
+        }
+        let w = u128::from(self.window);
+        let e = u128::from(now.0 - idx * self.window);
+        // Exactly `decide`'s test: the next request is denied iff this holds.
+        let scaled = u128::from(c.prev) * (w - e) + u128::from(c.curr) * w;
+        let limited = scaled >= u128::from(self.limit) * w;
+        let until = if c.curr > 0 { idx + 2 } else { idx + 1 };
+        Worth::Live {
+            limited,
+            // < 2^69 before the shift: prev, curr < 2^21 and W < 2^47.
+            used: u64::try_from(scaled >> 8).unwrap_or(u64::MAX),
+            until: until.saturating_mul(self.window),
         }
     }
 }
 
 impl RateLimiter for SlidingCounter {
     fn check(&self, key: u64, now: Nanos) -> Decision {
-        self.table
-            .update(key, now, |s| self.expiry(s, now), |s| self.decide(s, now))
+        self.table.update(key, now, self)
     }
 
     fn spec(&self) -> &LimitSpec {
@@ -229,6 +250,35 @@ mod tests {
         let d = sc.check(1, ms(1));
         assert_eq!(d.limit, u64::from(MAX_LIMIT));
         assert_eq!(d.remaining, u64::from(MAX_LIMIT) - 1);
+    }
+
+    #[test]
+    fn worth_is_the_estimate_and_limited_exactly_when_denied() {
+        let sc = SlidingCounter::new(4, ms(1_000), 16);
+        assert_eq!(sc.worth(0, ms(500)), Worth::Fresh);
+        let mut s = 0;
+        for _ in 0..4 {
+            s = sc.decide(s, ms(500)).0.unwrap();
+        }
+        // 4 in window 0: limited now and at 1.0 s (prev weighs fully)...
+        assert!(matches!(
+            sc.worth(s, ms(500)),
+            Worth::Live { limited: true, .. }
+        ));
+        assert!(matches!(
+            sc.worth(s, ms(1_000)),
+            Worth::Live { limited: true, .. }
+        ));
+        assert!(!sc.decide(s, ms(1_000)).1.is_admitted());
+        // ...not 1 ns later, when the next request is admitted.
+        let later = Nanos(ms(1_000).0 + 1);
+        assert!(matches!(
+            sc.worth(s, later),
+            Worth::Live { limited: false, until, .. } if until == ms(2_000).0
+        ));
+        assert!(sc.decide(s, later).1.is_admitted());
+        assert_eq!(sc.worth(s, ms(2_000)), Worth::Fresh);
+        assert_eq!(sc.decide(s, ms(2_000)).1, sc.decide(0, ms(2_000)).1);
     }
 
     #[test]

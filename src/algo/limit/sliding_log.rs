@@ -11,7 +11,7 @@ use api_gateway_admin::protocol::SLIDING_LOG_MAX_LIMIT;
 use api_gateway_admin::LimitSpec;
 
 use super::{window_ns, Decision, RateLimiter};
-use crate::algo::cells::{bucket_of, claim_with, slots_for, Found, PROBE};
+use crate::algo::cells::{bucket_of, claim_with, slots_for, Evictions, Found, Worth, PROBE};
 use crate::algo::Nanos;
 
 /// Cap on the table's memory: `slots * (limit + 2) * 8` bytes stay below this,
@@ -54,6 +54,8 @@ pub struct SlidingLog {
     heads: Box<[AtomicU64]>,
     /// Per slot: `limit` stamp words, `epoch:12 | (µs + 1):52`.
     stamps: Box<[AtomicU64]>,
+    /// Live owners taken over from full buckets.
+    evictions: Evictions,
 }
 
 /// A stamp word as seen by the owner of epoch `epoch`.
@@ -81,7 +83,14 @@ impl SlidingLog {
             tags: atomics(slots),
             heads: atomics(slots),
             stamps: atomics(slots * l),
+            evictions: Evictions::default(),
         }
+    }
+
+    /// Counts the table's evictions into `evictions` (shared with the metric).
+    pub fn counting(mut self, evictions: Evictions) -> Self {
+        self.evictions = evictions;
+        self
     }
 
     /// Slots in the key table (fixed).
@@ -114,16 +123,53 @@ impl SlidingLog {
         }
     }
 
-    /// Expiry for ranking/reclaiming slot `s`: when its newest stamp leaves.
-    fn slot_expiry(&self, s: usize) -> u64 {
+    /// What slot `s` is worth keeping at `now`: fresh once its newest stamp
+    /// has left the window; else limited when all `limit` stamps are still in
+    /// it (as `check` sees it: the head entry and, if the head hint may lag,
+    /// the next one). Keys with budget left are ranked by expiry only
+    /// (`used` 0): counting their stamps would cost a search of the ring per
+    /// candidate on every miss, and the guarantee needs only `limited`. A
+    /// slot written under a newer epoch than its tag says is being taken
+    /// over right now: never chosen.
+    ///
+    /// `beat`: the expiry of a candidate with budget left already seen. A
+    /// slot expiring no sooner loses to it either way, so it is reported as
+    /// limited without loading its oldest stamp (one cache line per probed
+    /// slot on the eviction path).
+    fn slot_worth(&self, s: usize, now: Nanos, beat: u64) -> Worth {
+        const BUSY: Worth = Worth::Live {
+            limited: true,
+            used: u64::MAX,
+            until: u64::MAX,
+        };
+        let limit = self.limit as u64;
         let epoch = self.tags[s].load(Ordering::Acquire) & EPOCH_MASK;
         let head = self.heads[s].load(Ordering::Acquire);
-        let newest = self
-            .entry(s, head.wrapping_add(self.limit as u64 - 1))
-            .load(Ordering::Acquire);
-        match self.seen(newest, epoch) {
-            Seen::Until(t) => t,
-            Seen::Newer => u64::MAX,
+        let until = |pos: u64| match self.seen(self.entry(s, pos).load(Ordering::Acquire), epoch) {
+            Seen::Until(t) => Some(t),
+            Seen::Newer => None,
+        };
+        let Some(newest) = until(head.wrapping_add(limit - 1)) else {
+            return BUSY;
+        };
+        if newest <= now.0 {
+            return Worth::Fresh;
+        }
+        if newest >= beat {
+            return Worth::Live {
+                limited: true,
+                used: limit,
+                until: newest,
+            };
+        }
+        let Some(oldest) = until(head) else {
+            return BUSY;
+        };
+        let limited = oldest > now.0 && !(limit > 1 && until(head + 1).is_some_and(|t| t <= now.0));
+        Worth::Live {
+            limited,
+            used: if limited { limit } else { 0 },
+            until: newest,
         }
     }
 
@@ -154,17 +200,38 @@ impl RateLimiter for SlidingLog {
         let key_part = ((key ^ (key >> STAMP_BITS)) & STAMP_MASK).max(1);
         // Rounded up: the stamp may only leave the window late.
         let field = (now.0.div_ceil(1_000) + 1).min(STAMP_MASK);
+        // Expiry of the best candidate with budget left in this round of
+        // probing: a slot expiring later cannot be chosen whatever its
+        // state, so `slot_worth` skips loading its oldest stamp.
+        let mut beat = u64::MAX;
         'own: loop {
             let found = claim_with(
                 &self.tags[base..base + PROBE],
-                now,
                 |t| t >> EPOCH_BITS == key_part,
                 |old| (key_part << EPOCH_BITS) | (old.wrapping_add(1) & EPOCH_MASK),
-                |j| ((), self.slot_expiry(base + j)),
+                |j| {
+                    if j == 0 {
+                        beat = u64::MAX; // a new round of probing
+                    }
+                    let w = self.slot_worth(base + j, now, beat);
+                    if let Worth::Live {
+                        limited: false,
+                        until,
+                        ..
+                    } = w
+                    {
+                        beat = beat.min(until);
+                    }
+                    ((), w)
+                },
             );
             let slot = base
                 + match found {
-                    Found::Mine(j) | Found::Reclaimed(j) | Found::Evicted(j, ()) => j,
+                    Found::Mine(j) | Found::Reclaimed(j) => j,
+                    Found::Evicted(j, ()) => {
+                        self.evictions.record();
+                        j
+                    }
                 };
             let tag = self.tags[slot].load(Ordering::Acquire);
             if tag >> EPOCH_BITS != key_part {
@@ -310,6 +377,61 @@ mod tests {
         assert_eq!(flood(&sl, ms(1)), 100_000);
         assert_eq!(sl.table_bytes(), bytes);
         assert_eq!(sl.capacity(), 1024);
+    }
+
+    #[test]
+    fn worth_is_limited_while_every_stamp_is_in_the_window() {
+        let sl = SlidingLog::new(3, ms(1_000), 4); // one bucket
+        let slot_of = |key: u64| {
+            (0..PROBE)
+                .find(|&j| sl.tags[j].load(Ordering::Acquire) >> EPOCH_BITS == key)
+                .unwrap()
+        };
+        sl.check(5, ms(100));
+        let s = slot_of(5);
+        let live = |limited, used, until: u64| Worth::Live {
+            limited,
+            used,
+            until,
+        };
+        assert_eq!(
+            sl.slot_worth(s, ms(100), u64::MAX),
+            live(false, 0, ms(1_100).0)
+        );
+        sl.check(5, ms(400));
+        sl.check(5, ms(700));
+        assert_eq!(
+            sl.slot_worth(s, ms(800), u64::MAX),
+            live(true, 3, ms(1_700).0)
+        );
+        assert_eq!(
+            sl.slot_worth(s, ms(1_100), u64::MAX),
+            live(false, 0, ms(1_700).0)
+        );
+        assert_eq!(
+            sl.slot_worth(s, ms(1_699), u64::MAX),
+            live(false, 0, ms(1_700).0)
+        );
+        assert_eq!(sl.slot_worth(s, ms(1_700), u64::MAX), Worth::Fresh);
+        // Losing to a sooner-expiring candidate anyway: not looked at closely.
+        assert_eq!(
+            sl.slot_worth(s, ms(1_100), ms(1_500).0),
+            live(true, 3, ms(1_700).0)
+        );
+    }
+
+    #[test]
+    fn churn_evicts_one_request_keys_before_a_limited_one() {
+        let ev = Evictions::default();
+        let sl = SlidingLog::new(3, ms(60_000), 4).counting(ev.clone()); // one bucket
+        for _ in 0..3 {
+            assert!(sl.check(77, ms(10)).is_admitted());
+        }
+        for k in 1_000..1_400 {
+            assert!(sl.check(k, ms(20)).is_admitted());
+        }
+        assert!(!sl.check(77, ms(30)).is_admitted(), "still limited");
+        assert_eq!(ev.get(), 400 - 3);
     }
 
     #[test]

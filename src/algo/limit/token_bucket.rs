@@ -8,8 +8,10 @@
 
 use api_gateway_admin::LimitSpec;
 
-use super::{interval_ns, Decision, RateLimiter};
-use crate::algo::cells::CellTable;
+use api_gateway_admin::protocol::MAX_REFILL_NS;
+
+use super::{interval_ns, span_ns, Decision, RateLimiter};
+use crate::algo::cells::{CellCodec, CellTable, Evictions, Worth};
 use crate::algo::Nanos;
 
 /// Token bucket (as GCRA) over a bounded table of keys.
@@ -34,6 +36,8 @@ pub struct TokenBucket {
     /// Emission interval `T` (ns per token).
     interval: u64,
     /// Burst tolerance `capacity * T`: how far `TAT` may run ahead of `now`.
+    /// At most [`MAX_REFILL_NS`] (validated; clamped for unvalidated specs),
+    /// so `TAT <= now + tolerance + T` stays far from u64 overflow.
     tolerance: u64,
     table: CellTable,
 }
@@ -51,15 +55,25 @@ impl TokenBucket {
             },
             capacity,
             interval,
-            tolerance: capacity.saturating_mul(interval),
+            tolerance: span_ns(capacity, interval, MAX_REFILL_NS),
             table: CellTable::new(max_keys),
         }
+    }
+
+    /// Counts the table's evictions into `evictions` (shared with the metric).
+    pub fn counting(mut self, evictions: Evictions) -> Self {
+        self.table.count_into(evictions);
+        self
     }
 
     /// Slots in the key table (fixed).
     pub fn capacity(&self) -> usize {
         self.table.capacity()
     }
+}
+
+impl CellCodec for TokenBucket {
+    type Out = Decision;
 
     /// Pure GCRA step: taking one token moves `TAT` one interval later; the
     /// request fits iff the new `TAT` is at most `capacity*T` ahead of `now`.
@@ -84,13 +98,27 @@ impl TokenBucket {
             (None, Decision::deny(self.capacity, reset, retry))
         }
     }
+
+    /// The state is the TAT: fresh (a full bucket) once it is not after
+    /// `now`; else `TAT - now` is the spent budget (in ns of refill), and
+    /// the key is limited when not even one token is left.
+    #[inline]
+    fn worth(&self, tat: u64, now: Nanos) -> Worth {
+        if tat <= now.0 {
+            return Worth::Fresh;
+        }
+        let ahead = tat - now.0;
+        Worth::Live {
+            limited: ahead.saturating_add(self.interval) > self.tolerance,
+            used: ahead,
+            until: tat,
+        }
+    }
 }
 
 impl RateLimiter for TokenBucket {
     fn check(&self, key: u64, now: Nanos) -> Decision {
-        // The state is the TAT, which is also when it becomes a full bucket.
-        self.table
-            .update(key, now, |tat| tat, |tat| self.decide(tat, now))
+        self.table.update(key, now, self)
     }
 
     fn spec(&self) -> &LimitSpec {
@@ -169,6 +197,58 @@ mod tests {
         assert_eq!(flood(&tb, ms(1)), 100_000);
         assert_eq!(tb.capacity(), cap);
         assert_eq!(cap, 2048);
+    }
+
+    /// The slowest accepted rate (one token per day) works exactly: the
+    /// GCRA arithmetic neither saturates nor rounds a day away.
+    #[test]
+    fn one_token_per_day_at_the_boundary() {
+        let day = Nanos::from_secs(86_400);
+        let tb = TokenBucket::new(365, 1.0 / 86_400.0, 16);
+        let t0 = Nanos::from_secs(5);
+        let burst = (0..400).filter(|_| tb.check(1, t0).is_admitted()).count();
+        assert_eq!(burst, 365);
+        let d = tb.check(1, t0);
+        assert_eq!((d.verdict, d.retry_after), (Verdict::Deny, day));
+        assert_eq!(d.reset_after, Nanos(365 * day.0));
+        assert!(!tb.check(1, Nanos(t0.0 + day.0 - 1)).is_admitted());
+        assert!(tb.check(1, t0.saturating_add(day)).is_admitted());
+        assert!(!tb.check(1, t0.saturating_add(day)).is_admitted());
+    }
+
+    /// Issue 10: rates far below one per day used to make `T` and
+    /// `capacity * T` saturate at u64::MAX. Built without validation, they
+    /// now act as the slowest accepted rate.
+    #[test]
+    fn unvalidated_tiny_or_bad_rates_do_not_saturate() {
+        for rate in [1e-15, 0.0, -3.0, f64::NAN] {
+            let tb = TokenBucket::new(2, rate, 16);
+            let t0 = Nanos::from_secs(1);
+            let ds: Vec<_> = (0..20).map(|_| tb.check(1, t0)).collect();
+            assert_eq!(admitted(&ds), 2, "{rate}");
+            assert!(ds[2..]
+                .iter()
+                .all(|d| d.retry_after == Nanos::from_secs(86_400)));
+        }
+        // Capacity x one day beyond MAX_REFILL_NS: the burst is clamped.
+        let tb = TokenBucket::new(u32::MAX, 1e-15, 16);
+        assert_eq!(tb.check(1, Nanos::ZERO).remaining, 364);
+    }
+
+    #[test]
+    fn worth_is_limited_iff_no_whole_token_is_left() {
+        let tb = TokenBucket::new(2, 10.0, 16); // T = 100 ms, tolerance 200 ms
+        assert_eq!(tb.worth(0, ms(5)), Worth::Fresh);
+        assert_eq!(tb.worth(ms(5).0, ms(5)), Worth::Fresh);
+        let live = |limited, ahead: u64| Worth::Live {
+            limited,
+            used: ahead,
+            until: ms(1_000).0 + ahead,
+        };
+        assert_eq!(tb.worth(ms(1_100).0, ms(1_000)), live(false, ms(100).0));
+        assert_eq!(tb.worth(ms(1_101).0, ms(1_000)), live(true, ms(101).0));
+        assert!(!tb.decide(ms(1_101).0, ms(1_000)).1.is_admitted());
+        assert!(tb.decide(ms(1_100).0, ms(1_000)).1.is_admitted());
     }
 
     #[test]

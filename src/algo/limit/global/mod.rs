@@ -21,6 +21,7 @@ use crossbeam_channel::Sender;
 use serde_json::{json, Map, Value};
 
 use super::{Decision, RateLimiter};
+use crate::algo::cells::Evictions;
 use crate::algo::{Clock, MonotonicClock, Nanos};
 use crate::config::ConfigError;
 
@@ -416,10 +417,11 @@ pub fn is_global(spec: &LimitSpec) -> bool {
 pub fn build(
     spec: &LimitSpec,
     max_keys: usize,
+    evictions: &Evictions,
     store: Option<&Arc<GlobalStore>>,
 ) -> Arc<dyn RateLimiter> {
     let Some(store) = store else {
-        return super::build(spec, max_keys);
+        return super::build(spec, max_keys, evictions);
     };
     let inner = &store.inner;
     let (kind, limit, window_ms) = match *spec {
@@ -434,7 +436,7 @@ pub fn build(
             if let Ok(mut c) = inner.current.lock() {
                 *c = Weak::new();
             }
-            return super::build(spec, max_keys);
+            return super::build(spec, max_keys, evictions);
         }
     };
     let table = Arc::new(GlobalTable::new(Params {
@@ -444,6 +446,7 @@ pub fn build(
         unix_offset: inner.unix_offset,
         sync_ms: inner.cfg.sync_ms,
         max_keys,
+        evictions: evictions.clone(),
     }));
     if let Ok(mut c) = inner.current.lock() {
         *c = Arc::downgrade(&table);

@@ -3,7 +3,8 @@
 //!
 //! Bounded: a fixed array of 4-entry buckets, each behind one short mutex
 //! (held for a few arithmetic operations, never across I/O); a full bucket
-//! evicts its oldest entry. Windows are aligned on wall-clock time so every
+//! evicts the entry least worth keeping, in the local tables' order
+//! ([`crate::algo::cells::Worth`]): keys with budget left before limited ones. Windows are aligned on wall-clock time so every
 //! gateway numbers them alike. Decisions err towards denying, except where
 //! the README's error bound says otherwise.
 
@@ -14,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::super::Decision;
-use crate::algo::cells::{bucket_of, tag_of};
+use crate::algo::cells::{bucket_of, tag_of, Evictions, Worth};
 use crate::algo::Nanos;
 
 /// Entries per bucket (one lock covers them).
@@ -59,6 +60,8 @@ pub struct Params {
     pub sync_ms: u64,
     /// Most keys tracked.
     pub max_keys: usize,
+    /// Where evictions of live entries are counted.
+    pub evictions: Evictions,
 }
 
 /// One key's state in one window. `local >= acked` always.
@@ -153,6 +156,7 @@ pub struct GlobalTable {
     dirty_tx: Sender<u32>,
     dirty_rx: Receiver<u32>,
     overflow: AtomicBool,
+    evictions: Evictions,
 }
 
 impl GlobalTable {
@@ -164,7 +168,7 @@ impl GlobalTable {
         GlobalTable {
             kind: p.kind,
             limit: p.limit,
-            window: p.window_ms.max(1) * 1_000_000,
+            window: p.window_ms.max(1).saturating_mul(1_000_000),
             window_ms: p.window_ms.max(1),
             unix_offset: p.unix_offset,
             sync: Nanos::from_millis(p.sync_ms),
@@ -174,6 +178,7 @@ impl GlobalTable {
             dirty_tx,
             dirty_rx,
             overflow: AtomicBool::new(false),
+            evictions: p.evictions,
         }
     }
 
@@ -199,17 +204,19 @@ impl GlobalTable {
         self.buckets[b].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The entry for `tag` in `slots` at window `widx`: its own, an empty or
-    /// stale one, or (bucket full) the one of the oldest window, reset.
-    fn find(slots: &mut [Entry; WAYS], tag: u64, widx: u64) -> usize {
+    /// The entry for `tag` in `slots` at window `widx` (`e` ns into it):
+    /// its own, an empty or stale one, or (bucket full) the one least worth
+    /// keeping ([`GlobalTable::worth`]), reset.
+    fn find(&self, slots: &mut [Entry; WAYS], tag: u64, widx: u64, e: u64) -> usize {
         if let Some(i) = slots.iter().position(|e| e.key == tag) {
             return i;
         }
         // Stale: its window and the next are over (no estimate uses it).
         let stale = slots.iter().position(|e| e.key == 0 || e.widx + 2 <= widx);
         let i = stale.unwrap_or_else(|| {
+            self.evictions.record();
             (0..WAYS)
-                .min_by_key(|&i| (slots[i].widx, slots[i].local))
+                .min_by_key(|&i| self.worth(&slots[i], widx, e))
                 .unwrap_or(0)
         });
         // Eviction forgets unpushed admissions of the victim: an under-count
@@ -219,6 +226,27 @@ impl GlobalTable {
             ..Entry::fresh(tag, widx)
         };
         i
+    }
+
+    /// What a live entry is worth keeping at window `widx`, `e` ns in:
+    /// limited when the estimate this gateway knows (global count at the
+    /// last sync plus its own unpushed admissions) has reached the limit,
+    /// which is what a reset would forget; the estimate is the spent budget.
+    fn worth(&self, en: &Entry, widx: u64, e: u64) -> Worth {
+        let mut en = *en;
+        en.roll(widx);
+        let w = u128::from(self.window);
+        let cur = u128::from(en.base + (en.local - en.acked));
+        let prev_w = match self.kind {
+            Kind::Fixed => 0,
+            Kind::Sliding => u128::from(en.prev) * (w - u128::from(e)),
+        };
+        let est = prev_w + cur * w;
+        Worth::Live {
+            limited: est >= u128::from(self.limit) * w,
+            used: u64::try_from(est >> 8).unwrap_or(u64::MAX),
+            until: (widx + 2).saturating_mul(self.window),
+        }
     }
 
     /// One decision for `key` at gateway time `now`.
@@ -237,7 +265,7 @@ impl GlobalTable {
         }
         let b = bucket_of(key, self.buckets.len());
         let mut slots = self.lock(b);
-        let i = Self::find(&mut slots, tag_of(key), widx);
+        let i = self.find(&mut slots, tag_of(key), widx, e);
         let en = &mut slots[i];
         en.roll(widx);
         let d = self.decide(en, e, reset, mode == Mode::Global, nodes);
@@ -383,6 +411,7 @@ mod tests {
             unix_offset: 0,
             sync_ms: 50,
             max_keys: 64,
+            evictions: Evictions::default(),
         })
     }
 
@@ -518,6 +547,31 @@ mod tests {
             .filter(|_| t.check(9, ms(7), Mode::Global, 1).is_admitted())
             .count();
         assert_eq!(n, 3);
+    }
+
+    /// The local tables' rule holds here too: one-request churn keys evict
+    /// each other, a key at its (known) global limit stays.
+    #[test]
+    fn churn_evicts_keys_with_budget_before_a_limited_one() {
+        let ev = Evictions::default();
+        let t = GlobalTable::new(Params {
+            kind: Kind::Fixed,
+            limit: 5,
+            window_ms: 600_000,
+            unix_offset: 0,
+            sync_ms: 50,
+            max_keys: 4, // one bucket
+            evictions: ev.clone(),
+        });
+        let admitted = (0..6)
+            .filter(|_| t.check(7, ms(10), Mode::Global, 1).is_admitted())
+            .count();
+        assert_eq!(admitted, 5);
+        for k in 100..500u64 {
+            assert!(t.check(k, ms(20), Mode::Global, 1).is_admitted());
+        }
+        assert!(!t.check(7, ms(30), Mode::Global, 1).is_admitted());
+        assert_eq!(ev.get(), 400 - 3);
     }
 
     #[test]
