@@ -34,7 +34,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 pub use auth::check_exposure;
-pub use protocol::{BalanceSpec, BreakerSpec, Command, Envelope, LimitSpec, Reply};
+pub use protocol::{
+    BalanceSpec, BreakerSpec, Command, Envelope, LimitSpec, Reply, StatusSet, DEFAULT_FAILURE_STATUSES,
+};
 
 use events::{EventLog, EVENT_LOG_CAPACITY};
 use server::Shared;
