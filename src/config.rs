@@ -721,10 +721,10 @@ mod tests {
         assert!(error_of(|v| v["load_balancer"] = "random".into()).contains("round-robin"));
         assert!(error_of(|v| v["admin"] = "0.0.0.0:4001".into()).starts_with("admin_token:"));
         assert!(error_of(|v| v["listn"] = "x".into()).starts_with("listn: unknown field"));
-        assert!(
-            error_of(|v| v["circuit_breaker"]["failure_statuses"] = serde_json::json!([500, 600]))
-                .starts_with("circuit_breaker.failure_statuses[1]:")
-        );
+        assert!(error_of(
+            |v| v["circuit_breaker"]["failure_statuses"] = serde_json::json!([500, 600])
+        )
+        .starts_with("circuit_breaker.failure_statuses[1]:"));
         assert!(
             error_of(|v| v["circuit_breaker"]["failure_statuses"] = serde_json::json!(["500"]))
                 .starts_with("circuit_breaker.failure_statuses[0]:")
@@ -733,10 +733,11 @@ mod tests {
             error_of(|v| v["circuit_breaker"]["failure_statuses"] = 500.into())
                 .starts_with("circuit_breaker.failure_statuses:")
         );
-        assert!(error_of(|v| v["circuit_breaker"]["max_open_ratio"] = 1.5.into())
-            .starts_with("circuit_breaker.max_open_ratio"));
-        assert!(error_of(|v| v["circuit_breaker"]["max_open"] = 1.into())
-            .contains("max_open"));
+        assert!(
+            error_of(|v| v["circuit_breaker"]["max_open_ratio"] = 1.5.into())
+                .starts_with("circuit_breaker.max_open_ratio")
+        );
+        assert!(error_of(|v| v["circuit_breaker"]["max_open"] = 1.into()).contains("max_open"));
     }
 
     #[test]

@@ -132,11 +132,20 @@ fn panic_mode_serves_rather_than_503_when_too_few_backends_are_available() {
     assert!(other.toggle());
     assert_eq!(s.backends.selection(s.clock_now()), Selection::Normal);
     for _ in 0..5 {
-        assert_eq!(get(addr, "/").header("x-backend"), Some(other.name.as_str()));
+        assert_eq!(
+            get(addr, "/").header("x-backend"),
+            Some(other.name.as_str())
+        );
     }
     let events: Vec<String> = s.events.snapshot().into_iter().map(|e| e.message).collect();
-    assert!(events.iter().any(|m| m.starts_with("upstream panic:")), "{events:?}");
-    assert!(events.iter().any(|m| m.starts_with("upstream panic over")), "{events:?}");
+    assert!(
+        events.iter().any(|m| m.starts_with("upstream panic:")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|m| m.starts_with("upstream panic over")),
+        "{events:?}"
+    );
 }
 
 #[test]

@@ -35,7 +35,8 @@ use std::time::Duration;
 
 pub use auth::check_exposure;
 pub use protocol::{
-    BalanceSpec, BreakerSpec, Command, Envelope, LimitSpec, Reply, StatusSet, DEFAULT_FAILURE_STATUSES,
+    BalanceSpec, BreakerSpec, Command, Envelope, LimitSpec, Reply, StatusSet,
+    DEFAULT_FAILURE_STATUSES,
 };
 
 use events::{EventLog, EVENT_LOG_CAPACITY};

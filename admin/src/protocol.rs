@@ -283,7 +283,9 @@ impl StatusSet {
 
     /// The statuses in ascending order.
     pub fn to_vec(&self) -> Vec<u16> {
-        (Self::MIN..=Self::MAX).filter(|&s| self.contains(s)).collect()
+        (Self::MIN..=Self::MAX)
+            .filter(|&s| self.contains(s))
+            .collect()
     }
 }
 

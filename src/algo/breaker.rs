@@ -287,16 +287,10 @@ impl Breaker {
             let (from, new, slot) = match (state, permit.probe) {
                 // The probe of the current half-open period decides.
                 (HALF_OPEN, true) if since == permit.stamp => match outcome {
-                    Outcome::Success => (
-                        CircuitState::HalfOpen,
-                        pack(CLOSED, 0, now_ms),
-                        Slot::Free,
-                    ),
-                    Outcome::Failure => (
-                        CircuitState::HalfOpen,
-                        pack(OPEN, 0, now_ms),
-                        Slot::Keep,
-                    ),
+                    Outcome::Success => {
+                        (CircuitState::HalfOpen, pack(CLOSED, 0, now_ms), Slot::Free)
+                    }
+                    Outcome::Failure => (CircuitState::HalfOpen, pack(OPEN, 0, now_ms), Slot::Keep),
                 },
                 (CLOSED, false) => {
                     if outcome == Outcome::Success {
@@ -309,11 +303,7 @@ impl Breaker {
                         (count + 1, since)
                     };
                     if count < self.threshold() {
-                        (
-                            CircuitState::Closed,
-                            pack(CLOSED, count, since),
-                            Slot::Keep,
-                        )
+                        (CircuitState::Closed, pack(CLOSED, count, since), Slot::Keep)
                     } else if self.budget.try_reserve() {
                         // Reserved before the word turns OPEN, so the
                         // budget's count never understates.
