@@ -200,3 +200,22 @@ fn connect_failures_still_count_with_the_default_statuses() {
     assert_eq!(get(addr, "/status?code=502").status, 502);
     assert_eq!(gw.shared().backends.get(0).breaker.failures(), 1);
 }
+
+#[test]
+fn a_lone_backend_that_is_down_still_fails_fast_at_the_default_ratio() {
+    // floor(0.5 × 1) = 0, but at least one circuit may open, and the panic
+    // floor (1 − 1 = 0 backends) is never undercut: 503 at once.
+    let mut c = config(&[dead_addr()]);
+    c.circuit_breaker = BreakerSpec {
+        failure_threshold: 2,
+        open_ms: 60_000,
+        ..BreakerSpec::default()
+    };
+    let gw = start(c);
+    let addr = gw.listen_addr();
+    assert_eq!(statuses(addr, "/", 2), [502, 502]);
+    assert_eq!(circuits(&gw), [CircuitState::Open]);
+    let s = gw.shared();
+    assert_eq!(s.backends.selection(s.clock_now()), Selection::Normal);
+    assert_eq!(statuses(addr, "/", 3), [503; 3]);
+}
