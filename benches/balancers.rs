@@ -142,6 +142,7 @@ fn breaker(c: &mut Criterion) {
         failure_threshold: 10_000,
         window_ms: 1,
         open_ms: 1,
+        ..BreakerSpec::default()
     };
     let f = Arc::new(Breaker::new(spec));
     g.bench_function("acquire+record-failure/1thread", |bench| {

@@ -3,15 +3,19 @@
 //!
 //! The table is built once at start and shared (`Arc`) by every worker and the
 //! control loop. It outlives algorithm swaps: balancers are rebuilt over it,
-//! but the counters they read stay here.
+//! but the counters they read stay here. The breakers share one
+//! [`OpenBudget`] (`max_open_ratio`), and the table decides when selection
+//! panics ([`Selection`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 
-use api_gateway_admin::BreakerSpec;
+use api_gateway_admin::{BreakerSpec, StatusSet};
 
-use crate::algo::breaker::Breaker;
-use crate::algo::BackendId;
+use crate::algo::breaker::{Breaker, CircuitState, Outcome};
+use crate::algo::open_budget::{self, OpenBudget};
+use crate::algo::{BackendId, Nanos};
 use crate::metrics::BackendStats;
 
 /// One backend server.
@@ -94,15 +98,39 @@ pub struct BackendDef {
     pub weight: u32,
 }
 
+/// How a request's backend is chosen right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Only switched-on backends whose circuit grants a permit.
+    Normal,
+    /// Too few backends are available (switched on with a CLOSED circuit):
+    /// spread over every switched-on backend, open circuits included, as
+    /// Envoy does below its panic threshold, rather than 503 for everyone.
+    Panic {
+        /// Switched-on backends with a CLOSED circuit.
+        available: u32,
+        /// The fewest the ratio promises (`backends - max_open`).
+        floor: u32,
+    },
+}
+
 /// All backends, indexed by [`BackendId`].
 #[derive(Debug)]
 pub struct BackendTable {
     backends: Box<[Backend]>,
+    budget: Arc<OpenBudget>,
+    failure_statuses: StatusSet,
+    /// The last [`Selection`] seen was panic (for edge-only event lines).
+    panicking: AtomicBool,
 }
 
 impl BackendTable {
     /// Builds the table; every backend starts up with a closed circuit.
     pub fn new(defs: &[BackendDef], breaker: BreakerSpec) -> BackendTable {
+        let budget = Arc::new(OpenBudget::new(
+            defs.len(),
+            open_budget::max_open(defs.len(), breaker.max_open_ratio),
+        ));
         let backends = defs
             .iter()
             .enumerate()
@@ -113,11 +141,61 @@ impl BackendTable {
                 weight: d.weight.max(1),
                 up: AtomicBool::new(true),
                 inflight: AtomicU32::new(0),
-                breaker: Breaker::new(breaker),
+                breaker: Breaker::with_budget(breaker, budget.clone()),
                 stats: BackendStats::default(),
             })
             .collect();
-        BackendTable { backends }
+        BackendTable {
+            backends,
+            budget,
+            failure_statuses: breaker.failure_statuses,
+            panicking: AtomicBool::new(false),
+        }
+    }
+
+    /// The breaker verdict for a response with this status
+    /// (`circuit_breaker.failure_statuses`).
+    pub fn outcome_of(&self, status: u16) -> Outcome {
+        if self.failure_statuses.contains(status) {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
+    }
+
+    /// The shared cap on open circuits.
+    pub fn open_budget(&self) -> &OpenBudget {
+        &self.budget
+    }
+
+    /// Whether selection must panic at `now`: fewer switched-on backends
+    /// with a CLOSED circuit than `backends - max_open`. With no circuit
+    /// open this is one atomic load (nothing to panic about: every
+    /// switched-on backend is selectable anyway).
+    pub fn selection(&self, now: Nanos) -> Selection {
+        let floor = self.budget.panic_floor();
+        if floor == 0 || self.budget.open() == 0 {
+            return Selection::Normal;
+        }
+        let available = self
+            .backends
+            .iter()
+            .filter(|b| b.is_up() && b.breaker.state(now) == CircuitState::Closed)
+            .count() as u32;
+        if available < floor {
+            Selection::Panic { available, floor }
+        } else {
+            Selection::Normal
+        }
+    }
+
+    /// Records `sel` as the current selection mode; `true` when that is a
+    /// change (one caller wins each edge, for the event log).
+    pub fn note_selection(&self, sel: Selection) -> bool {
+        let panic = matches!(sel, Selection::Panic { .. });
+        // Load first: the common case (no change) writes nothing.
+        self.panicking.load(Ordering::Relaxed) != panic
+            && self.panicking.swap(panic, Ordering::Relaxed) != panic
     }
 
     /// Number of backends.

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
-use api_gateway_admin::{BalanceSpec, BreakerSpec, LimitSpec};
+use api_gateway_admin::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -205,6 +205,19 @@ pub const DEFAULT_PIPELINE: [Stage; 5] = [
     Stage::Proxy,
 ];
 
+/// The demo's breaker: a crashed demo backend answers 500, so 500 counts as
+/// a failure here (it does not by default), and every circuit may open
+/// (`max_open_ratio` 1.0) so that "all three crashed" fails fast with 503.
+pub fn demo_breaker() -> BreakerSpec {
+    let mut statuses = vec![500];
+    statuses.extend(api_gateway_admin::DEFAULT_FAILURE_STATUSES);
+    BreakerSpec {
+        failure_statuses: StatusSet::from_statuses(&statuses).unwrap_or_default(),
+        max_open_ratio: 1.0,
+        ..BreakerSpec::default()
+    }
+}
+
 impl Config {
     /// The demo: three local backends with weights 3/2/1 behind port 4000.
     pub fn demo() -> Config {
@@ -236,7 +249,7 @@ impl Config {
                 max_keys: 65_536,
                 store: Default::default(),
             },
-            circuit_breaker: BreakerSpec::default(),
+            circuit_breaker: demo_breaker(),
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             pipeline: DEFAULT_PIPELINE.to_vec(),
@@ -280,6 +293,8 @@ impl Config {
         )?;
         let mut cfg = Config::demo();
         cfg.access_log = AccessLogTarget::Stdout;
+        // A file gets the production breaker, not the demo's (500 counts).
+        cfg.circuit_breaker = BreakerSpec::default();
         cfg.listen =
             addr_field(obj, "listen")?.ok_or_else(|| ConfigError("listen: required".into()))?;
         cfg.admin = match obj.get("admin") {
@@ -310,6 +325,19 @@ impl Config {
             cfg.rate_limit = rate_limit(v)?;
         }
         if let Some(v) = obj.get("circuit_breaker") {
+            // Checked here first so the error names the entry
+            // (`circuit_breaker.failure_statuses[1]: ...`).
+            if let Some(list) = v.get("failure_statuses") {
+                let list: Vec<Value> = from_value(list, "circuit_breaker.failure_statuses")?;
+                for (i, s) in list.iter().enumerate() {
+                    if !s.as_u64().is_some_and(|s| (100..=599).contains(&s)) {
+                        return err(
+                            &format!("circuit_breaker.failure_statuses[{i}]"),
+                            "must be an HTTP status between 100 and 599",
+                        );
+                    }
+                }
+            }
             let b: BreakerSpec = from_value(v, "circuit_breaker")?;
             b.validate()
                 .map_err(|e| ConfigError(format!("circuit_breaker.{e}")))?;
@@ -730,5 +758,43 @@ mod tests {
         v["admin_token"] = "0123456789abcdef".into();
         Config::from_json(&v.to_string()).unwrap();
         assert!(error_of(|v| v["listn"] = "x".into()).starts_with("listn: unknown field"));
+        assert!(error_of(
+            |v| v["circuit_breaker"]["failure_statuses"] = serde_json::json!([500, 600])
+        )
+        .starts_with("circuit_breaker.failure_statuses[1]:"));
+        assert!(
+            error_of(|v| v["circuit_breaker"]["failure_statuses"] = serde_json::json!(["500"]))
+                .starts_with("circuit_breaker.failure_statuses[0]:")
+        );
+        assert!(
+            error_of(|v| v["circuit_breaker"]["failure_statuses"] = 500.into())
+                .starts_with("circuit_breaker.failure_statuses:")
+        );
+        assert!(
+            error_of(|v| v["circuit_breaker"]["max_open_ratio"] = 1.5.into())
+                .starts_with("circuit_breaker.max_open_ratio")
+        );
+        assert!(error_of(|v| v["circuit_breaker"]["max_open"] = 1.into()).contains("max_open"));
+    }
+
+    #[test]
+    fn breaker_defaults_in_files_and_in_the_demo() {
+        // A file gets the production defaults, with or without the section.
+        let c = Config::from_json(EXAMPLE).unwrap();
+        assert_eq!(c.circuit_breaker, BreakerSpec::default());
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v.as_object_mut().unwrap().remove("circuit_breaker");
+        let c = Config::from_json(&v.to_string()).unwrap();
+        assert_eq!(c.circuit_breaker, BreakerSpec::default());
+        assert!(!c.circuit_breaker.failure_statuses.contains(500));
+        assert_eq!(c.circuit_breaker.max_open_ratio, 0.5);
+        // The demo counts its crashed backends' 500s and may open every circuit.
+        let d = Config::demo().circuit_breaker;
+        assert_eq!(d.failure_statuses.to_vec(), [500, 502, 503, 504]);
+        assert_eq!(d.max_open_ratio, 1.0);
+        v["circuit_breaker"] = serde_json::json!({"failure_statuses": [], "max_open_ratio": 0.0});
+        let c = Config::from_json(&v.to_string()).unwrap();
+        assert!(c.circuit_breaker.failure_statuses.to_vec().is_empty());
+        assert_eq!(c.circuit_breaker.failure_threshold, 3);
     }
 }

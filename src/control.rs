@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::algo::balance::{self, Balancer};
 use crate::algo::limit::{self, RateLimiter};
+use crate::backend::Selection;
 use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
 use crate::shared::Shared;
 use crate::worker::WorkerMsg;
@@ -202,12 +203,18 @@ impl Controller {
             "rateLimiter": limiter_json(self.limiter.spec(), s),
             "loadBalancer": serde_json::to_value(self.balancer.spec()).unwrap_or(Value::Null),
             "circuitBreaker": serde_json::to_value(s.config.circuit_breaker).unwrap_or(Value::Null),
+            "upstream": {
+                "panic": matches!(s.backends.selection(now), Selection::Panic { .. }),
+                "openCircuits": s.backends.open_budget().open(),
+                "maxOpenCircuits": s.backends.open_budget().max_open(),
+            },
             "backends": backends,
             "totals": {
                 "requests": get(&m.requests),
                 "proxied": get(&m.proxied),
                 "rate_limited": get(&m.rate_limited),
                 "circuit_broken": get(&m.circuit_broken),
+                "circuit_trips_suppressed": get(&m.circuit_trips_suppressed),
                 "errors": get(&m.errors),
                 "inflight": get(&m.inflight),
                 "status": class_json(&m.status),
@@ -250,6 +257,12 @@ impl Controller {
             "gateway_circuit_broken_total",
             "Requests answered 503: no closed circuit.",
             get(&m.circuit_broken),
+        );
+        counter(
+            &mut o,
+            "gateway_circuit_trips_suppressed_total",
+            "Circuit trips refused by max_open_ratio (the circuit stayed closed).",
+            get(&m.circuit_trips_suppressed),
         );
         counter(
             &mut o,
@@ -296,6 +309,8 @@ impl Controller {
             "Rate-limit keys evicted from a full table bucket while their state was live.",
             m.limit_evictions.get(),
         );
+        let panic = matches!(s.backends.selection(now), Selection::Panic { .. });
+        let _ = writeln!(o, "# HELP gateway_upstream_panic 1 while too few backends have a closed circuit and traffic is spread over all switched-on backends.\n# TYPE gateway_upstream_panic gauge\ngateway_upstream_panic {}", u8::from(panic));
         let _ = writeln!(o, "# HELP gateway_inflight_requests Requests being handled.\n# TYPE gateway_inflight_requests gauge\ngateway_inflight_requests {}", get(&m.inflight));
         let _ = writeln!(o, "# HELP gateway_connections_open Client connections open.\n# TYPE gateway_connections_open gauge\ngateway_connections_open {}", get(&m.connections_open));
         let _ = writeln!(o, "# HELP gateway_uptime_seconds Seconds since start.\n# TYPE gateway_uptime_seconds gauge\ngateway_uptime_seconds {}", now.as_millis() / 1000);

@@ -107,6 +107,9 @@ pub struct Metrics {
     pub circuit_broken: AtomicU64,
     /// Requests answered with a gateway-made error (4xx/5xx other than 429/503-circuit).
     pub errors: AtomicU64,
+    /// Circuit trips refused by `circuit_breaker.max_open_ratio` (the
+    /// circuit stayed CLOSED).
+    pub circuit_trips_suppressed: AtomicU64,
     /// Responses sent to clients by class: 1xx..5xx at index 0..4.
     pub status: [AtomicU64; 5],
     /// Rate-limit decisions: allowed, delayed (queued), denied.
@@ -156,6 +159,7 @@ impl Metrics {
             &self.rate_limited,
             &self.circuit_broken,
             &self.errors,
+            &self.circuit_trips_suppressed,
             &self.limit_allowed,
             &self.limit_delayed,
             &self.limit_denied,

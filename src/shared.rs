@@ -64,6 +64,22 @@ impl Shared {
             format!("circuit {name} {} -> {}", t.from.as_str(), t.to.as_str()),
         );
     }
+
+    /// Counts and logs a trip of backend `id` that the open-circuit cap
+    /// (`max_open_ratio`) refused: its circuit stays CLOSED.
+    pub fn trip_suppressed(&self, id: BackendId, now: Nanos) {
+        Metrics::inc(&self.metrics.circuit_trips_suppressed);
+        let name = &self.backends.get(id).name;
+        let budget = self.backends.open_budget();
+        self.events.push(
+            now,
+            format!(
+                "circuit {name} trip suppressed: {} of {} allowed circuits already open (max_open_ratio)",
+                budget.open(),
+                budget.max_open()
+            ),
+        );
+    }
 }
 
 /// A stable (fixed-seed) hash of a client address for the sticky balancers:

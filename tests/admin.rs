@@ -44,6 +44,14 @@ fn health_reports_pipeline_algorithms_backends_and_totals() {
     assert!(h["rateLimiter"]["capacity"].is_u64(), "params visible: {h}");
     assert_eq!(h["loadBalancer"]["algorithm"], "round-robin");
     assert!(h["circuitBreaker"]["failure_threshold"].is_u64());
+    // The demo's breaker: its crashed backends' 500s count, all may open.
+    assert_eq!(
+        h["circuitBreaker"]["failure_statuses"],
+        serde_json::json!([500, 502, 503, 504])
+    );
+    assert_eq!(h["circuitBreaker"]["max_open_ratio"], 1.0);
+    assert_eq!(h["upstream"]["panic"], false);
+    assert_eq!(h["upstream"]["maxOpenCircuits"], 3);
     assert!(h["uptime_ms"].is_u64());
     let backends = h["backends"].as_array().unwrap();
     let got: Vec<(&str, u64)> = backends
@@ -354,6 +362,8 @@ fn prometheus_text_has_every_family_with_backend_labels() {
         "gateway_backend_inflight",
         "gateway_request_duration_seconds",
         "gateway_backend_response_seconds",
+        "gateway_circuit_trips_suppressed_total",
+        "gateway_upstream_panic",
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} ")),
@@ -361,6 +371,9 @@ fn prometheus_text_has_every_family_with_backend_labels() {
         );
     }
     assert_eq!(prom(&text, "gateway_requests_total"), 9.0);
+    // The demo lets every circuit open: nothing suppressed, never panic.
+    assert_eq!(prom(&text, "gateway_circuit_trips_suppressed_total"), 0.0);
+    assert_eq!(prom(&text, "gateway_upstream_panic"), 0.0);
     assert_eq!(prom(&text, "gateway_responses_total{class=\"2xx\"}"), 8.0);
     assert_eq!(prom(&text, "gateway_responses_total{class=\"5xx\"}"), 1.0);
     assert_eq!(

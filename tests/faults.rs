@@ -25,6 +25,7 @@ fn fault_config(backend: SocketAddr) -> api_gateway::Config {
         failure_threshold: 2,
         window_ms: 60_000,
         open_ms: 60_000,
+        ..c.circuit_breaker
     };
     c
 }

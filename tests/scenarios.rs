@@ -43,6 +43,7 @@ fn demo(open_ms: u64) -> (Vec<DemoBackend>, Gateway) {
         failure_threshold: 3,
         window_ms: 10_000,
         open_ms,
+        ..cfg.circuit_breaker
     };
     (backends, start(cfg))
 }

@@ -236,6 +236,7 @@ fn soak_mixed_traffic_faults_and_live_switches() {
         failure_threshold: 3,
         window_ms: 5000,
         open_ms: 1000,
+        ..cfg.circuit_breaker
     };
     let gw = start(cfg);
     let addr = gw.listen_addr();

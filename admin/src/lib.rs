@@ -45,7 +45,10 @@ use std::time::Duration;
 
 pub use auth::{check_exposure, check_token};
 pub use limits::AdminLimits;
-pub use protocol::{BalanceSpec, BreakerSpec, Command, Envelope, LimitSpec, Reply};
+pub use protocol::{
+    BalanceSpec, BreakerSpec, Command, Envelope, LimitSpec, Reply, StatusSet,
+    DEFAULT_FAILURE_STATUSES,
+};
 
 use events::{EventLog, EVENT_LOG_CAPACITY};
 use server::Shared;

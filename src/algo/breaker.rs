@@ -4,12 +4,17 @@
 //! updated by compare-and-swap loops, so any worker may acquire and record
 //! without a lock. Time is the `now` argument; this module never reads a clock.
 //! Invariant: HALF_OPEN has at most one probe permit out at a time.
+//! Breakers of one table share an [`OpenBudget`]: a trip that would open more
+//! circuits than `max_open_ratio` allows is suppressed (the circuit stays
+//! CLOSED with a fresh failure window).
 #![deny(missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use api_gateway_admin::BreakerSpec;
 
+use super::open_budget::OpenBudget;
 use super::Nanos;
 
 /// The three states, as reported to operators.
@@ -37,9 +42,9 @@ impl CircuitState {
 /// How a request that held a permit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// A response below 500 arrived.
+    /// A response arrived whose status is not in `failure_statuses`.
     Success,
-    /// Connect error, timeout, or a 5xx response.
+    /// Connect error, timeout, reset, or a status in `failure_statuses`.
     Failure,
 }
 
@@ -70,6 +75,16 @@ pub struct Transition {
     pub to: CircuitState,
 }
 
+/// What [`Breaker::record`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The circuit changed state.
+    Moved(Transition),
+    /// The failure threshold was reached but the [`OpenBudget`] was spent:
+    /// the circuit stays CLOSED and its failure window starts over.
+    TripSuppressed,
+}
+
 // Word layout. `count` means: CLOSED = failures in the current window,
 // HALF_OPEN = 1 while the probe is out, OPEN = unused (0).
 // `since_ms` means: CLOSED = start of the failure window (first failure),
@@ -96,6 +111,19 @@ fn unpack(word: u64) -> (u64, u64, u64) {
     )
 }
 
+/// What a [`Breaker::record`] CAS does to the shared [`OpenBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Nothing (no move into or out of CLOSED).
+    Keep,
+    /// A slot was reserved for this trip (given back if the CAS fails).
+    Reserved,
+    /// The trip found no slot and is suppressed.
+    Suppressed,
+    /// The circuit closes: free its slot after the CAS.
+    Free,
+}
+
 /// Milliseconds as stored (48 bits: ~8900 years since gateway start).
 fn ms(now: Nanos) -> u64 {
     now.as_millis() & SINCE_MASK
@@ -117,6 +145,10 @@ fn ms(now: Nanos) -> u64 {
 ///   back. A probe that is neither recorded nor released within `open_ms` is
 ///   presumed lost and a new probe is admitted, so HALF_OPEN can never wedge;
 ///   the lost probe's verdict, if it ever arrives, is then ignored.
+/// - A trip first reserves a slot in the shared [`OpenBudget`]; when none is
+///   left the trip is suppressed ([`Change::TripSuppressed`]): the circuit
+///   stays CLOSED and its window restarts, so it re-evaluates on fresh
+///   failures. Every way back to CLOSED (probe success, reset) frees the slot.
 /// - Late results of non-probe permits (admitted while CLOSED) that arrive
 ///   while OPEN or HALF_OPEN are ignored: the trip already accounted for the
 ///   failure, a late success must not close the circuit without a probe, and a
@@ -128,7 +160,12 @@ fn ms(now: Nanos) -> u64 {
 /// use api_gateway::algo::Nanos;
 /// use api_gateway_admin::BreakerSpec;
 ///
-/// let b = Breaker::new(BreakerSpec { failure_threshold: 2, window_ms: 1000, open_ms: 500 });
+/// let b = Breaker::new(BreakerSpec {
+///     failure_threshold: 2,
+///     window_ms: 1000,
+///     open_ms: 500,
+///     ..BreakerSpec::default()
+/// });
 /// let t = Nanos::from_millis;
 /// for now in [t(0), t(10)] {
 ///     let p = b.try_acquire(now).unwrap();
@@ -145,15 +182,23 @@ fn ms(now: Nanos) -> u64 {
 pub struct Breaker {
     spec: BreakerSpec,
     word: AtomicU64,
+    budget: Arc<OpenBudget>,
 }
 
 impl Breaker {
-    /// A closed breaker with these thresholds. `failure_threshold` is clamped
-    /// to `1..=16383` (the 14-bit count; the admin API allows up to 10 000).
+    /// A closed breaker with these thresholds that stands alone (it may
+    /// always open). `failure_threshold` is clamped to `1..=16383` (the
+    /// 14-bit count; the admin API allows up to 10 000).
     pub fn new(spec: BreakerSpec) -> Breaker {
+        Breaker::with_budget(spec, Arc::new(OpenBudget::solo()))
+    }
+
+    /// A closed breaker that shares `budget` with its table's other breakers.
+    pub fn with_budget(spec: BreakerSpec, budget: Arc<OpenBudget>) -> Breaker {
         Breaker {
             spec,
             word: AtomicU64::new(pack(CLOSED, 0, 0)),
+            budget,
         }
     }
 
@@ -231,17 +276,21 @@ impl Breaker {
         }
     }
 
-    /// Records how the permitted request ended; `Some` when the state changed.
-    pub fn record(&self, permit: Permit, outcome: Outcome, now: Nanos) -> Option<Transition> {
+    /// Records how the permitted request ended; `Some` when the state
+    /// changed or a trip was suppressed.
+    pub fn record(&self, permit: Permit, outcome: Outcome, now: Nanos) -> Option<Change> {
         let now_ms = ms(now);
         let mut old = self.word.load(Ordering::Acquire);
         loop {
             let (state, count, since) = unpack(old);
-            let (from, new) = match (state, permit.probe) {
+            // What the CAS below publishes, and what it does to the budget.
+            let (from, new, slot) = match (state, permit.probe) {
                 // The probe of the current half-open period decides.
                 (HALF_OPEN, true) if since == permit.stamp => match outcome {
-                    Outcome::Success => (CircuitState::HalfOpen, pack(CLOSED, 0, now_ms)),
-                    Outcome::Failure => (CircuitState::HalfOpen, pack(OPEN, 0, now_ms)),
+                    Outcome::Success => {
+                        (CircuitState::HalfOpen, pack(CLOSED, 0, now_ms), Slot::Free)
+                    }
+                    Outcome::Failure => (CircuitState::HalfOpen, pack(OPEN, 0, now_ms), Slot::Keep),
                 },
                 (CLOSED, false) => {
                     if outcome == Outcome::Success {
@@ -253,10 +302,20 @@ impl Breaker {
                     } else {
                         (count + 1, since)
                     };
-                    if count >= self.threshold() {
-                        (CircuitState::Closed, pack(OPEN, 0, now_ms))
+                    if count < self.threshold() {
+                        (CircuitState::Closed, pack(CLOSED, count, since), Slot::Keep)
+                    } else if self.budget.try_reserve() {
+                        // Reserved before the word turns OPEN, so the
+                        // budget's count never understates.
+                        (CircuitState::Closed, pack(OPEN, 0, now_ms), Slot::Reserved)
                     } else {
-                        (CircuitState::Closed, pack(CLOSED, count, since))
+                        // Too many circuits open already: stay CLOSED with an
+                        // empty window, so the next failures re-evaluate.
+                        (
+                            CircuitState::Closed,
+                            pack(CLOSED, 0, now_ms),
+                            Slot::Suppressed,
+                        )
                     }
                 }
                 // Late non-probe results while OPEN/HALF_OPEN, and superseded
@@ -268,10 +327,21 @@ impl Breaker {
                 .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    match slot {
+                        Slot::Free => self.budget.release(),
+                        Slot::Suppressed => return Some(Change::TripSuppressed),
+                        Slot::Keep | Slot::Reserved => {}
+                    }
                     let to = self.decode(new, now_ms);
-                    return (from != to).then_some(Transition { from, to });
+                    return (from != to).then_some(Change::Moved(Transition { from, to }));
                 }
-                Err(cur) => old = cur,
+                Err(cur) => {
+                    if slot == Slot::Reserved {
+                        // Lost the race: the slot was for a word we did not write.
+                        self.budget.release();
+                    }
+                    old = cur;
+                }
             }
         }
     }
@@ -298,6 +368,10 @@ impl Breaker {
     pub fn reset(&self, now: Nanos) -> Option<Transition> {
         let now_ms = ms(now);
         let old = self.word.swap(pack(CLOSED, 0, now_ms), Ordering::AcqRel);
+        if unpack(old).0 != CLOSED {
+            // This swap is the one move out of OPEN/HALF_OPEN: free its slot.
+            self.budget.release();
+        }
         let from = self.decode(old, now_ms);
         (from != CircuitState::Closed).then_some(Transition {
             from,
@@ -320,18 +394,19 @@ mod tests {
             failure_threshold: threshold,
             window_ms,
             open_ms,
+            ..BreakerSpec::default()
         })
     }
 
-    fn fail(b: &Breaker, now: Nanos) -> Option<Transition> {
+    fn fail(b: &Breaker, now: Nanos) -> Option<Change> {
         let p = b.try_acquire(now).expect("permit");
         b.record(p, Outcome::Failure, now)
     }
 
-    const TRIP: Option<Transition> = Some(Transition {
+    const TRIP: Option<Change> = Some(Change::Moved(Transition {
         from: CircuitState::Closed,
         to: CircuitState::Open,
-    });
+    }));
 
     #[test]
     fn opens_after_threshold_failures_within_window() {
@@ -406,10 +481,10 @@ mod tests {
         let probe = b.try_acquire(t(501)).unwrap();
         assert_eq!(
             b.record(probe, Outcome::Success, t(502)),
-            Some(Transition {
+            Some(Change::Moved(Transition {
                 from: CircuitState::HalfOpen,
                 to: CircuitState::Closed
-            })
+            }))
         );
         assert_eq!(b.failures(), 0);
         // Needs the full threshold again.
@@ -424,10 +499,10 @@ mod tests {
         let probe = b.try_acquire(t(600)).unwrap();
         assert_eq!(
             b.record(probe, Outcome::Failure, t(700)),
-            Some(Transition {
+            Some(Change::Moved(Transition {
                 from: CircuitState::HalfOpen,
                 to: CircuitState::Open
-            })
+            }))
         );
         // The new open period starts at the probe's failure (700).
         assert!(b.try_acquire(t(1199)).is_none());
@@ -581,6 +656,117 @@ mod tests {
         assert_eq!(fail(&b, t(5000)), TRIP);
     }
 
+    fn shared(n: usize, max_open: u32, threshold: u32) -> (Arc<OpenBudget>, Vec<Breaker>) {
+        let budget = Arc::new(OpenBudget::new(n, max_open));
+        let spec = BreakerSpec {
+            failure_threshold: threshold,
+            window_ms: 1_000_000,
+            open_ms: 5,
+            ..BreakerSpec::default()
+        };
+        let breakers = (0..n)
+            .map(|_| Breaker::with_budget(spec, budget.clone()))
+            .collect();
+        (budget, breakers)
+    }
+
+    #[test]
+    fn a_trip_beyond_the_budget_is_suppressed_and_the_window_restarts() {
+        // Two backends, max_open_ratio 0.5: one circuit may open.
+        let (budget, bs) = shared(2, 1, 2);
+        fail(&bs[0], t(0));
+        assert_eq!(fail(&bs[0], t(1)), TRIP);
+        assert_eq!(budget.open(), 1);
+        fail(&bs[1], t(2));
+        assert_eq!(fail(&bs[1], t(3)), Some(Change::TripSuppressed));
+        assert_eq!(bs[1].state(t(3)), CircuitState::Closed);
+        assert_eq!(bs[1].failures(), 0, "window restarted");
+        assert!(bs[1].try_acquire(t(3)).is_some(), "still serving");
+        // Once the first circuit closes (probe success), the second may trip.
+        let probe = bs[0].try_acquire(t(10)).unwrap();
+        assert!(bs[0].record(probe, Outcome::Success, t(10)).is_some());
+        assert_eq!(budget.open(), 0);
+        fail(&bs[1], t(11));
+        assert_eq!(fail(&bs[1], t(12)), TRIP);
+        // A probe failure keeps the slot; a reset frees it, once.
+        let probe = bs[1].try_acquire(t(20)).unwrap();
+        assert!(bs[1].record(probe, Outcome::Failure, t(20)).is_some());
+        assert_eq!(budget.open(), 1);
+        assert!(bs[1].reset(t(21)).is_some());
+        assert_eq!(bs[1].reset(t(22)), None);
+        assert_eq!(budget.open(), 0);
+    }
+
+    #[test]
+    fn a_zero_budget_never_opens() {
+        let (budget, bs) = shared(3, 0, 1);
+        for b in &bs {
+            assert_eq!(fail(b, t(0)), Some(Change::TripSuppressed));
+            assert_eq!(b.state(t(0)), CircuitState::Closed);
+        }
+        assert_eq!(budget.open(), 0);
+    }
+
+    #[test]
+    fn racing_trips_probes_and_resets_keep_the_budget_exact() {
+        const THREADS: u64 = 4;
+        // Fewer under miri, which runs this about 1000x slower.
+        const OPS: u64 = if cfg!(miri) { 500 } else { 20_000 };
+        const BACKENDS: usize = 4;
+        const MAX_OPEN: u32 = 2;
+        let (budget, bs) = shared(BACKENDS, MAX_OPEN, 2);
+        let bs = Arc::new(bs);
+        let handles: Vec<_> = (0..THREADS)
+            .map(|seed| {
+                let (bs, budget) = (bs.clone(), budget.clone());
+                std::thread::spawn(move || {
+                    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                    let mut suppressed = 0u32;
+                    for i in 0..OPS {
+                        // xorshift64: a fixed, seeded interleaving of operations.
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let b = &bs[(x % BACKENDS as u64) as usize];
+                        let now = t(i / 4);
+                        match (x >> 8) % 10 {
+                            0..=5 => {
+                                if let Some(p) = b.try_acquire(now) {
+                                    let probe = p.is_probe();
+                                    let c = b.record(p, Outcome::Failure, now);
+                                    suppressed += u32::from(c == Some(Change::TripSuppressed));
+                                    assert!(!(probe && c == Some(Change::TripSuppressed)));
+                                }
+                            }
+                            6 | 7 => {
+                                if let Some(p) = b.try_acquire(now) {
+                                    let _ = b.record(p, Outcome::Success, now);
+                                }
+                            }
+                            8 => {
+                                if let Some(p) = b.try_acquire(now) {
+                                    b.release(p);
+                                }
+                            }
+                            _ => {
+                                let _ = b.reset(now);
+                            }
+                        }
+                        assert!(budget.open() <= MAX_OPEN, "cap exceeded");
+                    }
+                    suppressed
+                })
+            })
+            .collect();
+        let suppressed: u32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(suppressed > 0, "the race never hit the cap");
+        let not_closed = bs
+            .iter()
+            .filter(|b| unpack(b.word.load(Ordering::Acquire)).0 != CLOSED)
+            .count() as u32;
+        assert_eq!(budget.open(), not_closed, "budget drifted from the words");
+    }
+
     /// A deliberately plain reference model (enum states, a probe
     /// generation counter instead of a packed word and ms stamps).
     mod model {
@@ -713,7 +899,7 @@ mod tests {
                 open_ms in 1u64..500,
                 ops in proptest::collection::vec(op(), 0..120),
             ) {
-                let spec = BreakerSpec { failure_threshold: threshold, window_ms, open_ms };
+                let spec = BreakerSpec { failure_threshold: threshold, window_ms, open_ms, ..BreakerSpec::default() };
                 let b = Breaker::new(spec);
                 let mut m = Model { spec, m: M::Closed { failures: 0, start: 0 }, generation: 0 };
                 let mut now = 0u64;
@@ -733,7 +919,7 @@ mod tests {
                         Op::Record(i, ok) if !held.is_empty() => {
                             let (p, w) = held.swap_remove(i % held.len());
                             let outcome = if ok { Outcome::Success } else { Outcome::Failure };
-                            prop_assert_eq!(b.record(p, outcome, t(now)), m.record(w, ok, now));
+                            prop_assert_eq!(b.record(p, outcome, t(now)), m.record(w, ok, now).map(Change::Moved));
                         }
                         Op::Release(i) if !held.is_empty() => {
                             let (p, w) = held.swap_remove(i % held.len());

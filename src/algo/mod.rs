@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod cells;
 pub mod clock;
 pub mod limit;
+pub mod open_budget;
 
 pub use clock::{Clock, ManualClock, MonotonicClock, Nanos};
 

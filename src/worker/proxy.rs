@@ -8,7 +8,7 @@
 use std::net::Shutdown;
 
 use super::Worker;
-use crate::algo::breaker::Outcome;
+use crate::algo::breaker::{Change, Outcome};
 use crate::conn::{BodyScan, Phase, ReqSide, RespSide};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Method, RequestFraming};
@@ -286,11 +286,9 @@ impl Worker {
                 }
                 continue;
             }
-            let outcome = if status >= 500 {
-                Outcome::Failure
-            } else {
-                Outcome::Success
-            };
+            // Only `failure_statuses` (default 502/503/504) say the backend
+            // is down; a plain 500 is the application's own answer.
+            let outcome = self.shared.backends.outcome_of(status);
             self.forward_final_head(ci, outcome);
             return true;
         }
@@ -563,8 +561,10 @@ impl Worker {
         let (Some(p), Some(id)) = (c.ex.permit.take(), c.ex.backend) else {
             return;
         };
-        if let Some(t) = self.shared.backends.get(id).breaker.record(p, outcome, now) {
-            self.shared.circuit_event(id, t, now);
+        match self.shared.backends.get(id).breaker.record(p, outcome, now) {
+            Some(Change::Moved(t)) => self.shared.circuit_event(id, t, now),
+            Some(Change::TripSuppressed) => self.shared.trip_suppressed(id, now),
+            None => {}
         }
     }
 

@@ -11,6 +11,7 @@ use crate::algo::breaker::Permit;
 use crate::algo::limit::Verdict;
 use crate::algo::BackendId;
 use crate::algo::Nanos;
+use crate::backend::Selection;
 use crate::conn::{After, Phase, ReqSide, RespSide};
 use crate::http::head::named_in_connection;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
@@ -22,6 +23,16 @@ use crate::pipeline::cors::{self, CorsKind};
 use crate::pipeline::{rate_limit, Stage};
 use crate::shared::client_hash;
 use std::cmp::Reverse;
+
+/// The event-log line for a change of selection mode.
+fn panic_event(sel: Selection) -> String {
+    match sel {
+        Selection::Panic { available, floor } => format!(
+            "upstream panic: {available} backend(s) available, fewer than {floor}; spreading over every switched-on backend"
+        ),
+        Selection::Normal => "upstream panic over: open circuits are skipped again".to_string(),
+    }
+}
 
 /// What the access log shows for a request whose client went away first.
 const CLIENT_CLOSED: u16 = 499;
@@ -304,13 +315,25 @@ impl Worker {
     }
 
     /// Asks the balancer for a backend that is switched on and, when
-    /// `with_breaker`, whose circuit grants a permit.
+    /// `with_breaker`, whose circuit grants a permit, unless selection is in
+    /// panic (too few such backends, see [`Selection`]): then any switched-on
+    /// backend will do, with a permit if its circuit grants one.
     fn choose_backend(&mut self, ci: usize, with_breaker: bool) -> bool {
         let key = PickKey {
             client_hash: client_hash(self.conns[ci].peer.ip()),
         };
         let table = &self.shared.backends;
         let now = self.now;
+        let selection = if with_breaker {
+            let sel = table.selection(now);
+            if table.note_selection(sel) {
+                self.shared.events.push(now, panic_event(sel));
+            }
+            sel
+        } else {
+            Selection::Normal
+        };
+        let panic = matches!(selection, Selection::Panic { .. });
         let mut permit: Option<Permit> = None;
         let picked: Option<BackendId> = self.balancer.pick(&key, table, &mut |id| {
             let b = table.get(id);
@@ -325,7 +348,9 @@ impl Worker {
                     permit = Some(p);
                     true
                 }
-                None => false,
+                // Panic: an open circuit is no reason to skip it; without a
+                // permit its outcome does not touch the breaker.
+                None => panic,
             }
         });
         if let (Some(id), Some(p)) = (picked, permit.as_ref()) {

@@ -41,6 +41,12 @@ pub fn config(backends: &[SocketAddr]) -> Config {
             weight: 1,
         })
         .collect();
+    // The breaker stays the demo's (`config::demo_breaker`: a 500 counts as a
+    // failure, every circuit may open): tests/scenarios.rs, admin.rs,
+    // soak.rs and browser.rs drive crashed demo backends that answer 500,
+    // and faults.rs/limits.rs trip a lone backend. Tests of the production
+    // defaults (tests/breaker_fairness.rs) set `BreakerSpec::default()`.
+    c.circuit_breaker = api_gateway::config::demo_breaker();
     c.rate_limit.spec = api_gateway_admin::LimitSpec::TokenBucket {
         capacity: 1_000_000,
         refill_per_sec: 1_000_000.0,
