@@ -4,8 +4,11 @@
 pub mod chunked;
 pub mod error;
 pub mod head;
+pub mod path_check;
 pub mod request;
 pub mod response;
 pub mod rewrite;
+pub mod rules;
+pub mod upgrade;
 
 pub use error::HttpError;
