@@ -208,6 +208,12 @@ fn trace_gets_405_with_allow_and_is_never_forwarded() {
     );
     assert!(!methods.contains(&"TRACE"), "{allow}");
     assert!(!r.text().contains("secret"), "nothing echoed");
+    // CONNECT's 405 (refused while parsing) carries the same Allow.
+    let r = request(
+        gw.listen_addr(),
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+    );
+    assert_eq!((r.status, r.header("allow")), (405, Some(allow)));
     assert_eq!(backend.paths(), Vec::<String>::new());
     gw.shutdown();
 }
