@@ -208,6 +208,9 @@ fn trace_gets_405_with_allow_and_is_never_forwarded() {
     );
     assert!(!methods.contains(&"TRACE"), "{allow}");
     assert!(!r.text().contains("secret"), "nothing echoed");
+    // A backend that folds method case must not see it either.
+    let r = request(gw.listen_addr(), b"trace / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(r.status, 405);
     // CONNECT's 405 (refused while parsing) carries the same Allow.
     let r = request(
         gw.listen_addr(),

@@ -226,7 +226,7 @@ fn check_request_rules(data: &[u8], head: &RequestHead) -> Result<(), HttpError>
             let name = decoded.split(|&b| b == b';').next().unwrap_or(&[]);
             name == b"." || name == b".."
         });
-    let want_405 = head.method_span.get(data) == b"TRACE";
+    let want_405 = eq_ci(head.method_span.get(data), b"TRACE");
     match got {
         Err(HttpError::MethodNotAllowed) => assert!(want_405, "405 for {:?}", lossy(data)),
         Err(HttpError::BadRequest(_)) => {

@@ -1,5 +1,6 @@
 //! HTTP/1.1 message handling for the proxy: heads parsed in place, body
-//! framing, head rewriting and gateway-made replies.
+//! framing, the request-level rules (refused paths, methods and upgrades),
+//! head rewriting and gateway-made replies.
 
 pub mod chunked;
 pub mod error;

@@ -6,8 +6,9 @@
 //! still logged with its method and target (an operator wants to see the
 //! probe), and a bodiless refused request is framed like any other.
 
+use super::head::eq_ci;
 use super::path_check;
-use super::request::{Method, RequestHead};
+use super::request::RequestHead;
 use super::HttpError;
 
 /// Methods a 405 advertises in `Allow` (RFC 9110 §15.5.6): what the gateway
@@ -20,8 +21,10 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 /// Checks a parsed head (`buf` is the buffer it was parsed from).
 pub fn check(buf: &[u8], head: &RequestHead) -> Result<(), HttpError> {
-    // CONNECT never gets here: its target is not a path, so parsing refuses it.
-    if head.method() == Method::Trace {
+    // CONNECT never gets here: its target is not a path, so parsing refuses
+    // it. Methods are case-sensitive (RFC 9110 §9.1), but a backend that
+    // folds case would still run `trace` as TRACE, so no spelling passes.
+    if eq_ci(head.method_span.get(buf), b"TRACE") {
         return Err(HttpError::MethodNotAllowed);
     }
     path_check::check(head.path.get(buf)).map_err(|v| HttpError::BadRequest(v.reason()))
@@ -44,11 +47,15 @@ mod tests {
 
     #[test]
     fn trace_is_refused_other_methods_pass() {
-        assert_eq!(
-            verdict(b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n"),
-            Err(HttpError::MethodNotAllowed)
-        );
-        for m in ["GET", "POST", "OPTIONS", "PROPFIND", "trace"] {
+        for m in ["TRACE", "trace", "Trace"] {
+            let raw = format!("{m} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(
+                verdict(raw.as_bytes()),
+                Err(HttpError::MethodNotAllowed),
+                "{m}"
+            );
+        }
+        for m in ["GET", "POST", "OPTIONS", "PROPFIND", "TRACES", "get"] {
             let raw = format!("{m} / HTTP/1.1\r\nHost: a\r\n\r\n");
             assert_eq!(verdict(raw.as_bytes()), Ok(()), "{m}");
         }
