@@ -151,6 +151,9 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Path prefixes that are routed to the backends (404 otherwise).
     pub routes: Vec<String>,
+    /// `Upgrade` protocols that may open a tunnel (case-insensitive tokens);
+    /// other offers are forwarded as plain requests without the upgrade.
+    pub allowed_upgrades: Vec<String>,
     /// Access log destination.
     pub access_log: AccessLogTarget,
 }
@@ -255,6 +258,7 @@ impl Config {
             pipeline: DEFAULT_PIPELINE.to_vec(),
             cors: CorsConfig::default(),
             routes: vec!["/".into()],
+            allowed_upgrades: vec!["websocket".into()],
             access_log: AccessLogTarget::Stdout,
         }
     }
@@ -288,6 +292,7 @@ impl Config {
                 "pipeline",
                 "cors",
                 "routes",
+                "allowed_upgrades",
                 "access_log",
             ],
         )?;
@@ -363,6 +368,19 @@ impl Config {
                 );
             }
             cfg.routes = routes;
+        }
+        if let Some(tokens) = field::<Vec<String>>(obj, "allowed_upgrades", "allowed_upgrades")? {
+            for (i, t) in tokens.iter().enumerate() {
+                if !crate::http::upgrade::is_token(t) {
+                    return err(
+                        &format!("allowed_upgrades[{i}]"),
+                        format!(
+                            "'{t}' is not a protocol name (an HTTP token such as \"websocket\")"
+                        ),
+                    );
+                }
+            }
+            cfg.allowed_upgrades = tokens;
         }
         if let Some(v) = obj.get("access_log") {
             cfg.access_log = match v.as_str() {
@@ -796,5 +814,32 @@ mod tests {
         let c = Config::from_json(&v.to_string()).unwrap();
         assert!(c.circuit_breaker.failure_statuses.to_vec().is_empty());
         assert_eq!(c.circuit_breaker.failure_threshold, 3);
+    }
+
+    #[test]
+    fn allowed_upgrades_are_tokens() {
+        assert_eq!(
+            Config::from_json(EXAMPLE).unwrap().allowed_upgrades,
+            ["websocket"]
+        );
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["allowed_upgrades"] = serde_json::json!(["WebSocket", "h2c"]);
+        let c = Config::from_json(&v.to_string()).unwrap();
+        assert_eq!(c.allowed_upgrades, ["WebSocket", "h2c"]);
+        v["allowed_upgrades"] = serde_json::json!([]);
+        assert!(Config::from_json(&v.to_string())
+            .unwrap()
+            .allowed_upgrades
+            .is_empty());
+        for bad in [
+            serde_json::json!(["websocket", "web socket"]),
+            serde_json::json!(["websocket", ""]),
+            serde_json::json!(["websocket", "websocket/13"]),
+        ] {
+            let e = error_of(|v| v["allowed_upgrades"] = bad);
+            assert!(e.starts_with("allowed_upgrades[1]: "), "{e}");
+        }
+        assert!(error_of(|v| v["allowed_upgrades"] = "websocket".into())
+            .starts_with("allowed_upgrades: invalid type"));
     }
 }

@@ -198,6 +198,7 @@ fn forward(raw: &[u8]) -> (RequestHead, Vec<u8>, RequestHead) {
     let info = ForwardInfo {
         client_ip: "192.0.2.1".parse().unwrap(),
         request_id: b"rid",
+        allowed_upgrades: &[],
     };
     write_request(&mut out, raw, &head, &info);
     let mut again = RequestHead::default();

@@ -14,13 +14,16 @@ use api_gateway::http::response::{ResponseError, ResponseFraming, ResponseHead};
 use api_gateway::http::rewrite::{
     write_interim, write_request, write_response, ForwardInfo, ResponseInfo,
 };
-use api_gateway::http::HttpError;
+use api_gateway::http::{rules, HttpError};
 
 /// Limits used by every check: small, so the fuzzer reaches them quickly.
 pub const LIMITS: RequestLimits = RequestLimits {
     max_uri: 256,
     max_body: 1 << 16,
 };
+
+/// The upgrade protocols the rewrite may forward (the default config).
+pub const ALLOWED_UPGRADE: &str = "websocket";
 
 /// Trailer limit for the chunked scanners.
 pub const MAX_TRAILER: u32 = 256;
@@ -195,12 +198,74 @@ pub fn check_request_head(data: &[u8]) -> Outcome<RequestFraming, HttpError> {
         Ok(true) => {
             assert_eq!(format!("{head:?}"), format!("{reused:?}"), "stale state");
             check_accepted_request(data, &head);
+            // What the gateway then refuses to forward at all (405, 400).
+            if let Err(e) = check_request_rules(data, &head) {
+                return Outcome::Rejected(e);
+            }
             Outcome::Accepted {
                 len: head.len,
                 framing: head.framing(),
             }
         }
     }
+}
+
+/// The request-level rules (`http::rules`) against an independent reading:
+/// TRACE is refused; a path (before `?`) with a backslash, `%2F`/`%5C`, or
+/// a segment that decodes to `.`/`..` (before any `;`) is refused; nothing
+/// else is.
+fn check_request_rules(data: &[u8], head: &RequestHead) -> Result<(), HttpError> {
+    let got = rules::check(data, head);
+    let path = head.path.get(data);
+    let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+    let lower = path.to_ascii_lowercase();
+    let bad_path = path.contains(&b'\\')
+        || lower.windows(3).any(|w| w == b"%2f" || w == b"%5c")
+        || path.split(|&b| b == b'/').any(|seg| {
+            let decoded = percent_decode(seg);
+            let name = decoded.split(|&b| b == b';').next().unwrap_or(&[]);
+            name == b"." || name == b".."
+        });
+    let want_405 = eq_ci(head.method_span.get(data), b"TRACE");
+    match got {
+        Err(HttpError::MethodNotAllowed) => assert!(want_405, "405 for {:?}", lossy(data)),
+        Err(HttpError::BadRequest(_)) => {
+            assert!(!want_405 && bad_path, "path refused: {:?}", lossy(path))
+        }
+        Err(e) => panic!("unexpected rule verdict {e:?}"),
+        Ok(()) => assert!(
+            !want_405 && !bad_path,
+            "forwarded {:?} {:?}",
+            lossy(head.method_span.get(data)),
+            lossy(path)
+        ),
+    }
+    got
+}
+
+/// Decodes every valid `%XY` once; anything else stays as it is.
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let hex = s.get(i + 1..i + 3).and_then(|h| {
+            std::str::from_utf8(h)
+                .ok()
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        });
+        match (s[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn check_accepted_request(data: &[u8], head: &RequestHead) {
@@ -288,9 +353,11 @@ fn check_accepted_request(data: &[u8], head: &RequestHead) {
     // Round trip: what we send the backend must frame the same way.
     let conn_values: Vec<&[u8]> = head.connection.iter().map(|s| s.get(data)).collect();
     let mut out = Vec::new();
+    let allowed = [ALLOWED_UPGRADE.to_string()];
     let info = ForwardInfo {
         client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
         request_id: b"fuzz-rid",
+        allowed_upgrades: &allowed,
     };
     write_request(&mut out, data, head, &info);
     check_forwarded_request(data, head, &conn_values, &out);
@@ -327,9 +394,18 @@ fn check_forwarded_request(data: &[u8], head: &RequestHead, conn_values: &[&[u8]
     assert_eq!(again.target.get(out), &expected[..]);
 
     let mut rids = 0;
+    let mut protos = 0;
+    let mut upgrades = 0;
+    // Whether the client offered an allowed protocol (independent reading).
+    let offered = head.upgrade.is_some_and(|u| {
+        items(u.get(data)).iter().any(|i| {
+            let name = i.split(|&b| b == b'/').next().unwrap_or(i);
+            eq_ci(name, ALLOWED_UPGRADE.as_bytes())
+        })
+    });
     for (name, value) in fields(out) {
         if eq_ci(name, b"connection") {
-            let ok = eq_ci(value, b"upgrade")
+            let ok = (eq_ci(value, b"upgrade") && offered)
                 || (head.minor_version == 0 && eq_ci(value, b"keep-alive"));
             assert!(ok, "forwarded Connection: {:?}", lossy(value));
             continue;
@@ -338,11 +414,21 @@ fn check_forwarded_request(data: &[u8], head: &RequestHead, conn_values: &[&[u8]
             assert!(!eq_ci(name, hop), "forwarded hop-by-hop {:?}", lossy(name));
         }
         if eq_ci(name, b"upgrade") {
-            assert!(
-                head.upgrade.is_some(),
-                "forwarded Upgrade without upgrading"
-            );
+            upgrades += 1;
+            assert!(offered, "forwarded Upgrade without an allowed offer");
+            for item in items(value) {
+                let proto = item.split(|&b| b == b'/').next().unwrap_or(item);
+                assert!(
+                    eq_ci(proto, ALLOWED_UPGRADE.as_bytes()),
+                    "forwarded upgrade to {:?}",
+                    lossy(item)
+                );
+            }
             continue;
+        }
+        if eq_ci(name, b"x-forwarded-proto") {
+            protos += 1;
+            assert_eq!(value, b"http", "X-Forwarded-Proto is the gateway's");
         }
         // The gateway's own forwarding fields are added by this hop, whatever
         // the client's Connection said about its copies.
@@ -364,6 +450,8 @@ fn check_forwarded_request(data: &[u8], head: &RequestHead, conn_values: &[&[u8]
         }
     }
     assert_eq!(rids, 1, "exactly one X-Request-Id");
+    assert_eq!(protos, 1, "exactly one X-Forwarded-Proto");
+    assert_eq!(upgrades, usize::from(offered), "allowed upgrade dropped");
 }
 
 // ---------------------------------------------------------- response head

@@ -9,7 +9,7 @@ pub enum HttpError {
     BadRequest(&'static str),
     /// 404: no route matches the path.
     NoRoute,
-    /// 405: a method a gateway does not serve (CONNECT).
+    /// 405: a method the gateway does not forward (CONNECT, TRACE).
     MethodNotAllowed,
     /// 408: the head did not arrive in time.
     HeaderTimeout,
@@ -74,6 +74,15 @@ impl HttpError {
             HttpError::Overloaded => "gateway overloaded",
             HttpError::GatewayTimeout => "backend timeout",
             HttpError::VersionNotSupported => "HTTP version not supported",
+        }
+    }
+
+    /// The `Allow` value this answer must carry (RFC 9110 §15.5.6: a 405
+    /// lists the methods that are served).
+    pub fn allow(self) -> Option<&'static str> {
+        match self {
+            HttpError::MethodNotAllowed => Some(super::rules::ALLOWED_METHODS),
+            _ => None,
         }
     }
 

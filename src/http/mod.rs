@@ -1,11 +1,15 @@
 //! HTTP/1.1 message handling for the proxy: heads parsed in place, body
-//! framing, head rewriting and gateway-made replies.
+//! framing, the request-level rules (refused paths, methods and upgrades),
+//! head rewriting and gateway-made replies.
 
 pub mod chunked;
 pub mod error;
 pub mod head;
+pub mod path_check;
 pub mod request;
 pub mod response;
 pub mod rewrite;
+pub mod rules;
+pub mod upgrade;
 
 pub use error::HttpError;

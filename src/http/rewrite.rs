@@ -13,6 +13,7 @@ use super::error::{reason_phrase, HttpError};
 use super::head::{eq_ci, is_hop_by_hop, named_in_connection, HeaderSpan};
 use super::request::RequestHead;
 use super::response::ResponseHead;
+use super::upgrade::allowed_offers;
 
 /// Value of the `x-gateway` response header.
 pub const GATEWAY_NAME: &str = "api-gateway";
@@ -24,6 +25,9 @@ pub struct ForwardInfo<'a> {
     pub client_ip: IpAddr,
     /// The request id to send (client's valid one, or ours).
     pub request_id: &'a [u8],
+    /// Upgrade protocols that may be forwarded (`allowed_upgrades`); any
+    /// other protocol the client offers is dropped.
+    pub allowed_upgrades: &'a [String],
 }
 
 /// Writes the request head for the backend into `out`.
@@ -44,7 +48,6 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
     } else {
         b" HTTP/1.1\r\n"
     });
-    let mut forwarded_proto = false;
     let mut has_xff = false;
     let mut run = Run::default();
     for h in &head.headers {
@@ -59,7 +62,8 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
             has_xff = true;
             continue;
         }
-        if eq_ci(name, b"x-request-id") {
+        // Ours replace the client's: a backend must be able to trust them.
+        if eq_ci(name, b"x-request-id") || eq_ci(name, b"x-forwarded-proto") {
             continue;
         }
         if eq_ci(name, b"host") {
@@ -69,7 +73,6 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
                 continue;
             }
         }
-        forwarded_proto |= eq_ci(name, b"x-forwarded-proto");
         run.push(out, buf, h);
     }
     run.flush(out, buf);
@@ -86,13 +89,25 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
     }
     push_ip(out, info.client_ip);
     out.extend_from_slice(b"\r\n");
-    if !forwarded_proto {
-        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
-    }
+    // The scheme the client used to reach us: the gateway has only a
+    // plain-text listener.
+    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
     push_field(out, b"X-Request-Id", info.request_id);
-    if let Some(upgrade) = head.upgrade {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
-        push_field(out, b"Upgrade", upgrade.get(buf));
+    let mut offers = head
+        .upgrade
+        .map(|u| allowed_offers(u.get(buf), info.allowed_upgrades))
+        .into_iter()
+        .flatten()
+        .peekable();
+    if offers.peek().is_some() {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        for (i, offer) in offers.enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(offer);
+        }
+        out.extend_from_slice(b"\r\n");
     } else if head.minor_version == 0 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
@@ -330,6 +345,10 @@ mod tests {
     use crate::http::request::RequestLimits;
 
     fn rewrite(raw: &[u8]) -> String {
+        rewrite_allowing(raw, &["websocket".to_string()])
+    }
+
+    fn rewrite_allowing(raw: &[u8], allowed_upgrades: &[String]) -> String {
         let mut head = RequestHead::default();
         let limits = RequestLimits {
             max_uri: 8192,
@@ -340,6 +359,7 @@ mod tests {
         let info = ForwardInfo {
             client_ip: "10.0.0.9".parse().unwrap(),
             request_id: b"rid-1",
+            allowed_upgrades,
         };
         write_request(&mut out, raw, &head, &info);
         String::from_utf8(out).unwrap()
@@ -359,11 +379,37 @@ mod tests {
     #[test]
     fn adds_xff_when_absent_and_keeps_upgrade_when_asked() {
         let out = rewrite(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Forwarded-Proto: https\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         );
         assert_eq!(
             out,
-            "GET /ws HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.9\r\nX-Request-Id: rid-1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+            "GET /ws HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid-1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwards_only_allowed_upgrade_protocols() {
+        let plain = "GET /ws HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid-1\r\n\r\n";
+        let h2c = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+        assert_eq!(rewrite(h2c), plain);
+        let ws =
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(rewrite_allowing(ws, &[]), plain);
+        let both = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c, WebSocket/13, TLS/1.2\r\n\r\n";
+        assert!(rewrite(both).ends_with("Connection: upgrade\r\nUpgrade: WebSocket/13\r\n\r\n"));
+        let allowed = ["tls".to_string(), "h2c".to_string()];
+        assert!(rewrite_allowing(both, &allowed)
+            .ends_with("Connection: upgrade\r\nUpgrade: h2c, TLS/1.2\r\n\r\n"));
+    }
+
+    #[test]
+    fn x_forwarded_proto_is_ours_whatever_the_client_sent() {
+        let out = rewrite(
+            b"GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nHost: x\r\nx-forwarded-proto: wss\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid-1\r\n\r\n"
         );
     }
 

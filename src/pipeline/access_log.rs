@@ -3,6 +3,13 @@
 //! lock per request.
 //!
 //! Line: `time client "METHOD path" status backend duration_ms bytes request_id`.
+//!
+//! Fields that come from the request (method, target, request id) and the
+//! backend name are written escaped the way nginx's `escape=default` does:
+//! `"`, `\` and every byte outside 0x20..=0x7E become `\xHH`. So a target
+//! cannot close the quoted field and forge the fields after it, a line is
+//! always one line, and the escaping is reversible (a literal `\x22` in a
+//! path is logged as `\x5Cx22`).
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -86,23 +93,17 @@ impl AccessLog {
         }
         self.buf.extend_from_slice(&self.stamp);
         let _ = write!(self.buf, " {} \"", e.client);
-        for &b in e.target {
-            // Keep one line per request whatever the path holds.
-            self.buf.push(if b.is_ascii_graphic() || b == b' ' {
-                b
-            } else {
-                b'?'
-            });
-        }
-        let _ = writeln!(
+        push_escaped(&mut self.buf, e.target);
+        let _ = write!(self.buf, "\" {} ", e.status);
+        push_escaped(&mut self.buf, e.backend.as_bytes());
+        let _ = write!(
             self.buf,
-            "\" {} {} {:.3}ms {} {}",
-            e.status,
-            e.backend,
+            " {:.3}ms {} ",
             e.duration_us as f64 / 1000.0,
-            e.bytes,
-            String::from_utf8_lossy(e.request_id)
+            e.bytes
         );
+        push_escaped(&mut self.buf, e.request_id);
+        self.buf.push(b'\n');
         if self.buf.len() >= FLUSH_AT {
             self.flush();
         }
@@ -124,6 +125,25 @@ impl AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+/// Appends `field` with `"`, `\` and every byte outside 0x20..=0x7E
+/// written as `\xHH`, as nginx's `escape=default` does. (A space is kept:
+/// it separates method and target, and httparse lets none into a target.)
+pub fn push_escaped(out: &mut Vec<u8>, field: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in field {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+        } else {
+            out.push(b);
+        }
     }
 }
 
@@ -156,6 +176,46 @@ fn format_utc(secs: u64, millis: u32) -> [u8; 24] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_quotes_backslashes_and_non_printable_bytes() {
+        let mut out = Vec::new();
+        push_escaped(&mut out, b"GET /a\"b\\c\x00\x1f\x7f\xff /ok-_.~%20");
+        assert_eq!(
+            out,
+            b"GET /a\\x22b\\x5Cc\\x00\\x1F\\x7F\\xFF /ok-_.~%20".to_vec()
+        );
+        // Every byte: the result is printable ASCII without `"`, and the
+        // only backslashes start escapes.
+        let all: Vec<u8> = (0..=255).collect();
+        out.clear();
+        push_escaped(&mut out, &all);
+        assert!(out.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"'));
+        assert_eq!(out.len(), 95 - 2 + (256 - 95 + 2) * 4);
+    }
+
+    #[test]
+    fn a_line_is_one_line_whatever_the_request_held() {
+        let mut log = AccessLog {
+            buf: Vec::new(),
+            out: Some(Box::new(io::sink())),
+            stamp: [b'T'; 24],
+        };
+        log.record(&Entry {
+            client: "192.0.2.1".parse().unwrap(),
+            target: b"GET /x\" 200 B0 1ms 0 spoofed\n\"",
+            status: 404,
+            backend: "-",
+            duration_us: 1500,
+            bytes: 7,
+            request_id: b"rid\r\nX",
+        });
+        let line = String::from_utf8(log.buf.clone()).unwrap();
+        assert_eq!(
+            line,
+            "TTTTTTTTTTTTTTTTTTTTTTTT 192.0.2.1 \"GET /x\\x22 200 B0 1ms 0 spoofed\\x0A\\x22\" 404 - 1.500ms 7 rid\\x0D\\x0AX\n"
+        );
+    }
 
     #[test]
     fn formats_utc() {

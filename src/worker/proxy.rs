@@ -38,6 +38,7 @@ impl Worker {
             &ForwardInfo {
                 client_ip: c.peer.ip(),
                 request_id: &c.ex.request_id,
+                allowed_upgrades: &self.shared.config.allowed_upgrades,
             },
         );
         let scan = match c.head.framing() {

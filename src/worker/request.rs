@@ -17,6 +17,7 @@ use crate::http::head::named_in_connection;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
 use crate::http::rewrite::{error_body, write_local, LocalReply};
 use crate::http::HttpError;
+use crate::http::{rules, upgrade};
 use crate::metrics::Metrics;
 use crate::pipeline::access_log::Entry;
 use crate::pipeline::cors::{self, CorsKind};
@@ -190,6 +191,16 @@ impl Worker {
         self.start_exchange(ci);
         let c = &mut self.conns[ci];
         let buf = c.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        // Only an allowed protocol may turn this connection into a tunnel
+        // (which no later stage sees); any other offer is dropped and the
+        // request forwarded as a plain one (see `http::upgrade`).
+        let allowed = &self.shared.config.allowed_upgrades;
+        if c.head
+            .upgrade
+            .is_some_and(|u| !upgrade::offers_allowed(u.get(buf), allowed))
+        {
+            c.head.upgrade = None;
+        }
         let head = &c.head;
         let ex = &mut c.ex;
         c.head_pending = true;
@@ -212,6 +223,10 @@ impl Worker {
         let target = head.target.get(buf);
         ex.log_target
             .extend_from_slice(&target[..target.len().min(512)]);
+        if let Err(e) = rules::check(buf, head) {
+            self.reject(ci, e);
+            return;
+        }
         let path = head.path.get(buf);
         let routed = self
             .shared
@@ -377,6 +392,11 @@ impl Worker {
             _ => Metrics::inc(&m.errors),
         }
         let c = &mut self.conns[ci];
+        if let Some(allow) = err.allow() {
+            c.ex.extra.extend_from_slice(b"Allow: ");
+            c.ex.extra.extend_from_slice(allow.as_bytes());
+            c.ex.extra.extend_from_slice(b"\r\n");
+        }
         error_body(&mut self.scratch, err, &c.ex.request_id);
         let close = err.closes_connection();
         let body = std::mem::take(&mut self.scratch);
