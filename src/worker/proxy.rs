@@ -179,6 +179,9 @@ impl Worker {
                     if scan.is_complete() && c.to_backend.is_flushed() && c.req_fwd == 0 {
                         *req = ReqSide::Sent;
                         progress = true;
+                        // The response-head deadline starts now and is not
+                        // pushed by progress (see `touch`).
+                        c.deadline = self.now.saturating_add(self.deadlines.response);
                     }
                 }
             }

@@ -581,13 +581,29 @@ impl Worker {
         }
     }
 
-    /// Pushes an activity deadline forward after progress (streaming
-    /// phases time out on silence, not on total duration).
+    /// Pushes an activity deadline forward after progress, in the phases
+    /// that time out on silence rather than on total duration.
+    ///
+    /// Two kinds of timer, never mixed:
+    /// - deadlines, set once on entering a phase and never pushed: the
+    ///   request head (`header_read_ms`, from its first byte), the connect
+    ///   (`connect_ms`), and the response head (`backend_response_ms`, from
+    ///   the moment the whole request is with the backend). A peer that
+    ///   trickles a head a line at a time still makes progress, so progress
+    ///   must not buy it time.
+    /// - inactivity timers, pushed here: while a request body is being
+    ///   uploaded, while a response body streams (`backend_response_ms` of
+    ///   silence), and in a tunnel (`idle_ms`).
     pub(super) fn touch(&mut self, ci: usize) {
         let Some(c) = self.conns.get_mut(ci) else {
             return;
         };
         let d = match c.phase {
+            // The head deadline was set when the request was sent.
+            Phase::Proxying {
+                req: ReqSide::Sent,
+                resp: RespSide::AwaitingHead,
+            } => return,
             Phase::Proxying { .. } => self.deadlines.response,
             Phase::Tunnelling => self.deadlines.idle,
             _ => return,
