@@ -336,9 +336,13 @@ impl Worker {
                 ..
             }
         );
+        // A client that half-closed after pipelining still gets an answer
+        // to every request it sent in full before its FIN (RFC 9112 §9.6):
+        // only when nothing more is buffered is this the last response.
+        let client_done = c.client_eof && c.req.as_ref().is_none_or(|b| b.is_empty());
         c.ex.close_after = !c.ex.client_keep_alive
             || framing == ResponseFraming::UntilClose
-            || c.client_eof
+            || client_done
             || c.draining
             || !req_sent;
         c.ex.status = status;

@@ -111,7 +111,10 @@ impl Worker {
                     return true;
                 }
                 if c.client_eof {
-                    // The client gave up half-way through a head.
+                    // The client gave up half-way through a head (possibly
+                    // after pipelined requests that were all answered): no
+                    // request to answer, so close without a 400, as nginx
+                    // does for a head cut short by the client.
                     self.close(ci);
                     return true;
                 }
