@@ -285,3 +285,165 @@ fn trickled_second_head_on_a_keep_alive_connection_is_408_at_the_header_deadline
     assert_eq!(backend.requests.load(Ordering::SeqCst), 1);
     gw.shutdown();
 }
+
+/// A backend that reads one request with a `Content-Length` body and
+/// answers 200 with the number of body bytes; `closed_early` records that
+/// the gateway closed the connection before the body was complete.
+fn body_backend(closed_early: Arc<AtomicBool>) -> RawBackend {
+    RawBackend::start(move |mut s, _| {
+        let Some(head) = read_head(&mut s) else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut got = 0;
+        let mut buf = [0u8; 4096];
+        while got < len {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    closed_early.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Ok(n) => got += n,
+            }
+        }
+        let body = got.to_string();
+        let _ = s.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    })
+}
+
+/// Body-rate window for the tests (the default is 10 s).
+const RATE_WINDOW_MS: u64 = 300;
+
+fn rate_config(backend: std::net::SocketAddr, min_rate: u64) -> api_gateway::Config {
+    let mut cfg = config(&[backend]);
+    cfg.limits.min_body_bytes_per_sec = min_rate;
+    cfg.tuning.body_rate_window_ms = RATE_WINDOW_MS;
+    // The inactivity timer must not be what cuts anyone here.
+    cfg.timeouts.backend_response_ms = 10_000;
+    cfg.circuit_breaker.failure_threshold = 1;
+    cfg
+}
+
+/// Sends `head`, then `body` in `chunk`-byte pieces `gap` apart (stopping
+/// early if the gateway closes); returns the response read afterwards.
+fn upload(
+    addr: std::net::SocketAddr,
+    head: &str,
+    body: &[u8],
+    chunk: usize,
+    gap: Duration,
+) -> (Response, Duration) {
+    let mut c = Client::connect(addr);
+    let t0 = Instant::now();
+    c.send(head.as_bytes());
+    let mut w = c.stream().try_clone().unwrap();
+    let body = body.to_vec();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = thread::spawn(move || {
+        for piece in body.chunks(chunk) {
+            thread::sleep(gap);
+            if stop2.load(Ordering::SeqCst) || w.write_all(piece).is_err() {
+                return;
+            }
+        }
+    });
+    let r = c.read(false);
+    let at = t0.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    if r.status != 200 {
+        assert!(
+            c.is_closed(),
+            "the connection stayed open after {}",
+            r.status
+        );
+    }
+    drop(c);
+    writer.join().unwrap();
+    (r, at)
+}
+
+#[test]
+fn upload_below_the_minimum_rate_is_408_and_the_backend_connection_is_closed() {
+    let closed_early = Arc::new(AtomicBool::new(false));
+    let backend = body_backend(closed_early.clone());
+    let gw = start(rate_config(backend.addr, 1024));
+    // 10 bytes/s: progress every 100 ms, so no inactivity timer fires.
+    let (r, at) = upload(
+        gw.listen_addr(),
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n",
+        &[b'x'; 1000],
+        1,
+        Duration::from_millis(100),
+    );
+    eprintln!("10 B/s upload cut with {} after {at:?}", r.status);
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.json()["error"].is_string());
+    // Grace window + one judged window, then the next sweep.
+    let window = Duration::from_millis(RATE_WINDOW_MS);
+    assert!(at >= 2 * window - Duration::from_millis(50), "{at:?}");
+    assert!(at < 2 * window + SLACK, "cut late: {at:?}");
+    assert!(
+        eventually(Duration::from_secs(3), || closed_early
+            .load(Ordering::SeqCst)),
+        "the backend connection was not closed"
+    );
+    // The client was slow, not the backend: its breaker (threshold 1) is
+    // untouched and the next request is served.
+    assert_eq!(gw.shared().backends.get(0).breaker.failures(), 0);
+    let r = request(
+        gw.listen_addr(),
+        b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!((r.status, r.text()), (200, "3".into()));
+    gw.shutdown();
+}
+
+#[test]
+fn healthy_upload_with_pauses_shorter_than_the_window_is_not_cut() {
+    let closed_early = Arc::new(AtomicBool::new(false));
+    let backend = body_backend(closed_early.clone());
+    let gw = start(rate_config(backend.addr, 1024));
+    // 1,000-byte bursts with 150 ms pauses (window 300 ms): about 6.6 KB/s
+    // on average for 1.8 s, six windows.
+    let (r, _) = upload(
+        gw.listen_addr(),
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 12000\r\n\r\n",
+        &[b'x'; 12_000],
+        1000,
+        Duration::from_millis(150),
+    );
+    assert_eq!((r.status, r.text()), (200, "12000".into()));
+    assert!(!closed_early.load(Ordering::SeqCst));
+    gw.shutdown();
+}
+
+#[test]
+fn zero_min_body_rate_disables_the_check() {
+    let closed_early = Arc::new(AtomicBool::new(false));
+    let backend = body_backend(closed_early.clone());
+    let gw = start(rate_config(backend.addr, 0));
+    // 10 bytes/s for a second: over three windows at a rate that 1024
+    // would cut.
+    let (r, _) = upload(
+        gw.listen_addr(),
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n",
+        &[b'x'; 10],
+        1,
+        Duration::from_millis(100),
+    );
+    assert_eq!((r.status, r.text()), (200, "10".into()));
+    gw.shutdown();
+}

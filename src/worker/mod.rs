@@ -81,6 +81,9 @@ struct Deadlines {
     header: Nanos,
     response: Nanos,
     idle: Nanos,
+    /// `limits.min_body_bytes_per_sec` (0: off) and its averaging window.
+    min_body_rate: u64,
+    body_rate_window: Nanos,
 }
 
 /// A worker, built on the spawning thread and run on its own.
@@ -157,6 +160,8 @@ impl Worker {
             header: ms(cfg.timeouts.header_read_ms),
             response: ms(cfg.timeouts.backend_response_ms),
             idle: ms(cfg.timeouts.idle_ms),
+            min_body_rate: cfg.limits.min_body_bytes_per_sec,
+            body_rate_window: ms(cfg.tuning.body_rate_window_ms),
         };
         let log = AccessLog::open(&cfg.access_log)?;
         let log_requests = log.enabled() && cfg.pipeline.contains(&crate::pipeline::Stage::Logger);
@@ -403,14 +408,20 @@ impl Worker {
         }
         self.next_sweep = self.now.saturating_add(SWEEP_EVERY);
         let now = self.now;
-        let expired: Vec<usize> = self
+        let expired = |c: &Conn| c.deadline != Nanos::ZERO && c.deadline <= now;
+        let due: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline != Nanos::ZERO && c.deadline <= now)
+            .filter(|(_, c)| expired(c) || c.upload.is_due(now))
             .map(|(i, _)| i)
             .collect();
-        for ci in expired {
-            self.on_timeout(ci);
+        for ci in due {
+            if self.conns[ci].upload.is_due(now) {
+                self.check_upload_rate(ci);
+            }
+            if self.conns.get(ci).is_some_and(expired) {
+                self.on_timeout(ci);
+            }
             if self.conns.contains(ci) {
                 self.drive(ci);
             }

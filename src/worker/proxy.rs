@@ -54,6 +54,9 @@ impl Worker {
         c.head_pending = false;
         c.req_fwd = 0;
         c.ex.sent_at = self.now;
+        if c.ex.has_body && self.deadlines.min_body_rate > 0 {
+            c.upload.start(self.now, self.deadlines.body_rate_window);
+        }
         let b = self.shared.backends.get(backend);
         b.begin_inflight();
         c.ex.backend_inflight = Some(backend);
@@ -178,6 +181,7 @@ impl Worker {
                 if let ReqSide::Sending(scan) = req {
                     if scan.is_complete() && c.to_backend.is_flushed() && c.req_fwd == 0 {
                         *req = ReqSide::Sent;
+                        c.upload.stop();
                         progress = true;
                         // The response-head deadline starts now and is not
                         // pushed by progress (see `touch`).

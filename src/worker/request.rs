@@ -11,6 +11,7 @@ use crate::algo::breaker::Permit;
 use crate::algo::limit::Verdict;
 use crate::algo::BackendId;
 use crate::algo::Nanos;
+use crate::conn::upload::UploadVerdict;
 use crate::conn::{After, Phase, ReqSide, RespSide};
 use crate::http::head::named_in_connection;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
@@ -176,6 +177,7 @@ impl Worker {
         ex.request_id.clear();
         let _ = write!(ex.request_id, "{prefix:08x}{rid:08x}");
         c.head_pending = false;
+        c.upload.stop();
     }
 
     fn begin_request(&mut self, ci: usize) {
@@ -553,10 +555,7 @@ impl Worker {
             } if !scan.is_complete() && c.req_fwd == 0 && c.to_backend.is_flushed() => {
                 // Everything the client sent is with the backend and the rest
                 // of its body never came: the client is slow, not the backend.
-                // 408, and the backend's breaker is not charged.
-                self.release_permit(ci);
-                self.conns[ci].ex.client_keep_alive = false;
-                self.reject(ci, HttpError::BodyTimeout);
+                self.client_too_slow(ci);
             }
             Phase::Connecting(_)
             | Phase::Proxying {
@@ -582,6 +581,50 @@ impl Worker {
                 self.close(ci)
             }
         }
+    }
+
+    /// A metering window of the request body ended: below
+    /// `limits.min_body_bytes_per_sec`, the client is cut off.
+    pub(super) fn check_upload_rate(&mut self, ci: usize) {
+        let c = &mut self.conns[ci];
+        let uploading = matches!(
+            &c.phase,
+            Phase::Connecting(scan)
+            | Phase::Proxying { req: ReqSide::Sending(scan), .. } if !scan.is_complete()
+        );
+        if !uploading {
+            c.upload.stop();
+            return;
+        }
+        if c.head.expect_continue && !c.ex.response_started {
+            // The client rightly waits for `100 Continue` from the backend.
+            c.upload.pause();
+        }
+        let d = &self.deadlines;
+        if c.upload
+            .judge(self.now, d.body_rate_window, d.min_body_rate)
+            == UploadVerdict::TooSlow
+        {
+            log::debug!("request body below limits.min_body_bytes_per_sec; 408");
+            self.client_too_slow(ci);
+        }
+    }
+
+    /// The client, not the backend, is holding the exchange up (its body
+    /// stalled or trickles below the minimum rate): 408 if no response has
+    /// started, else the connection is cut. The backend connection is
+    /// closed, never pooled (it holds part of a request), and its breaker is
+    /// not charged.
+    fn client_too_slow(&mut self, ci: usize) {
+        self.release_permit(ci);
+        let c = &mut self.conns[ci];
+        c.upload.stop();
+        if c.ex.status != 0 {
+            self.close(ci);
+            return;
+        }
+        c.ex.client_keep_alive = false;
+        self.reject(ci, HttpError::BodyTimeout);
     }
 
     /// Pushes an activity deadline forward after progress, in the phases
