@@ -29,7 +29,7 @@ const CLIENT_CLOSED: u16 = 499;
 
 /// Spare per-request vector sets kept per worker (as many as the buffer
 /// pool keeps spare buffers).
-const MAX_SPARE: usize = 1024;
+pub(super) const MAX_SPARE: usize = 1024;
 
 impl Worker {
     /// Moves the connection's state machine on from what the I/O steps saw.
