@@ -121,12 +121,24 @@ impl<T> Spares<T> {
     /// Frees the items that went unused since the last trim, keeping at
     /// least `floor`; returns how many were freed. Call it periodically.
     pub fn trim(&mut self, floor: usize) -> usize {
+        self.trim_keeping_lowest(floor, |_| 0)
+    }
+
+    /// [`Spares::trim`], keeping the items with the lowest `key`.
+    pub fn trim_keeping_lowest(&mut self, floor: usize, key: impl Fn(&T) -> usize) -> usize {
         let n = self.low_water.min(self.items.len().saturating_sub(floor));
         if n > 0 {
+            // Highest keys last, where `truncate` cuts.
+            self.items.sort_by_key(key);
             self.items.truncate(self.items.len() - n);
             // Give the list's own block back too, but keep room for the
-            // floor so refilling up to it never reallocates.
-            self.items.shrink_to(floor.min(self.max));
+            // floor so refilling up to it never reallocates. A fresh block
+            // rather than `shrink_to`: shrinking in place would leave it
+            // where the peak put it, at the top of the heap, pinning the
+            // freed memory below it.
+            let mut fresh = Vec::with_capacity(self.items.len().max(floor.min(self.max)));
+            fresh.append(&mut self.items);
+            self.items = fresh;
         }
         self.low_water = self.items.len();
         n
@@ -196,9 +208,14 @@ impl BufferPool {
 
     /// Frees spares unused since the last trim, down to [`Self::floor`];
     /// returns how many. The worker calls it every `tuning.pool_trim_ms`.
+    ///
+    /// The buffers kept are the lowest-addressed ones: an allocator such as
+    /// glibc's returns memory to the OS only from the top of a heap, so
+    /// keeping high ones would pin everything freed below them.
     pub fn trim(&mut self) -> usize {
         let floor = self.floor();
-        self.free.trim(floor)
+        self.free
+            .trim_keeping_lowest(floor, |b| b.as_ptr() as usize)
     }
 }
 
@@ -272,6 +289,25 @@ mod tests {
         pool.trim();
         pool.trim();
         assert_eq!(pool.spare(), MIN_SPARE);
+    }
+
+    #[test]
+    fn trimming_keeps_the_lowest_addresses() {
+        let mut pool = BufferPool::new(8, 1024);
+        let bs: Vec<Buffer> = (0..200).map(|_| pool.get()).collect();
+        let mut addrs: Vec<usize> = bs.iter().map(|b| b.mem.as_ptr() as usize).collect();
+        bs.into_iter().for_each(|b| pool.put(b));
+        pool.trim();
+        pool.trim();
+        addrs.sort_unstable();
+        let mut kept: Vec<usize> = pool
+            .free
+            .items
+            .iter()
+            .map(|m| m.as_ptr() as usize)
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, addrs[..MIN_SPARE]);
     }
 
     #[test]
