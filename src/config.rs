@@ -71,10 +71,12 @@ pub struct RateLimitConfig {
 pub struct Timeouts {
     /// Non-blocking connect to a backend (then 504).
     pub connect_ms: u64,
-    /// A request head must arrive within this (then 408).
+    /// Deadline from the first byte of a request head to the complete head
+    /// (then 408); progress does not extend it.
     pub header_read_ms: u64,
-    /// Backend silence while a response is owed (then 504), and the
-    /// inactivity limit while bodies stream.
+    /// Deadline from the request being fully sent to the complete final
+    /// response head (then 504; progress does not extend it), and the
+    /// inactivity limit while request or response bodies stream.
     pub backend_response_ms: u64,
     /// Idle keep-alive client connections are closed after this.
     pub idle_ms: u64,
