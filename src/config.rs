@@ -71,10 +71,12 @@ pub struct RateLimitConfig {
 pub struct Timeouts {
     /// Non-blocking connect to a backend (then 504).
     pub connect_ms: u64,
-    /// A request head must arrive within this (then 408).
+    /// Deadline from the first byte of a request head to the complete head
+    /// (then 408); progress does not extend it.
     pub header_read_ms: u64,
-    /// Backend silence while a response is owed (then 504), and the
-    /// inactivity limit while bodies stream.
+    /// Deadline from the request being fully sent to the complete final
+    /// response head (then 504; progress does not extend it), and the
+    /// inactivity limit while request or response bodies stream.
     pub backend_response_ms: u64,
     /// Idle keep-alive client connections are closed after this.
     pub idle_ms: u64,
@@ -95,6 +97,31 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// Idle keep-alive connections kept per backend per worker.
     pub max_idle_per_backend: usize,
+    /// Slowest request-body upload tolerated, in bytes per second averaged
+    /// over a window ([`Tuning::body_rate_window_ms`]) after a grace of one
+    /// window (408 below it); 0 disables the check.
+    pub min_body_bytes_per_sec: u64,
+}
+
+/// Internal timing knobs. Not config-file keys: fixed in production, they
+/// are fields so tests can shorten them instead of waiting seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Window over which `limits.min_body_bytes_per_sec` is averaged; the
+    /// first window of each body is the grace period.
+    pub body_rate_window_ms: u64,
+    /// How long a spare buffer must go unused before the pool may free it
+    /// (down to its floor; see `conn::buffer::BufferPool::trim`).
+    pub pool_trim_ms: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            body_rate_window_ms: 10_000,
+            pool_trim_ms: 5_000,
+        }
+    }
 }
 
 /// `cors`.
@@ -156,6 +183,8 @@ pub struct Config {
     pub allowed_upgrades: Vec<String>,
     /// Access log destination.
     pub access_log: AccessLogTarget,
+    /// Internal timing knobs (not read from the config file).
+    pub tuning: Tuning,
 }
 
 impl Default for Timeouts {
@@ -178,6 +207,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_uri_bytes: 8 * 1024,
             max_idle_per_backend: 64,
+            min_body_bytes_per_sec: 1024,
         }
     }
 }
@@ -260,6 +290,7 @@ impl Config {
             routes: vec!["/".into()],
             allowed_upgrades: vec!["websocket".into()],
             access_log: AccessLogTarget::Stdout,
+            tuning: Tuning::default(),
         }
     }
 
@@ -589,6 +620,7 @@ fn limits(v: &Value) -> Result<Limits, ConfigError> {
             "max_connections",
             "max_uri_bytes",
             "max_idle_per_backend",
+            "min_body_bytes_per_sec",
         ],
     )?;
     let bounded = |key: &str, default: u64, lo: u64, hi: u64| -> Result<u64, ConfigError> {
@@ -618,6 +650,12 @@ fn limits(v: &Value) -> Result<Limits, ConfigError> {
             0,
             10_000,
         )? as usize,
+        min_body_bytes_per_sec: bounded(
+            "min_body_bytes_per_sec",
+            d.min_body_bytes_per_sec,
+            0,
+            1 << 30,
+        )?,
     })
 }
 
@@ -841,5 +879,32 @@ mod tests {
         }
         assert!(error_of(|v| v["allowed_upgrades"] = "websocket".into())
             .starts_with("allowed_upgrades: invalid type"));
+    }
+
+    #[test]
+    fn min_body_rate_errors_name_the_field() {
+        assert!(
+            error_of(|v| v["limits"]["min_body_bytes_per_sec"] = (2u64 << 30).into())
+                .starts_with("limits.min_body_bytes_per_sec: must be between 0 and")
+        );
+        assert!(
+            error_of(|v| v["limits"]["min_body_bytes_per_sec"] = (-1).into())
+                .starts_with("limits.min_body_bytes_per_sec:")
+        );
+    }
+
+    #[test]
+    fn min_body_rate_defaults_to_1024_and_0_disables() {
+        assert_eq!(
+            Config::from_json(EXAMPLE)
+                .unwrap()
+                .limits
+                .min_body_bytes_per_sec,
+            1024
+        );
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["limits"]["min_body_bytes_per_sec"] = 0.into();
+        let c = Config::from_json(&v.to_string()).unwrap();
+        assert_eq!(c.limits.min_body_bytes_per_sec, 0);
     }
 }

@@ -313,6 +313,8 @@ impl Controller {
         let _ = writeln!(o, "# HELP gateway_upstream_panic 1 while too few backends have a closed circuit and traffic is spread over all switched-on backends.\n# TYPE gateway_upstream_panic gauge\ngateway_upstream_panic {}", u8::from(panic));
         let _ = writeln!(o, "# HELP gateway_inflight_requests Requests being handled.\n# TYPE gateway_inflight_requests gauge\ngateway_inflight_requests {}", get(&m.inflight));
         let _ = writeln!(o, "# HELP gateway_connections_open Client connections open.\n# TYPE gateway_connections_open gauge\ngateway_connections_open {}", get(&m.connections_open));
+        let _ = writeln!(o, "# HELP gateway_buffer_pool_spare Spare connection buffers held for reuse (all workers).\n# TYPE gateway_buffer_pool_spare gauge\ngateway_buffer_pool_spare {}", get(&m.buffer_pool_spare));
+        let _ = writeln!(o, "# HELP gateway_buffer_pool_in_use Connection buffers held by connections (all workers).\n# TYPE gateway_buffer_pool_in_use gauge\ngateway_buffer_pool_in_use {}", get(&m.buffer_pool_in_use));
         let _ = writeln!(o, "# HELP gateway_uptime_seconds Seconds since start.\n# TYPE gateway_uptime_seconds gauge\ngateway_uptime_seconds {}", now.as_millis() / 1000);
         let _ = writeln!(o, "# HELP gateway_backend_requests_total Requests sent to each backend.\n# TYPE gateway_backend_requests_total counter");
         for b in s.backends.iter() {

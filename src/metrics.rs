@@ -129,6 +129,12 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     /// Requests currently being handled.
     pub inflight: AtomicU64,
+    /// Spare connection buffers held by the workers' pools (all workers;
+    /// refreshed at each timer sweep).
+    pub buffer_pool_spare: AtomicU64,
+    /// Connection buffers in use by connections (all workers; refreshed at
+    /// each timer sweep).
+    pub buffer_pool_in_use: AtomicU64,
     /// Whole-request latency as seen by the gateway.
     pub latency: Histogram,
 }

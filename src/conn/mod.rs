@@ -9,6 +9,7 @@
 
 pub mod buffer;
 pub mod io;
+pub mod upload;
 
 use std::net::SocketAddr;
 
@@ -21,6 +22,7 @@ use crate::http::head::{HeaderSpan, Span};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::ResponseHead;
 use buffer::Buffer;
+use upload::UploadMeter;
 
 /// Edge-triggered readiness seen on one socket and not yet used up.
 ///
@@ -352,6 +354,8 @@ pub struct Conn {
     pub client_shut: bool,
     /// No new request may start (shutdown in progress).
     pub draining: bool,
+    /// The request body's delivery rate (`limits.min_body_bytes_per_sec`).
+    pub upload: UploadMeter,
 }
 
 impl Conn {
@@ -432,6 +436,7 @@ impl Conn {
             upstream_eof: false,
             client_shut: false,
             draining: false,
+            upload: UploadMeter::default(),
         }
     }
 

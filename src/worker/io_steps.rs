@@ -38,7 +38,9 @@ impl Worker {
                     buf.consume(buf.len());
                 } else {
                     // Backpressure: keep the edge, stop reading until the
-                    // buffer drains towards the backend.
+                    // buffer drains towards the backend. The client is not
+                    // the slow one in this window.
+                    c.upload.pause();
                     break;
                 }
             }
@@ -47,6 +49,7 @@ impl Worker {
             match read_into(&mut c.client, space) {
                 IoOutcome::Progress(n) => {
                     buf.fill(n);
+                    c.upload.count(n);
                     if discard {
                         buf.consume(n);
                     }

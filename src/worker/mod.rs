@@ -20,6 +20,7 @@ mod upstream;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Write};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ use slab::Slab;
 use crate::algo::balance::Balancer;
 use crate::algo::limit::RateLimiter;
 use crate::algo::Nanos;
-use crate::conn::buffer::BufferPool;
+use crate::conn::buffer::{BufferPool, Spares};
 use crate::conn::{Conn, Phase};
 use crate::metrics::Metrics;
 use crate::pipeline::access_log::AccessLog;
@@ -81,6 +82,11 @@ struct Deadlines {
     header: Nanos,
     response: Nanos,
     idle: Nanos,
+    /// `limits.min_body_bytes_per_sec` (0: off) and its averaging window.
+    min_body_rate: u64,
+    body_rate_window: Nanos,
+    /// How often unused spare buffers are trimmed (`tuning.pool_trim_ms`).
+    pool_trim: Nanos,
 }
 
 /// A worker, built on the spawning thread and run on its own.
@@ -103,7 +109,11 @@ pub struct Worker {
     accept_paused_until: Nanos,
     pool: BufferPool,
     /// Per-request vectors of idle connections, for the next busy one.
-    spare: Vec<crate::conn::Scratch>,
+    spare: Spares<crate::conn::Scratch>,
+    /// When the pool and `spare` are next trimmed of unused spares.
+    next_trim: Nanos,
+    /// `pool.spare()` and `pool.in_use()` as last added to the shared gauges.
+    published_pool: (u64, u64),
     log: AccessLog,
     shutdown_at: Option<Nanos>,
     deadlines: Deadlines,
@@ -157,6 +167,9 @@ impl Worker {
             header: ms(cfg.timeouts.header_read_ms),
             response: ms(cfg.timeouts.backend_response_ms),
             idle: ms(cfg.timeouts.idle_ms),
+            min_body_rate: cfg.limits.min_body_bytes_per_sec,
+            body_rate_window: ms(cfg.tuning.body_rate_window_ms),
+            pool_trim: ms(cfg.tuning.pool_trim_ms),
         };
         let log = AccessLog::open(&cfg.access_log)?;
         let log_requests = log.enabled() && cfg.pipeline.contains(&crate::pipeline::Stage::Logger);
@@ -184,7 +197,9 @@ impl Worker {
             accept_pending: false,
             accept_paused_until: Nanos::ZERO,
             pool: BufferPool::new(buffer_size, 1024),
-            spare: Vec::new(),
+            spare: Spares::new(request::MAX_SPARE),
+            next_trim: Nanos::ZERO,
+            published_pool: (0, 0),
             log,
             shutdown_at: None,
             deadlines,
@@ -235,8 +250,44 @@ impl Worker {
             self.close_upstream(u);
         }
         self.log.flush();
+        // This worker's buffers leave with it.
+        self.publish_pool((0, 0));
         debug_assert!(self.conns.is_empty() && self.ups.is_empty());
         Ok(())
+    }
+
+    /// Every `tuning.pool_trim_ms`, frees spare buffers and per-request
+    /// vectors that a whole period left unused (down to a floor), so memory
+    /// taken by a one-off peak is given back; and publishes the pool's
+    /// spare count (`gateway_buffer_pool_spare`).
+    fn trim_spares(&mut self) {
+        if self.now >= self.next_trim {
+            self.next_trim = self.now.saturating_add(self.deadlines.pool_trim);
+            let freed = self.pool.trim();
+            self.spare.trim(self.pool.floor());
+            if freed > 0 {
+                log::debug!("worker {}: freed {freed} unused spare buffers", self.id);
+            }
+        }
+        self.publish_pool((self.pool.spare() as u64, self.pool.in_use() as u64));
+    }
+
+    /// Moves the shared pool gauges by this worker's change since the last
+    /// call (each worker adds only its own share, so the sum is exact).
+    fn publish_pool(&mut self, now: (u64, u64)) {
+        let m = &self.shared.metrics;
+        let was = self.published_pool;
+        for (gauge, new, old) in [
+            (&m.buffer_pool_spare, now.0, was.0),
+            (&m.buffer_pool_in_use, now.1, was.1),
+        ] {
+            if new >= old {
+                gauge.fetch_add(new - old, Relaxed);
+            } else {
+                gauge.fetch_sub(old - new, Relaxed);
+            }
+        }
+        self.published_pool = now;
     }
 
     fn dispatch(&mut self, t: Token, ev: &mio::event::Event) {
@@ -403,19 +454,26 @@ impl Worker {
         }
         self.next_sweep = self.now.saturating_add(SWEEP_EVERY);
         let now = self.now;
-        let expired: Vec<usize> = self
+        let expired = |c: &Conn| c.deadline != Nanos::ZERO && c.deadline <= now;
+        let due: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline != Nanos::ZERO && c.deadline <= now)
+            .filter(|(_, c)| expired(c) || c.upload.is_due(now))
             .map(|(i, _)| i)
             .collect();
-        for ci in expired {
-            self.on_timeout(ci);
+        for ci in due {
+            if self.conns[ci].upload.is_due(now) {
+                self.check_upload_rate(ci);
+            }
+            if self.conns.get(ci).is_some_and(expired) {
+                self.on_timeout(ci);
+            }
             if self.conns.contains(ci) {
                 self.drive(ci);
             }
         }
         self.expire_idle_upstreams(self.deadlines.idle);
+        self.trim_spares();
         self.log.tick();
         self.log.flush();
     }

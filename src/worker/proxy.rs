@@ -55,6 +55,9 @@ impl Worker {
         c.head_pending = false;
         c.req_fwd = 0;
         c.ex.sent_at = self.now;
+        if c.ex.has_body && self.deadlines.min_body_rate > 0 {
+            c.upload.start(self.now, self.deadlines.body_rate_window);
+        }
         let b = self.shared.backends.get(backend);
         b.begin_inflight();
         c.ex.backend_inflight = Some(backend);
@@ -179,7 +182,11 @@ impl Worker {
                 if let ReqSide::Sending(scan) = req {
                     if scan.is_complete() && c.to_backend.is_flushed() && c.req_fwd == 0 {
                         *req = ReqSide::Sent;
+                        c.upload.stop();
                         progress = true;
+                        // The response-head deadline starts now and is not
+                        // pushed by progress (see `touch`).
+                        c.deadline = self.now.saturating_add(self.deadlines.response);
                     }
                 }
             }
@@ -332,9 +339,13 @@ impl Worker {
                 ..
             }
         );
+        // A client that half-closed after pipelining still gets an answer
+        // to every request it sent in full before its FIN (RFC 9112 §9.6):
+        // only when nothing more is buffered is this the last response.
+        let client_done = c.client_eof && c.req.as_ref().is_none_or(|b| b.is_empty());
         c.ex.close_after = !c.ex.client_keep_alive
             || framing == ResponseFraming::UntilClose
-            || c.client_eof
+            || client_done
             || c.draining
             || !req_sent;
         c.ex.status = status;

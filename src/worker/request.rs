@@ -12,6 +12,7 @@ use crate::algo::limit::Verdict;
 use crate::algo::BackendId;
 use crate::algo::Nanos;
 use crate::backend::Selection;
+use crate::conn::upload::UploadVerdict;
 use crate::conn::{After, Phase, ReqSide, RespSide};
 use crate::http::head::named_in_connection;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
@@ -40,7 +41,7 @@ const CLIENT_CLOSED: u16 = 499;
 
 /// Spare per-request vector sets kept per worker (as many as the buffer
 /// pool keeps spare buffers).
-const MAX_SPARE: usize = 1024;
+pub(super) const MAX_SPARE: usize = 1024;
 
 impl Worker {
     /// Moves the connection's state machine on from what the I/O steps saw.
@@ -123,7 +124,10 @@ impl Worker {
                     return true;
                 }
                 if c.client_eof {
-                    // The client gave up half-way through a head.
+                    // The client gave up half-way through a head (possibly
+                    // after pipelined requests that were all answered): no
+                    // request to answer, so close without a 400, as nginx
+                    // does for a head cut short by the client.
                     self.close(ci);
                     return true;
                 }
@@ -185,6 +189,7 @@ impl Worker {
         ex.request_id.clear();
         let _ = write!(ex.request_id, "{prefix:08x}{rid:08x}");
         c.head_pending = false;
+        c.upload.stop();
     }
 
     fn begin_request(&mut self, ci: usize) {
@@ -595,10 +600,7 @@ impl Worker {
             } if !scan.is_complete() && c.req_fwd == 0 && c.to_backend.is_flushed() => {
                 // Everything the client sent is with the backend and the rest
                 // of its body never came: the client is slow, not the backend.
-                // 408, and the backend's breaker is not charged.
-                self.release_permit(ci);
-                self.conns[ci].ex.client_keep_alive = false;
-                self.reject(ci, HttpError::BodyTimeout);
+                self.client_too_slow(ci);
             }
             Phase::Connecting(_)
             | Phase::Proxying {
@@ -626,13 +628,73 @@ impl Worker {
         }
     }
 
-    /// Pushes an activity deadline forward after progress (streaming
-    /// phases time out on silence, not on total duration).
+    /// A metering window of the request body ended: below
+    /// `limits.min_body_bytes_per_sec`, the client is cut off.
+    pub(super) fn check_upload_rate(&mut self, ci: usize) {
+        let c = &mut self.conns[ci];
+        let uploading = matches!(
+            &c.phase,
+            Phase::Connecting(scan)
+            | Phase::Proxying { req: ReqSide::Sending(scan), .. } if !scan.is_complete()
+        );
+        if !uploading {
+            c.upload.stop();
+            return;
+        }
+        if c.head.expect_continue && !c.ex.response_started {
+            // The client rightly waits for `100 Continue` from the backend.
+            c.upload.pause();
+        }
+        let d = &self.deadlines;
+        if c.upload
+            .judge(self.now, d.body_rate_window, d.min_body_rate)
+            == UploadVerdict::TooSlow
+        {
+            log::debug!("request body below limits.min_body_bytes_per_sec; 408");
+            self.client_too_slow(ci);
+        }
+    }
+
+    /// The client, not the backend, is holding the exchange up (its body
+    /// stalled or trickles below the minimum rate): 408 if no response has
+    /// started, else the connection is cut. The backend connection is
+    /// closed, never pooled (it holds part of a request), and its breaker is
+    /// not charged.
+    fn client_too_slow(&mut self, ci: usize) {
+        self.release_permit(ci);
+        let c = &mut self.conns[ci];
+        c.upload.stop();
+        if c.ex.status != 0 {
+            self.close(ci);
+            return;
+        }
+        c.ex.client_keep_alive = false;
+        self.reject(ci, HttpError::BodyTimeout);
+    }
+
+    /// Pushes an activity deadline forward after progress, in the phases
+    /// that time out on silence rather than on total duration.
+    ///
+    /// Two kinds of timer, never mixed:
+    /// - deadlines, set once on entering a phase and never pushed: the
+    ///   request head (`header_read_ms`, from its first byte), the connect
+    ///   (`connect_ms`), and the response head (`backend_response_ms`, from
+    ///   the moment the whole request is with the backend). A peer that
+    ///   trickles a head a line at a time still makes progress, so progress
+    ///   must not buy it time.
+    /// - inactivity timers, pushed here: while a request body is being
+    ///   uploaded, while a response body streams (`backend_response_ms` of
+    ///   silence), and in a tunnel (`idle_ms`).
     pub(super) fn touch(&mut self, ci: usize) {
         let Some(c) = self.conns.get_mut(ci) else {
             return;
         };
         let d = match c.phase {
+            // The head deadline was set when the request was sent.
+            Phase::Proxying {
+                req: ReqSide::Sent,
+                resp: RespSide::AwaitingHead,
+            } => return,
             Phase::Proxying { .. } => self.deadlines.response,
             Phase::Tunnelling => self.deadlines.idle,
             _ => return,
