@@ -2,8 +2,10 @@
 //! framing, head rewriting and gateway-made replies.
 
 pub mod chunked;
+pub mod client_ip;
 pub mod error;
 pub mod head;
+pub mod proxy_protocol;
 pub mod request;
 pub mod response;
 pub mod rewrite;
