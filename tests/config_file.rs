@@ -21,6 +21,8 @@ fn example_config_loads_with_every_documented_key() {
     assert_eq!(c.workers, 2);
     assert_eq!(c.rate_limit.spec.name(), "token-bucket");
     assert_eq!(c.pipeline.len(), 5);
+    assert_eq!(c.trusted_proxies.blocks().len(), 2);
+    assert!(!c.proxy_protocol);
 }
 
 #[test]
