@@ -10,11 +10,14 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
+mod dup_keys;
+
 use api_gateway_admin::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::backend::BackendDef;
+use crate::net::cidr::CidrSet;
 use crate::pipeline::Stage;
 
 /// A configuration error; the message names the field.
@@ -185,6 +188,12 @@ pub struct Config {
     pub access_log: AccessLogTarget,
     /// Internal timing knobs (not read from the config file).
     pub tuning: Tuning,
+    /// Peers whose `X-Forwarded-For` entries are believed (see
+    /// `crate::http::client_ip` for the walk). Empty: nobody's.
+    pub trusted_proxies: CidrSet,
+    /// Every accepted connection must start with a PROXY protocol header
+    /// (v1 or v2), whose source becomes the connection's peer.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Timeouts {
@@ -291,6 +300,8 @@ impl Config {
             allowed_upgrades: vec!["websocket".into()],
             access_log: AccessLogTarget::Stdout,
             tuning: Tuning::default(),
+            trusted_proxies: CidrSet::default(),
+            proxy_protocol: false,
         }
     }
 
@@ -305,6 +316,8 @@ impl Config {
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
         let root: Value =
             serde_json::from_str(text).map_err(|e| ConfigError(format!("invalid JSON: {e}")))?;
+        // `Value` silently keeps the last of two equal keys.
+        dup_keys::check(text).map_err(ConfigError)?;
         let obj = as_object(&root, "config")?;
         check_keys(
             obj,
@@ -325,6 +338,8 @@ impl Config {
                 "routes",
                 "allowed_upgrades",
                 "access_log",
+                "trusted_proxies",
+                "proxy_protocol",
             ],
         )?;
         let mut cfg = Config::demo();
@@ -417,9 +432,18 @@ impl Config {
             cfg.access_log = match v.as_str() {
                 Some("stdout") => AccessLogTarget::Stdout,
                 Some("off") => AccessLogTarget::Off,
-                Some(path) if !path.is_empty() => AccessLogTarget::File(path.into()),
+                Some(path) if !path.is_empty() => {
+                    check_log_path(path)?;
+                    AccessLogTarget::File(path.into())
+                }
                 _ => return err("access_log", "must be \"stdout\", \"off\" or a file path"),
             };
+        }
+        if let Some(v) = obj.get("trusted_proxies") {
+            cfg.trusted_proxies = trusted_proxies(v)?;
+        }
+        if let Some(on) = field::<bool>(obj, "proxy_protocol", "proxy_protocol")? {
+            cfg.proxy_protocol = on;
         }
         if let Some(token) = cfg.admin_token.as_deref() {
             // Even with the admin off: a blank token is a mistake to report.
@@ -497,6 +521,13 @@ fn backends(obj: &Map<String, Value>) -> Result<Vec<BackendDef>, ConfigError> {
         let addr_s: String = field(o, "addr", &format!("{path}.addr"))?
             .ok_or_else(|| ConfigError(format!("{path}.addr: required")))?;
         let addr = resolve(&addr_s).map_err(|e| ConfigError(format!("{path}.addr: {e}")))?;
+        if addr.port() == 0 {
+            // Connecting to port 0 fails on every request: a typo, not a plan.
+            return err(
+                &format!("{path}.addr"),
+                format!("port 0 in '{addr_s}' is not a usable backend port"),
+            );
+        }
         let name: String =
             field(o, "name", &format!("{path}.name"))?.unwrap_or_else(|| addr_s.clone());
         if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
@@ -518,6 +549,55 @@ fn backends(obj: &Map<String, Value>) -> Result<Vec<BackendDef>, ConfigError> {
         out.push(BackendDef { name, addr, weight });
     }
     Ok(out)
+}
+
+/// The access log file is opened when the workers start; a missing
+/// directory must fail here, naming the path, so `--check` catches it.
+fn check_log_path(path: &str) -> Result<(), ConfigError> {
+    let p = Path::new(path);
+    if p.is_dir() {
+        return err("access_log", format!("'{path}' is a directory"));
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return err(
+            "access_log",
+            format!("directory '{}' {what}", dir.display()),
+        );
+    }
+    Ok(())
+}
+
+/// `trusted_proxies`: a list of CIDR blocks or bare addresses.
+fn trusted_proxies(v: &Value) -> Result<CidrSet, ConfigError> {
+    let Value::Array(items) = v else {
+        return err(
+            "trusted_proxies",
+            "must be a list of CIDR blocks, e.g. [\"10.0.0.0/8\", \"::1\"]",
+        );
+    };
+    if items.len() > crate::net::cidr::MAX_BLOCKS {
+        return err(
+            "trusted_proxies",
+            format!("at most {} entries", crate::net::cidr::MAX_BLOCKS),
+        );
+    }
+    let mut blocks = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some(s) => blocks.push(s),
+            None => return err(&format!("trusted_proxies[{i}]"), "must be a string"),
+        }
+    }
+    CidrSet::parse(&blocks).map_err(|(i, e)| ConfigError(format!("trusted_proxies[{i}]: {e}")))
 }
 
 fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
@@ -906,5 +986,102 @@ mod tests {
         v["limits"]["min_body_bytes_per_sec"] = 0.into();
         let c = Config::from_json(&v.to_string()).unwrap();
         assert_eq!(c.limits.min_body_bytes_per_sec, 0);
+    }
+
+    /// A key given twice is an error naming its path, at any depth; before,
+    /// `Value` kept the last one silently.
+    #[test]
+    fn duplicate_keys_are_errors_naming_the_path() {
+        let dup = |from: &str, to: &str| {
+            assert_eq!(EXAMPLE.matches(from).count(), 1, "{from}");
+            Config::from_json(&EXAMPLE.replace(from, to)).unwrap_err().0
+        };
+        let e = dup(r#""capacity":20,"#, r#""capacity":20,"capacity":2000,"#);
+        assert!(e.starts_with("rate_limit.capacity: duplicate key"), "{e}");
+        let e = dup(
+            r#""listen":"127.0.0.1:4000","#,
+            r#""listen":"127.0.0.1:4000","listen":"127.0.0.1:4002","#,
+        );
+        assert!(e.starts_with("listen: duplicate key"), "{e}");
+        let e = dup(r#""weight":3"#, r#""weight":3,"weight":1"#);
+        assert!(e.starts_with("backends[0].weight: duplicate key"), "{e}");
+        // Syntax errors are still reported as such.
+        assert!(Config::from_json("{")
+            .unwrap_err()
+            .0
+            .starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn access_log_directory_must_exist() {
+        let e = error_of(|v| v["access_log"] = "/nonexistent-gw-dir/x/access.log".into());
+        assert_eq!(
+            e,
+            "access_log: directory '/nonexistent-gw-dir/x' does not exist"
+        );
+        let file = std::env::temp_dir().join(format!("gw-cfg-file-{}", std::process::id()));
+        std::fs::write(&file, b"").unwrap();
+        let under_file = format!("{}/access.log", file.display());
+        let e = error_of(|v| v["access_log"] = under_file.clone().into());
+        let _ = std::fs::remove_file(&file);
+        assert!(e.ends_with("is not a directory"), "{e}");
+        let dir = std::env::temp_dir();
+        let e = error_of(|v| v["access_log"] = dir.to_string_lossy().into_owned().into());
+        assert!(e.ends_with("is a directory"), "{e}");
+        let ok = dir.join("gw-access-ok.log");
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["access_log"] = ok.to_string_lossy().into_owned().into();
+        let c = Config::from_json(&v.to_string()).unwrap();
+        assert_eq!(
+            c.access_log,
+            AccessLogTarget::File(ok.to_string_lossy().into())
+        );
+        assert!(!ok.exists(), "checking must not create the file");
+        // A bare file name is in the working directory, which exists.
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["access_log"] = "access.log".into();
+        assert!(Config::from_json(&v.to_string()).is_ok());
+    }
+
+    #[test]
+    fn backend_port_zero_is_an_error() {
+        let e = error_of(|v| v["backends"][0]["addr"] = "127.0.0.1:0".into());
+        assert!(e.starts_with("backends[0].addr: port 0"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_and_proxy_protocol() {
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["trusted_proxies"] = serde_json::json!(["10.0.0.0/8", "127.0.0.1", "::1/128"]);
+        v["proxy_protocol"] = true.into();
+        let c = Config::from_json(&v.to_string()).unwrap();
+        let shown: Vec<String> = c
+            .trusted_proxies
+            .blocks()
+            .iter()
+            .map(|b| b.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+        assert!(c.proxy_protocol);
+        let d = Config::from_json(EXAMPLE).unwrap();
+        assert!(d.trusted_proxies.is_empty() && !d.proxy_protocol);
+
+        let e =
+            error_of(|v| v["trusted_proxies"] = serde_json::json!(["10.0.0.0/8", "10.0.0.0/33"]));
+        assert!(
+            e.starts_with("trusted_proxies[1]: '10.0.0.0/33': prefix length"),
+            "{e}"
+        );
+        let e = error_of(|v| v["trusted_proxies"] = serde_json::json!(["10.0.0.1/8"]));
+        assert!(
+            e.starts_with("trusted_proxies[0]: '10.0.0.1/8' has host bits set"),
+            "{e}"
+        );
+        let e = error_of(|v| v["trusted_proxies"] = serde_json::json!(["::1", 7]));
+        assert_eq!(e, "trusted_proxies[1]: must be a string");
+        let e = error_of(|v| v["trusted_proxies"] = "10.0.0.0/8".into());
+        assert!(e.starts_with("trusted_proxies: must be a list"), "{e}");
+        let e = error_of(|v| v["proxy_protocol"] = "yes".into());
+        assert!(e.starts_with("proxy_protocol: invalid type"), "{e}");
     }
 }

@@ -5,6 +5,7 @@
 //! - [`backend`]: the shared backend table (weights, in-flight, breakers, stats).
 //! - [`http`]: heads parsed in place, framing rules, rewriting, local replies.
 //! - [`metrics`]: atomic counters published by workers.
+//! - [`net`]: address sets from the configuration (trusted proxies).
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod pipeline;
 pub mod shared;
 pub mod token;

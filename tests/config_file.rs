@@ -21,6 +21,8 @@ fn example_config_loads_with_every_documented_key() {
     assert_eq!(c.workers, 2);
     assert_eq!(c.rate_limit.spec.name(), "token-bucket");
     assert_eq!(c.pipeline.len(), 5);
+    assert_eq!(c.trusted_proxies.blocks().len(), 2);
+    assert!(!c.proxy_protocol);
 }
 
 #[test]
@@ -54,6 +56,51 @@ fn binary_checks_config_files() {
         err.contains("timeouts.connect_ms"),
         "message must name the field: {err}"
     );
+}
+
+/// Config traps: `--check` used to pass these and the gateway then ran with
+/// something else than the file says (a duplicate key: the last one won) or
+/// failed at start without naming the path (a missing log directory).
+#[test]
+fn check_rejects_config_traps_naming_the_field() {
+    let bin = env!("CARGO_BIN_EXE_api-gateway");
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
+    let cases = [
+        (
+            example.replacen(
+                "\"connect_ms\": 1000",
+                "\"connect_ms\": 1000, \"connect_ms\": 5",
+                1,
+            ),
+            "timeouts.connect_ms: duplicate key",
+        ),
+        (
+            example.replacen(
+                "\"access_log\": \"stdout\"",
+                "\"access_log\": \"/nonexistent-gw-dir/access.log\"",
+                1,
+            ),
+            "access_log: directory '/nonexistent-gw-dir' does not exist",
+        ),
+        (
+            example.replacen("127.0.0.1:3001", "127.0.0.1:0", 1),
+            "backends[0].addr: port 0",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        assert_ne!(text, &example, "case {i} must change the file");
+        let path = std::env::temp_dir().join(format!("gw-trap-{}-{i}.json", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(bin)
+            .arg("--check")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(out.status.code(), Some(1), "{want}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "expected {want:?} in: {err}");
+    }
 }
 
 #[test]

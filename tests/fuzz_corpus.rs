@@ -166,6 +166,25 @@ fn differential_split_corpus() {
 /// The request-head seeds double as differential inputs (no cuts), so every
 /// smuggling shape is also checked for split-independence.
 #[test]
+fn proxy_header_corpus() {
+    use api_gateway::http::proxy_protocol::Parsed;
+    for (name, data) in corpus("proxy_header") {
+        let got = checks::check_proxy_header(&data);
+        if name.starts_with("ok-") {
+            assert!(
+                matches!(got, Ok(Parsed::Complete { .. })),
+                "{name}: {got:?}"
+            );
+        } else if name.starts_with("partial-") {
+            assert_eq!(got, Ok(Parsed::Incomplete), "{name}");
+        } else {
+            assert!(rejected_name(&name), "{name}: unexpected seed name");
+            assert!(got.is_err(), "{name}: {got:?}");
+        }
+    }
+}
+
+#[test]
 fn request_seeds_are_split_independent() {
     for (name, data) in corpus("request_head") {
         if name.starts_with("crash-") || data.len() > 600 {

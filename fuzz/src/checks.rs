@@ -840,3 +840,56 @@ pub fn check_differential(data: &[u8], cuts: &[usize]) -> Message {
     }
     whole
 }
+
+// ---------------------------------------------------------------- PROXY protocol
+
+/// Raw bytes as the start of a connection with `proxy_protocol` on. The
+/// answer never depends on how the bytes were split: every prefix shorter
+/// than the first decisive one is `Incomplete`, and once a prefix decides,
+/// longer inputs decide the same (the worker re-parses a growing buffer).
+/// A complete header is within the input and the bounds. The same bytes as
+/// `X-Forwarded-For` from a trusted peer resolve to the peer or to an
+/// address written in them.
+pub fn check_proxy_header(
+    data: &[u8],
+) -> Result<
+    api_gateway::http::proxy_protocol::Parsed,
+    api_gateway::http::proxy_protocol::ProxyHeaderError,
+> {
+    use api_gateway::http::client_ip;
+    use api_gateway::http::proxy_protocol::{parse, Parsed, MAX_HEADER, V1_MAX};
+    use api_gateway::net::cidr::CidrSet;
+
+    let whole = parse(data);
+    let decisive = (0..=data.len()).find(|&n| parse(&data[..n]) != Ok(Parsed::Incomplete));
+    match decisive {
+        None => assert_eq!(whole, Ok(Parsed::Incomplete)),
+        Some(n) => assert_eq!(
+            parse(&data[..n]),
+            whole,
+            "decided at {n} differently than whole: {}",
+            lossy(data)
+        ),
+    }
+    if let Ok(Parsed::Complete { len, .. }) = whole {
+        assert!(len <= data.len() && len <= MAX_HEADER);
+        if data.starts_with(b"PROXY ") {
+            assert!(len <= V1_MAX);
+        }
+        assert_eq!(
+            decisive,
+            Some(len),
+            "complete exactly when its last byte arrives"
+        );
+    }
+
+    let trusted = CidrSet::parse(&["10.0.0.0/8", "127.0.0.1", "::1"]).unwrap();
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let got = client_ip::resolve(peer, &trusted, data.split(|&b| b == b'\n').rev());
+    let written = data
+        .split(|&b| b == b'\n' || b == b',')
+        .filter_map(|e| client_ip::parse_entry(trim(e)))
+        .any(|a| a == got);
+    assert!(got == peer || written, "{got} from {}", lossy(data));
+    whole
+}

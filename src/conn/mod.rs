@@ -11,7 +11,7 @@ pub mod buffer;
 pub mod io;
 pub mod upload;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use mio::net::TcpStream;
 
@@ -245,6 +245,16 @@ impl Phase {
     }
 }
 
+/// What must arrive on a new connection before its first request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preface {
+    /// Nothing: HTTP from the first byte.
+    None,
+    /// A PROXY protocol header (`proxy_protocol` on), whose source replaces
+    /// `peer`; a connection without a valid one is closed.
+    ProxyHeader,
+}
+
 /// Per-request state, reused across the requests of one connection.
 #[derive(Debug, Default)]
 pub struct Exchange {
@@ -294,6 +304,9 @@ pub struct Exchange {
     pub close_after: bool,
     /// Time to the response head (ms), reported in `x-response-time`.
     pub response_time_ms: u64,
+    /// The client IP resolved from `peer` and `X-Forwarded-For` (see
+    /// [`Conn::client_ip`]); `None` until the head is parsed.
+    pub client_ip: Option<IpAddr>,
 }
 
 /// One accepted client connection.
@@ -304,8 +317,12 @@ pub struct Conn {
     pub serial: u64,
     /// The client socket.
     pub client: TcpStream,
-    /// Client address.
+    /// The connection's peer: the TCP peer, or the source its PROXY
+    /// protocol header named. Read it through [`Conn::peer_ip`] or
+    /// [`Conn::client_ip`].
     pub peer: SocketAddr,
+    /// What is still awaited before the first request head.
+    pub preface: Preface,
     /// Client readiness.
     pub ready: Ready,
     /// Client → backend bytes (request heads and bodies).
@@ -414,6 +431,7 @@ impl Conn {
             serial,
             client,
             peer,
+            preface: Preface::None,
             ready: Ready::default(),
             req: None,
             resp: None,
@@ -438,6 +456,20 @@ impl Conn {
             draining: false,
             upload: UploadMeter::default(),
         }
+    }
+
+    /// The connection's peer address (canonical: IPv4-mapped IPv6 as IPv4).
+    /// This is what the gateway appends to `X-Forwarded-For`: the address it
+    /// saw itself, as nginx's `$proxy_add_x_forwarded_for` does.
+    pub fn peer_ip(&self) -> IpAddr {
+        self.peer.ip().to_canonical()
+    }
+
+    /// The client IP of the current request: the peer, or what a trusted
+    /// proxy's `X-Forwarded-For` says (`crate::http::client_ip`). The rate
+    /// limit key, the sticky balancers' key and the access log use this.
+    pub fn client_ip(&self) -> IpAddr {
+        self.ex.client_ip.unwrap_or_else(|| self.peer_ip())
     }
 
     /// Whether the connection sits between requests with nothing buffered.

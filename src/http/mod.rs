@@ -3,9 +3,11 @@
 //! head rewriting and gateway-made replies.
 
 pub mod chunked;
+pub mod client_ip;
 pub mod error;
 pub mod head;
 pub mod path_check;
+pub mod proxy_protocol;
 pub mod request;
 pub mod response;
 pub mod rewrite;

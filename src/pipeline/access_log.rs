@@ -61,7 +61,13 @@ impl AccessLog {
             AccessLogTarget::Off => None,
             AccessLogTarget::Stdout => Some(Box::new(io::stdout())),
             AccessLogTarget::File(path) => Some(Box::new(
-                OpenOptions::new().create(true).append(true).open(path)?,
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    // Config loading checks the directory; this still names
+                    // the file when opening fails for another reason.
+                    .map_err(|e| io::Error::new(e.kind(), format!("access_log: '{path}': {e}")))?,
             )),
         };
         let mut log = AccessLog {

@@ -13,6 +13,7 @@
 //!   switch acknowledged to the admin applies to every later request.
 
 mod io_steps;
+mod preface;
 mod proxy;
 mod request;
 mod upstream;
@@ -402,7 +403,11 @@ impl Worker {
                     // The first request gets the header timeout, not the
                     // longer idle one: a silent new connection is a slowloris.
                     let deadline = self.now.saturating_add(self.deadlines.header);
-                    entry.insert(Conn::new(self.serial, sock, peer, deadline));
+                    let mut conn = Conn::new(self.serial, sock, peer, deadline);
+                    if self.shared.config.proxy_protocol {
+                        conn.preface = crate::conn::Preface::ProxyHeader;
+                    }
+                    entry.insert(conn);
                     Metrics::inc(&self.shared.metrics.connections_open);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -29,6 +29,9 @@ impl Worker {
         let Some(backend) = c.ex.backend else {
             return;
         };
+        // The address we saw (TCP or PROXY source), not the resolved
+        // client: each hop appends its own peer.
+        let peer_ip = c.peer_ip();
         let buf = c.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
         c.to_backend.clear();
         write_request(
@@ -36,7 +39,7 @@ impl Worker {
             buf,
             &c.head,
             &ForwardInfo {
-                client_ip: c.peer.ip(),
+                client_ip: peer_ip,
                 request_id: &c.ex.request_id,
                 allowed_upgrades: &self.shared.config.allowed_upgrades,
             },

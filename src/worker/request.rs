@@ -13,7 +13,7 @@ use crate::algo::BackendId;
 use crate::algo::Nanos;
 use crate::backend::Selection;
 use crate::conn::upload::UploadVerdict;
-use crate::conn::{After, Phase, ReqSide, RespSide};
+use crate::conn::{After, Phase, Preface, ReqSide, RespSide};
 use crate::http::head::named_in_connection;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
 use crate::http::rewrite::{error_body, write_local, LocalReply};
@@ -87,6 +87,9 @@ impl Worker {
             }
             return false;
         };
+        if c.preface == Preface::ProxyHeader {
+            return self.on_proxy_header(ci);
+        }
         // Re-parse only when a blank line may have arrived: a client
         // dribbling a head byte by byte must not cost a full parse per byte.
         let data = buf.data();
@@ -186,6 +189,7 @@ impl Worker {
         ex.status = 0;
         ex.bytes_out = 0;
         ex.response_time_ms = 0;
+        ex.client_ip = None;
         ex.request_id.clear();
         let _ = write!(ex.request_id, "{prefix:08x}{rid:08x}");
         c.head_pending = false;
@@ -207,8 +211,15 @@ impl Worker {
             c.head.upgrade = None;
         }
         let head = &c.head;
+        let client_ip = super::preface::resolve_client_ip(
+            c.peer_ip(),
+            &self.shared.config.trusted_proxies,
+            buf,
+            head,
+        );
         let ex = &mut c.ex;
         c.head_pending = true;
+        ex.client_ip = Some(client_ip);
         ex.method = head.method;
         ex.minor_version = head.minor_version;
         ex.client_keep_alive = head.wants_keep_alive() && !c.draining;
@@ -281,7 +292,7 @@ impl Worker {
                         &self.shared.config.rate_limit.key,
                         buf,
                         &c.head,
-                        c.peer.ip(),
+                        c.client_ip(),
                     );
                     let d = self.limiter.check(key, self.now);
                     rate_limit::write_headers(&mut c.ex.extra, &d);
@@ -340,7 +351,7 @@ impl Worker {
     /// backend will do, with a permit if its circuit grants one.
     fn choose_backend(&mut self, ci: usize, with_breaker: bool) -> bool {
         let key = PickKey {
-            client_hash: client_hash(self.conns[ci].peer.ip()),
+            client_hash: client_hash(self.conns[ci].client_ip()),
         };
         let table = &self.shared.backends;
         let now = self.now;
@@ -524,6 +535,7 @@ impl Worker {
     /// counts, an unused breaker permit. Idempotent.
     pub(super) fn end_request(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
+        let client = c.client_ip();
         let ex = &mut c.ex;
         if !ex.active {
             return;
@@ -552,7 +564,7 @@ impl Worker {
                 .map(|id| shared.backends.get(id).name.as_str())
                 .unwrap_or("-");
             self.log.record(&Entry {
-                client: c.peer.ip(),
+                client,
                 target: &ex.log_target,
                 status,
                 backend,
@@ -587,7 +599,11 @@ impl Worker {
         c.deadline = Nanos::ZERO;
         match &c.phase {
             Phase::ReadingHead => {
-                if c.timer_is_idle || c.req.as_ref().is_none_or(|b| b.is_empty()) {
+                // A PROXY header not complete in time gets no HTTP answer.
+                if c.timer_is_idle
+                    || c.preface != Preface::None
+                    || c.req.as_ref().is_none_or(|b| b.is_empty())
+                {
                     self.close(ci);
                 } else {
                     self.begin_error(ci);
