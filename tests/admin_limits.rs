@@ -11,20 +11,12 @@
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use api_gateway::demo::DemoBackend;
+use support::binary::*;
 use support::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One admin GET on a fresh connection; `None` on any failure (no panic).
 fn admin_status(addr: SocketAddr, path: &str) -> Option<u16> {
@@ -101,39 +93,11 @@ fn an_admin_flood_leaves_the_admin_and_the_data_plane_serving() {
     assert!((60..=64).contains(&held), "{held} flood connections held");
 }
 
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-/// Kills the process `.0` on drop (a no-op once it has exited and been
-/// reaped: the test then waits for it before this drops).
-struct Reaper(u32);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(self.0.to_string())
-                .status();
-        }
-    }
-}
-
 #[test]
 fn the_admin_survives_emfile_and_answers_again() {
     let backend = TestBackend::start();
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let config = std::env::temp_dir().join(format!(
-        "api-gateway-admin-emfile-{}.json",
-        std::process::id()
-    ));
     let json = serde_json::json!({
         "listen": addr.to_string(),
         "admin": admin.to_string(),
@@ -142,24 +106,9 @@ fn the_admin_survives_emfile_and_answers_again() {
         "backends": [{"name": "b", "addr": backend.addr.to_string()}],
         "rate_limit": {"algorithm": "token-bucket", "capacity": 100000, "refill_per_sec": 100000},
     });
-    std::fs::write(&config, json.to_string()).unwrap();
-    // `ulimit -n 48` in a shell that then becomes the gateway (exec): fewer
-    // descriptors than the admin's cap of 64, so the flood reaches EMFILE.
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 48 && exec {} --config {}",
-            env!("CARGO_BIN_EXE_api-gateway"),
-            config.display()
-        ))
-        .env("API_GATEWAY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
-    let pid = child.id();
-    // A failing assertion must not leave the gateway running.
-    let _reaper = Reaper(pid);
+    // Fewer descriptors than the admin's cap of 64, so the flood reaches EMFILE.
+    let mut gw = GatewayProcess::spawn("api-gateway-admin-emfile", &json, 48);
+    let pid = gw.pid();
     assert!(
         eventually(Duration::from_secs(10), || admin_status(
             admin,
@@ -186,10 +135,7 @@ fn the_admin_survives_emfile_and_answers_again() {
         used < 20,
         "gateway burned {used} ticks in 1 s at EMFILE: the admin is spinning"
     );
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "gateway died at EMFILE"
-    );
+    assert!(gw.is_running(), "gateway died at EMFILE");
 
     // Descriptors free again: the admin answers (its accept loop is alive).
     drop(flood);
@@ -201,21 +147,8 @@ fn the_admin_survives_emfile_and_answers_again() {
         "admin did not recover after EMFILE"
     );
     assert_eq!(get(addr, "/after").status, 200);
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-    let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_file(&config);
-    assert!(out.status.success(), "exit status {}", out.status);
-    let log = String::from_utf8_lossy(&out.stderr);
-    let failed = log.matches("admin: accept failed").count();
-    let again = log.matches("admin: accepting again").count();
-    assert!(failed >= 1 && again >= 1, "{log}");
-    assert!(
-        failed <= again + 1,
-        "one warning per episode, not per retry:\n{log}"
-    );
+    let log = gw.stop();
+    assert_logged_once_per_episode(&log, "admin: accept failed", "admin: accepting again");
     assert!(!log.contains("panicked"), "{log}");
 }
 

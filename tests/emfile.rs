@@ -5,29 +5,11 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use support::binary::*;
 use support::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
 
 /// One GET on a fresh connection; `None` on any failure (no panic).
 fn try_status(addr: SocketAddr) -> Option<u16> {
@@ -45,8 +27,6 @@ fn try_status(addr: SocketAddr) -> Option<u16> {
 fn emfile_neither_crashes_nor_spins_and_recovers() {
     let backend = TestBackend::start();
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let config =
-        std::env::temp_dir().join(format!("api-gateway-emfile-{}.json", std::process::id()));
     let json = serde_json::json!({
         "listen": addr.to_string(),
         "admin": null,
@@ -55,21 +35,9 @@ fn emfile_neither_crashes_nor_spins_and_recovers() {
         "backends": [{"name": "b", "addr": backend.addr.to_string()}],
         "rate_limit": {"algorithm": "token-bucket", "capacity": 100000, "refill_per_sec": 100000},
     });
-    std::fs::write(&config, json.to_string()).unwrap();
     // `ulimit -n 48` in a shell that then becomes the gateway (exec).
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 48 && exec {} --config {}",
-            env!("CARGO_BIN_EXE_api-gateway"),
-            config.display()
-        ))
-        .env("API_GATEWAY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
-    let pid = child.id();
+    let mut gw = GatewayProcess::spawn("api-gateway-emfile", &json, 48);
+    let pid = gw.pid();
     assert!(
         eventually(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()),
         "gateway did not start"
@@ -95,10 +63,7 @@ fn emfile_neither_crashes_nor_spins_and_recovers() {
         used < 20,
         "gateway burned {used} ticks in 1 s at EMFILE: it is spinning on the listener"
     );
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "gateway died at EMFILE"
-    );
+    assert!(gw.is_running(), "gateway died at EMFILE");
 
     // Free the descriptors: the gateway serves again.
     drop(flood);
@@ -108,21 +73,8 @@ fn emfile_neither_crashes_nor_spins_and_recovers() {
         }),
         "gateway did not recover after EMFILE"
     );
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-    let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_file(&config);
-    assert!(out.status.success(), "exit status {}", out.status);
     // The flood really hit EMFILE, and it was logged once per episode, not
     // once per 100 ms retry.
-    let log = String::from_utf8_lossy(&out.stderr);
-    let failed = log.matches("accept failed").count();
-    let again = log.matches("accepting again").count();
-    assert!(failed >= 1 && again >= 1, "{log}");
-    assert!(
-        failed <= again + 1,
-        "one warning per episode, not per retry:\n{log}"
-    );
+    let log = gw.stop();
+    assert_logged_once_per_episode(&log, "accept failed", "accepting again");
 }

@@ -18,6 +18,8 @@ use api_gateway::backend::BackendDef;
 use api_gateway::config::AccessLogTarget;
 use api_gateway::{Config, Gateway};
 
+pub mod binary;
+
 /// Upper bound for any single blocking socket operation in tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
