@@ -5,7 +5,8 @@
 //! control loop. It outlives algorithm swaps: balancers are rebuilt over it,
 //! but the counters they read stay here. The breakers share one
 //! [`OpenBudget`] (`max_open_ratio`), and the table decides when selection
-//! panics ([`Selection`]).
+//! panics ([`SelectionMode`]). Choosing a backend is
+//! [`crate::upstream::Pool::select`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -53,37 +54,18 @@ impl Backend {
         self.inflight.load(Ordering::Relaxed)
     }
 
-    /// Counts a request as in flight until the returned [`Lease`] drops.
-    pub fn lease(&self) -> Lease<'_> {
-        self.inflight.fetch_add(1, Ordering::Relaxed);
-        Lease { backend: self }
-    }
-
-    /// Increments the in-flight count without a guard; pair with
-    /// [`Backend::end_inflight`]. Used where the holder is not a scope (a
-    /// connection state machine).
-    pub fn begin_inflight(&self) {
+    /// Increments the in-flight count; only [`crate::upstream::Lease`]
+    /// calls this, and undoes it on drop.
+    pub(crate) fn begin_inflight(&self) {
         self.inflight.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Undoes one [`Backend::begin_inflight`].
-    pub fn end_inflight(&self) {
+    pub(crate) fn end_inflight(&self) {
         // Never underflow, even if a caller pairs wrongly.
         let _ = self
             .inflight
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-}
-
-/// RAII in-flight marker from [`Backend::lease`].
-#[derive(Debug)]
-pub struct Lease<'a> {
-    backend: &'a Backend,
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        self.backend.end_inflight();
     }
 }
 
@@ -100,7 +82,7 @@ pub struct BackendDef {
 
 /// How a request's backend is chosen right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Selection {
+pub enum SelectionMode {
     /// Only switched-on backends whose circuit grants a permit.
     Normal,
     /// Too few backends are available (switched on with a CLOSED circuit):
@@ -113,6 +95,10 @@ pub enum Selection {
         floor: u32,
     },
 }
+
+/// The name this type had before the selection guard
+/// ([`crate::upstream::Selection`]) took it; kept for API users.
+pub type Selection = SelectionMode;
 
 /// All backends, indexed by [`BackendId`].
 #[derive(Debug)]
@@ -172,10 +158,10 @@ impl BackendTable {
     /// with a CLOSED circuit than `backends - max_open`. With no circuit
     /// open this is one atomic load (nothing to panic about: every
     /// switched-on backend is selectable anyway).
-    pub fn selection(&self, now: Nanos) -> Selection {
+    pub fn selection(&self, now: Nanos) -> SelectionMode {
         let floor = self.budget.panic_floor();
         if floor == 0 || self.budget.open() == 0 {
-            return Selection::Normal;
+            return SelectionMode::Normal;
         }
         let available = self
             .backends
@@ -183,16 +169,16 @@ impl BackendTable {
             .filter(|b| b.is_up() && b.breaker.state(now) == CircuitState::Closed)
             .count() as u32;
         if available < floor {
-            Selection::Panic { available, floor }
+            SelectionMode::Panic { available, floor }
         } else {
-            Selection::Normal
+            SelectionMode::Normal
         }
     }
 
     /// Records `sel` as the current selection mode; `true` when that is a
     /// change (one caller wins each edge, for the event log).
-    pub fn note_selection(&self, sel: Selection) -> bool {
-        let panic = matches!(sel, Selection::Panic { .. });
+    pub fn note_selection(&self, sel: SelectionMode) -> bool {
+        let panic = matches!(sel, SelectionMode::Panic { .. });
         // Load first: the common case (no change) writes nothing.
         self.panicking.load(Ordering::Relaxed) != panic
             && self.panicking.swap(panic, Ordering::Relaxed) != panic

@@ -23,6 +23,8 @@ pub mod net;
 pub mod pipeline;
 pub mod shared;
 pub mod token;
+pub mod transport;
+pub mod upstream;
 pub mod worker;
 
 pub use config::Config;

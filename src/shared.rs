@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::algo::breaker::Transition;
 use crate::algo::limit::global::{GlobalStore, KeyHasher};
 use crate::algo::{BackendId, MonotonicClock, Nanos};
-use crate::backend::{BackendDef, BackendTable};
+use crate::backend::{BackendDef, BackendTable, SelectionMode};
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::metrics::Metrics;
@@ -21,8 +21,9 @@ use crate::metrics::Metrics;
 pub struct Shared {
     /// The configuration the gateway started with.
     pub config: Config,
-    /// Backends with their breakers and counters.
-    pub backends: BackendTable,
+    /// Backends with their breakers and counters (the `default` pool's
+    /// table; selection guards hold it too).
+    pub backends: Arc<BackendTable>,
     /// Totals.
     pub metrics: Metrics,
     /// Operator-visible events.
@@ -41,7 +42,7 @@ impl Shared {
     /// Builds the shared state for `config`.
     pub fn new(config: Config) -> Shared {
         let defs: Vec<BackendDef> = config.backends.clone();
-        let backends = BackendTable::new(&defs, config.circuit_breaker);
+        let backends = Arc::new(BackendTable::new(&defs, config.circuit_breaker));
         let clock = MonotonicClock::new();
         let key_hasher = KeyHasher::for_store(&config.rate_limit.store);
         let limit_store = GlobalStore::start(&config.rate_limit.store, &clock);
@@ -62,6 +63,28 @@ impl Shared {
         self.events.push(
             now,
             format!("circuit {name} {} -> {}", t.from.as_str(), t.to.as_str()),
+        );
+    }
+
+    /// Logs a change of selection mode (panic began or ended).
+    pub fn selection_event(&self, now: Nanos, sel: SelectionMode) {
+        let message = match sel {
+            SelectionMode::Panic { available, floor } => format!(
+                "upstream panic: {available} backend(s) available, fewer than {floor}; spreading over every switched-on backend"
+            ),
+            SelectionMode::Normal => {
+                "upstream panic over: open circuits are skipped again".to_string()
+            }
+        };
+        self.events.push(now, message);
+    }
+
+    /// Logs a half-open probe let through to backend `id`.
+    pub fn probe_event(&self, id: BackendId, now: Nanos) {
+        let name = &self.backends.get(id).name;
+        self.events.push(
+            now,
+            format!("circuit {name} OPEN -> HALF_OPEN (probe request)"),
         );
     }
 

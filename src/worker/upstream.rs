@@ -1,5 +1,5 @@
 //! Backend sockets: the upstream slab, non-blocking connects, and the
-//! per-backend idle keep-alive pool.
+//! per-backend idle keep-alive pool plumbing.
 //!
 //! An upstream has its own token, so moving it between the pool and a client
 //! connection needs no re-registration: only its `owner` changes. Idle
@@ -13,17 +13,25 @@ use mio::Interest;
 
 use super::Worker;
 use crate::algo::{BackendId, Nanos};
-use crate::conn::io::{read_into, IoOutcome};
-use crate::conn::Ready;
+use crate::conn::{Attach, UpstreamView};
 use crate::token;
+use crate::transport::outcome::{read_into, IoOutcome};
+use crate::transport::{Ready, Side, Transport};
+use crate::upstream::PoolId;
 
 /// Where an upstream socket is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpState {
     /// `connect()` issued, not yet established.
     Connecting,
-    /// Established and owned by a client connection.
-    Active,
+    /// The connect failed.
+    Refused,
+    /// Established and owned by a client connection; `reused` if it served
+    /// a request before (so it may be stale).
+    Active {
+        /// Taken from the idle pool.
+        reused: bool,
+    },
     /// Established, in the idle pool since `since`.
     Idle {
         /// When it was returned to the pool.
@@ -34,43 +42,93 @@ pub enum UpState {
 /// One backend socket.
 #[derive(Debug)]
 pub struct Upstream {
-    /// The socket.
-    pub sock: TcpStream,
-    /// Which backend.
+    /// The socket side.
+    pub side: Side,
+    /// Which pool.
+    pub pool: PoolId,
+    /// Which backend of the pool.
     pub backend: BackendId,
-    /// Readiness not yet used up.
-    pub ready: Ready,
     /// The client connection using it (slab index), if any.
     pub owner: Option<usize>,
     /// Life-cycle state.
     pub state: UpState,
-    /// Served at least one request before (so it may be stale).
-    pub reused: bool,
-    /// Our write side is shut (tunnels).
-    pub write_shut: bool,
 }
 
 impl Worker {
+    /// What the owning session sees of upstream `u`; resolves a pending
+    /// connect first.
+    pub(super) fn upstream_view(&mut self, u: usize) -> UpstreamView {
+        let up = &mut self.ups[u];
+        if up.state == UpState::Connecting && (up.side.ready.writable || up.side.ready.readable) {
+            match up.side.transport.connect_result() {
+                Some(true) => up.state = UpState::Active { reused: false },
+                Some(false) => up.state = UpState::Refused,
+                // A spurious or stale edge: wait for the real one.
+                None => up.side.ready = Ready::default(),
+            }
+        }
+        let attach = match up.state {
+            UpState::Connecting => Attach::Connecting,
+            UpState::Refused => Attach::Refused,
+            UpState::Active { reused } => Attach::Ready { reused },
+            UpState::Idle { .. } => Attach::Ready { reused: true },
+        };
+        UpstreamView {
+            attach,
+            seen: up.side.seen,
+        }
+    }
+
+    /// Gives connection `ci` a connection to `backend` of `pool`: a pooled
+    /// one unless `fresh`, else a new non-blocking connect. Attaches none if
+    /// the connect fails at once (the session sees that).
+    pub(super) fn attach(&mut self, ci: usize, pool: PoolId, backend: BackendId, fresh: bool) {
+        self.detach(ci, false);
+        let u = if fresh {
+            None
+        } else {
+            self.checkout_idle(pool, backend, ci)
+        };
+        let u = match u {
+            Some(u) => Some(u),
+            None => match self.connect(pool, backend, ci) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    log::debug!("connect to backend {backend} failed at once: {e}");
+                    None
+                }
+            },
+        };
+        self.clients[ci].upstream = u;
+    }
+
+    /// Detaches connection `ci`'s upstream, if any: pooled if `reusable`,
+    /// else closed.
+    pub(super) fn detach(&mut self, ci: usize, reusable: bool) {
+        if let Some(u) = self.clients[ci].upstream.take() {
+            self.release_upstream(u, reusable);
+        }
+    }
+
     /// Takes a pooled connection to `backend` for connection `ci`, skipping
     /// pooled sockets the backend has closed meanwhile.
-    pub(super) fn checkout_idle(&mut self, backend: BackendId, ci: usize) -> Option<usize> {
-        while let Some(u) = self.idle[backend].pop() {
-            if self.ups[u].ready.readable && !self.idle_still_open(u) {
+    fn checkout_idle(&mut self, pool: PoolId, backend: BackendId, ci: usize) -> Option<usize> {
+        while let Some(u) = self.pools[pool.index()].pop_idle(backend) {
+            if self.ups[u].side.ready.readable && !self.idle_still_open(u) {
                 self.close_upstream(u);
                 continue;
             }
             let up = &mut self.ups[u];
             up.owner = Some(ci);
-            up.state = UpState::Active;
-            up.reused = true;
+            up.state = UpState::Active { reused: true };
             return Some(u);
         }
         None
     }
 
     /// Starts a non-blocking connect to `backend` for connection `ci`.
-    pub(super) fn connect(&mut self, backend: BackendId, ci: usize) -> io::Result<usize> {
-        let addr = self.shared.backends.get(backend).addr;
+    fn connect(&mut self, pool: PoolId, backend: BackendId, ci: usize) -> io::Result<usize> {
+        let addr = self.pools[pool.index()].table.get(backend).addr;
         let mut sock = TcpStream::connect(addr)?;
         // Small heads and replies must not wait for Nagle.
         let _ = sock.set_nodelay(true);
@@ -82,55 +140,24 @@ impl Worker {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(Upstream {
-            sock,
+            side: Side::new(Transport::Plain(sock)),
+            pool,
             backend,
-            ready: Ready::default(),
             owner: Some(ci),
             state: UpState::Connecting,
-            reused: false,
-            write_shut: false,
         });
         Ok(u)
     }
 
-    /// Checks a pending connect: `Some(true)` established, `Some(false)`
-    /// failed, `None` still in progress (mio's recipe: `take_error`, then
-    /// `peer_addr`).
-    pub(super) fn connect_result(&mut self, u: usize) -> Option<bool> {
-        let up = &mut self.ups[u];
-        if !(up.ready.writable || up.ready.readable) {
-            return None;
-        }
-        match up.sock.take_error() {
-            Ok(Some(_)) | Err(_) => return Some(false),
-            Ok(None) => {}
-        }
-        match up.sock.peer_addr() {
-            Ok(_) => {
-                up.state = UpState::Active;
-                Some(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                // A spurious or stale edge: wait for the real one.
-                up.ready = Ready::default();
-                None
-            }
-            Err(_) => Some(false),
-        }
-    }
-
-    /// Returns an upstream to its backend's pool, or closes it when it
-    /// cannot be reused or the pool is full.
-    pub(super) fn release_upstream(&mut self, u: usize, reusable: bool) {
-        let backend = self.ups[u].backend;
-        if reusable
-            && self.idle[backend].len() < self.shared.config.limits.max_idle_per_backend
-            && !self.draining()
-        {
+    /// Returns an upstream to its pool, or closes it when it cannot be
+    /// reused or the pool is full.
+    fn release_upstream(&mut self, u: usize, reusable: bool) {
+        let (pool, backend) = (self.ups[u].pool, self.ups[u].backend);
+        let max = self.shared.config.limits.max_idle_per_backend;
+        if reusable && !self.draining() && self.pools[pool.index()].push_idle(backend, u, max) {
             let up = &mut self.ups[u];
             up.owner = None;
             up.state = UpState::Idle { since: self.now };
-            self.idle[backend].push(u);
         } else {
             self.close_upstream(u);
         }
@@ -143,25 +170,25 @@ impl Worker {
         }
         let mut up = self.ups.remove(u);
         if let UpState::Idle { .. } = up.state {
-            self.idle[up.backend].retain(|&x| x != u);
+            self.pools[up.pool.index()].remove_idle(up.backend, u);
         }
-        super::forget(self.poll.registry(), &mut up.sock);
+        super::forget(self.poll.registry(), up.side.transport.tcp());
     }
 
     /// An event on a pooled socket: anything readable means it is no longer
     /// usable (EOF, reset, or bytes nobody asked for).
     pub(super) fn on_idle_upstream_event(&mut self, u: usize) {
-        if self.ups[u].ready.readable && !self.idle_still_open(u) {
+        if self.ups[u].side.ready.readable && !self.idle_still_open(u) {
             self.close_upstream(u);
         }
     }
 
     fn idle_still_open(&mut self, u: usize) -> bool {
         let mut probe = [0u8; 64];
-        let up = &mut self.ups[u];
-        match read_into(&mut up.sock, &mut probe) {
+        let side = &mut self.ups[u].side;
+        match read_into(&mut side.transport, &mut probe) {
             IoOutcome::WouldBlock => {
-                up.ready.readable = false;
+                side.ready.readable = false;
                 true
             }
             _ => false,
@@ -171,12 +198,14 @@ impl Worker {
     /// Closes pooled sockets idle for longer than `max_idle`.
     pub(super) fn expire_idle_upstreams(&mut self, max_idle: Nanos) {
         let now = self.now;
+        let ups = &self.ups;
         let stale: Vec<usize> = self
-            .idle
+            .pools
             .iter()
-            .flatten()
-            .copied()
-            .filter(|&u| matches!(self.ups[u].state, UpState::Idle { since } if now.saturating_sub(since) >= max_idle))
+            .flat_map(|p| p.idle())
+            .filter(|&u| {
+                matches!(ups[u].state, UpState::Idle { since } if now.saturating_sub(since) >= max_idle)
+            })
             .collect();
         for u in stale {
             self.close_upstream(u);

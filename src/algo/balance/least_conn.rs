@@ -137,13 +137,13 @@ mod tests {
     #[test]
     fn follows_the_callers_inflight_accounting() {
         // The caller leases after each pick: picks fill up evenly.
-        let t = table(&[1, 1, 1]);
+        let t = Arc::new(table(&[1, 1, 1]));
         load(&t, &[0, 3, 1]);
         let lc = LeastConnections::new(&t);
         let mut leases = Vec::new();
         for _ in 0..5 {
             let id = lc.pick(&key(0), &t, &mut |_| true).unwrap();
-            leases.push(t.get(id).lease());
+            leases.push(crate::upstream::Lease::begin(t.clone(), id));
         }
         let now: Vec<u32> = t.iter().map(|b| b.inflight()).collect();
         assert_eq!(now, [3, 3, 3]);

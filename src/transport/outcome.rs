@@ -1,6 +1,6 @@
 //! Socket reads and writes reduced to an outcome; the only place that looks
 //! at `io::ErrorKind`. Network errors never leave the event loop as `Err`:
-//! they become a state transition.
+//! they become what a [`super::Side`] has seen ([`super::Link`]).
 
 use std::io::{self, IoSlice, Read, Write};
 

@@ -1,12 +1,11 @@
 //! What comes before the first request on a connection (a PROXY protocol
 //! header, when the listener requires one), and the client IP of each
 //! request. The parsing rules live in `crate::http::proxy_protocol` and
-//! `crate::http::client_ip`; this is only where the worker applies them.
+//! `crate::http::client_ip`; this is only where a session applies them.
 
 use std::net::IpAddr;
 
-use super::Worker;
-use crate::conn::Preface;
+use crate::algo::Nanos;
 use crate::http::client_ip;
 use crate::http::head::{eq_ci, named_in_connection};
 use crate::http::proxy_protocol::{self, Parsed};
@@ -14,37 +13,38 @@ use crate::http::request::RequestHead;
 use crate::metrics::Metrics;
 use crate::net::cidr::CidrSet;
 
-impl Worker {
-    /// `ReadingHead` while the PROXY header is awaited: parse what has
-    /// arrived (it may come in pieces). Complete: consume it, adopt its
-    /// source as the peer, and go on to HTTP with the bytes after it. Invalid
-    /// or missing: close without a word, since the peer is not speaking
-    /// HTTP to us yet. The header timeout set at accept bounds the wait.
-    pub(super) fn on_proxy_header(&mut self, ci: usize) -> bool {
-        let c = &mut self.conns[ci];
-        let received = c.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
-        match proxy_protocol::parse(received) {
+use super::phase::Phase;
+use super::session::{Ctx, IoView, Session, Step};
+
+impl Session {
+    /// `Preface`: parse what has arrived of the PROXY header (it may come in
+    /// pieces). Complete: consume it, adopt its source as the peer, and go
+    /// on to HTTP with the bytes after it, under the same header deadline.
+    /// Invalid or missing: close without a word, since the peer is not
+    /// speaking HTTP to us yet.
+    pub(super) fn on_preface(&mut self, io: &IoView, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        let Some(buf) = self.req.as_ref().filter(|b| !b.is_empty()) else {
+            return self.on_empty_inbox(io, ctx, now);
+        };
+        match proxy_protocol::parse(buf.data()) {
             Ok(Parsed::Complete { len, source }) => {
-                if let Some(b) = c.req.as_mut() {
+                if let Some(b) = self.req.as_mut() {
                     b.consume(len);
                 }
                 if let Some(src) = source {
-                    c.peer = src;
+                    self.peer = src;
                 }
-                c.preface = Preface::None;
-                c.head_scanned = 0;
-                true
+                self.head_scanned = 0;
+                let deadline = self.deadline();
+                self.enter(Phase::ReadingHead, deadline);
+                Step::Continue
             }
-            Ok(Parsed::Incomplete) if !c.client_eof && !c.draining => false,
-            Ok(Parsed::Incomplete) => {
-                self.close(ci);
-                true
-            }
+            Ok(Parsed::Incomplete) if !io.client.eof() && !ctx.draining => Step::Wait,
+            Ok(Parsed::Incomplete) => self.close(ctx, now),
             Err(e) => {
-                log::debug!("worker {}: {} from {}; closing", self.id, e, c.peer);
-                Metrics::inc(&self.shared.metrics.errors);
-                self.close(ci);
-                true
+                log::debug!("{} from {}; closing", e, self.peer);
+                Metrics::inc(&ctx.shared.metrics.errors);
+                self.close(ctx, now)
             }
         }
     }

@@ -1,0 +1,495 @@
+//! HTTP/1.1 at the gateway: reading the request head, running the pipeline
+//! stages, gateway-made replies, keep-alive and closing, and the
+//! per-request accounting that happens exactly once. Forwarding is in
+//! `forward.rs`, timers in `timer.rs`.
+
+use std::io::Write;
+
+use crate::algo::balance::PickKey;
+use crate::algo::limit::Verdict;
+use crate::algo::Nanos;
+use crate::http::head::named_in_connection;
+use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
+use crate::http::rewrite::{error_body, write_local, LocalReply};
+use crate::http::HttpError;
+use crate::http::{rules, upgrade};
+use crate::metrics::Metrics;
+use crate::pipeline::access_log::Entry;
+use crate::pipeline::cors::{self, CorsKind};
+use crate::pipeline::{rate_limit, Stage};
+use crate::shared::client_hash;
+use crate::upstream::{Gate, PoolEvent};
+
+use super::exchange::{Answer, Ledger};
+use super::phase::{After, Phase};
+use super::session::{Ctx, IoView, Session, Step};
+
+impl Session {
+    /// Moves the state machine on from what the sockets saw and the bytes
+    /// in the buffers; returns what the worker must do next. Call again
+    /// (after pumping) until it returns [`Step::Wait`].
+    pub fn advance(&mut self, io: &IoView, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        if io.client.failed() && !self.is_closed() {
+            // The client reset or vanished: nothing can be delivered.
+            return self.close(ctx, now);
+        }
+        match self.phase() {
+            Phase::Preface => self.on_preface(io, ctx, now),
+            Phase::Idle | Phase::ReadingHead => self.on_reading_head(io, ctx, now),
+            Phase::Routing { .. } => self.run_pipeline(ctx, now),
+            &Phase::Parked { until, next } => {
+                if now < until {
+                    return Step::Wait;
+                }
+                self.enter(Phase::Routing { next }, Nanos::ZERO);
+                self.run_pipeline(ctx, now)
+            }
+            Phase::Connecting(_) => self.on_connecting(io, ctx, now),
+            Phase::Proxying { .. } => self.on_proxying(io, ctx, now),
+            Phase::Tunnelling => self.on_tunnelling(io, ctx, now),
+            &Phase::Replying(after) => self.on_replying(after, ctx, now),
+            Phase::Closing => self.on_closing(ctx, now),
+            Phase::Lingering if io.client.eof() => self.close(ctx, now),
+            Phase::Lingering | Phase::Closed => Step::Wait,
+        }
+    }
+
+    /// Nothing buffered while a head (or PROXY header) is awaited: close on
+    /// EOF or shutdown; else give the buffers back so an idle keep-alive
+    /// connection holds neither them nor the per-request vectors.
+    pub(super) fn on_empty_inbox(&mut self, io: &IoView, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        if io.client.eof() || ctx.draining {
+            return self.close(ctx, now);
+        }
+        if self.req.is_some() || self.resp.is_some() {
+            return Step::Idle;
+        }
+        Step::Wait
+    }
+
+    fn on_reading_head(&mut self, io: &IoView, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        let limits_cfg = &ctx.shared.config.limits;
+        let limits = RequestLimits {
+            max_uri: limits_cfg.max_uri_bytes,
+            max_body: limits_cfg.max_body_bytes,
+        };
+        let max_head = limits_cfg.max_header_bytes;
+        let Some(buf) = self.req.as_ref().filter(|b| !b.is_empty()) else {
+            return self.on_empty_inbox(io, ctx, now);
+        };
+        // Re-parse only when a blank line may have arrived: a client
+        // dribbling a head byte by byte must not cost a full parse per byte.
+        let data = buf.data();
+        let from = self.head_scanned.saturating_sub(3).min(data.len());
+        let complete_hint = data[from..].windows(2).any(|w| w == b"\n\n")
+            || data[from..].windows(3).any(|w| w == b"\n\r\n");
+        self.head_scanned = data.len();
+        // The buffer is at least 16 KiB, so a smaller configured
+        // `max_header_bytes` is enforced here, not by the buffer filling up.
+        let over = data.len() >= max_head;
+        let full = buf.is_full();
+        let eof = io.client.eof();
+        let parsed = if complete_hint || full || over || eof {
+            self.head.parse(data, &limits)
+        } else if request_line_too_long(data, limits.max_uri) {
+            Err(HttpError::UriTooLong)
+        } else {
+            Ok(false)
+        };
+        match parsed {
+            Ok(true) if self.head.len > max_head => {
+                self.head_scanned = 0;
+                self.begin_error(ctx, now);
+                self.reject(HttpError::HeadTooLarge, ctx, now)
+            }
+            Ok(true) => {
+                self.head_scanned = 0;
+                self.begin_request(ctx, now)
+            }
+            Ok(false) if full || over => {
+                self.begin_error(ctx, now);
+                self.reject(HttpError::HeadTooLarge, ctx, now)
+            }
+            // The client gave up half-way through a head (possibly after
+            // pipelined requests that were all answered): no request to
+            // answer, so close without a 400, as nginx does.
+            Ok(false) if eof => self.close(ctx, now),
+            Ok(false) => {
+                if matches!(self.phase(), Phase::Idle) {
+                    // First bytes of a new head: the header timer starts.
+                    let at = now.saturating_add(ctx.timeouts.header);
+                    self.enter(Phase::ReadingHead, at);
+                }
+                Step::Wait
+            }
+            Err(e) => {
+                self.head_scanned = 0;
+                self.begin_error(ctx, now);
+                self.reject(e, ctx, now)
+            }
+        }
+    }
+
+    /// Starts the accounting of a request whose head could not be parsed.
+    pub(super) fn begin_error(&mut self, ctx: &mut Ctx<'_>, now: Nanos) {
+        self.start_exchange(ctx, now);
+        self.ex.client_wants = After::Close;
+        self.ex.log_target.clear();
+        self.ex.log_target.extend_from_slice(b"- -");
+    }
+
+    fn start_exchange(&mut self, ctx: &mut Ctx<'_>, now: Nanos) {
+        Metrics::inc(&ctx.shared.metrics.requests);
+        Metrics::inc(&ctx.shared.metrics.inflight);
+        ctx.ids.serial += 1;
+        let (prefix, rid) = (ctx.ids.prefix, ctx.ids.serial);
+        let ex = &mut self.ex;
+        ex.ledger = Ledger::Owed;
+        ex.start = now;
+        ex.method = None;
+        ex.minor_version = 1;
+        ex.client_wants = After::KeepAlive;
+        ex.after = After::KeepAlive;
+        ex.extra.clear();
+        ex.selection = None;
+        ex.attempts = 0;
+        ex.answer = Answer::Nothing;
+        ex.sent_at = now;
+        ex.bytes_out = 0;
+        ex.response_time_ms = 0;
+        ex.client_ip = None;
+        ex.request_id.clear();
+        let _ = write!(ex.request_id, "{prefix:08x}{rid:08x}");
+        self.upload.stop();
+    }
+
+    fn begin_request(&mut self, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        self.start_exchange(ctx, now);
+        // From here the head is pending in the request buffer.
+        self.enter(Phase::Routing { next: 0 }, Nanos::ZERO);
+        let config = &ctx.shared.config;
+        let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        // Only an allowed protocol may turn this connection into a tunnel
+        // (which no later stage sees); any other offer is dropped and the
+        // request forwarded as a plain one (see `http::upgrade`).
+        if self
+            .head
+            .upgrade
+            .is_some_and(|u| !upgrade::offers_allowed(u.get(buf), &config.allowed_upgrades))
+        {
+            self.head.upgrade = None;
+        }
+        let head = &self.head;
+        let peer = self.peer.ip().to_canonical();
+        let client_ip = super::preface::resolve_client_ip(peer, &config.trusted_proxies, buf, head);
+        let ex = &mut self.ex;
+        ex.client_ip = Some(client_ip);
+        ex.method = head.method;
+        ex.minor_version = head.minor_version;
+        if !head.wants_keep_alive() || ctx.draining {
+            ex.client_wants = After::Close;
+        }
+        // A client id the client itself marked hop-by-hop is not kept.
+        if let Some(id) = head
+            .request_id
+            .filter(|_| !named_in_connection(buf, &head.connection, b"x-request-id"))
+        {
+            ex.request_id.clear();
+            ex.request_id.extend_from_slice(id.get(buf));
+        }
+        ex.log_target.clear();
+        ex.log_target.extend_from_slice(head.method_span.get(buf));
+        ex.log_target.push(b' ');
+        let target = head.target.get(buf);
+        ex.log_target
+            .extend_from_slice(&target[..target.len().min(512)]);
+        if let Err(e) = rules::check(buf, head) {
+            return self.reject(e, ctx, now);
+        }
+        let path = head.path.get(buf);
+        let routed = config.routes.iter().any(|r| path.starts_with(r.as_bytes()))
+            || (path == b"*" && head.method() == Method::Options);
+        if !routed {
+            return self.reject(HttpError::NoRoute, ctx, now);
+        }
+        self.run_pipeline(ctx, now)
+    }
+
+    /// Whether the request has a body (that the client may not have sent
+    /// in full yet).
+    pub(super) fn has_body(&self) -> bool {
+        self.head.framing() != RequestFraming::Empty
+    }
+
+    /// Runs the pipeline stages from the phase's `next` until one answers,
+    /// parks the request, or the proxy stage starts forwarding.
+    fn run_pipeline(&mut self, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        let pipeline = &ctx.shared.config.pipeline;
+        loop {
+            let Phase::Routing { next } = self.phase_mut() else {
+                return Step::Continue;
+            };
+            // The configuration guarantees the pipeline ends with `proxy`.
+            let Some(&stage) = pipeline.get(*next) else {
+                return self.reject(HttpError::NoBackend, ctx, now);
+            };
+            *next += 1;
+            match stage {
+                // Decided once per request (`Ctx::log_requests`).
+                Stage::Logger => {}
+                Stage::Cors => {
+                    let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+                    let kind = cors::classify(buf, &self.head);
+                    let cfg = &ctx.shared.config.cors;
+                    cors::write_headers(&mut self.ex.extra, cfg, buf, &self.head, kind);
+                    if kind == CorsKind::Preflight {
+                        return self.reply(204, b"", "", false, ctx, now);
+                    }
+                }
+                Stage::RateLimit => {
+                    let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+                    let key = rate_limit::client_key(
+                        &ctx.shared.key_hasher,
+                        &ctx.shared.config.rate_limit.key,
+                        buf,
+                        &self.head,
+                        self.client_ip(),
+                    );
+                    let d = ctx.limiter.check(key, now);
+                    rate_limit::write_headers(&mut self.ex.extra, &d);
+                    let m = &ctx.shared.metrics;
+                    match d.verdict {
+                        Verdict::Allow => Metrics::inc(&m.limit_allowed),
+                        Verdict::Delay(delay) => {
+                            Metrics::inc(&m.limit_delayed);
+                            let until = now.saturating_add(delay);
+                            let next = match self.phase() {
+                                Phase::Routing { next } => *next,
+                                _ => pipeline.len(),
+                            };
+                            self.enter(Phase::Parked { until, next }, Nanos::ZERO);
+                            return Step::Park { until };
+                        }
+                        Verdict::Deny => {
+                            Metrics::inc(&m.limit_denied);
+                            let secs = rate_limit::retry_after_secs(&d);
+                            let _ = write!(self.ex.extra, "Retry-After: {secs}\r\n");
+                            let err = HttpError::RateLimited {
+                                retry_after_secs: secs,
+                            };
+                            return self.reject(err, ctx, now);
+                        }
+                    }
+                }
+                Stage::CircuitBreaker => {
+                    if !self.select_backend(Gate::Breaker, ctx, now) {
+                        return self.reject(HttpError::NoBackend, ctx, now);
+                    }
+                }
+                Stage::Proxy => {
+                    if self.ex.selection.is_none() && !self.select_backend(Gate::Any, ctx, now) {
+                        return self.reject(HttpError::NoBackend, ctx, now);
+                    }
+                    return self.start_forwarding(ctx, now);
+                }
+            }
+        }
+    }
+
+    /// Chooses the request's backend (see [`crate::upstream::Pool::select`]);
+    /// `false` when there is none.
+    fn select_backend(&mut self, gate: Gate, ctx: &mut Ctx<'_>, now: Nanos) -> bool {
+        let key = PickKey {
+            client_hash: client_hash(self.client_ip()),
+        };
+        let shared = ctx.shared;
+        let selection = ctx.pool.select(&key, now, gate, &mut |e| match e {
+            PoolEvent::Mode(mode) => shared.selection_event(now, mode),
+            PoolEvent::Probe(id) => shared.probe_event(id, now),
+        });
+        let found = selection.is_some();
+        self.ex.selection = selection;
+        found
+    }
+
+    /// Answers with a gateway-made error.
+    pub(super) fn reject(&mut self, err: HttpError, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        let m = &ctx.shared.metrics;
+        match err {
+            HttpError::RateLimited { .. } => Metrics::inc(&m.rate_limited),
+            HttpError::NoBackend => Metrics::inc(&m.circuit_broken),
+            _ => Metrics::inc(&m.errors),
+        }
+        if let Some(allow) = err.allow() {
+            self.ex.extra.extend_from_slice(b"Allow: ");
+            self.ex.extra.extend_from_slice(allow.as_bytes());
+            self.ex.extra.extend_from_slice(b"\r\n");
+        }
+        let mut body = std::mem::take(ctx.scratch);
+        error_body(&mut body, err, &self.ex.request_id);
+        let close = err.closes_connection();
+        let step = self.reply(err.status(), &body, "application/json", close, ctx, now);
+        *ctx.scratch = body;
+        step
+    }
+
+    /// Queues a gateway-made response and enters `Replying`; any backend
+    /// connection is dropped (its state is unknown, so never pooled).
+    fn reply(
+        &mut self,
+        status: u16,
+        body: &[u8],
+        content_type: &str,
+        force_close: bool,
+        ctx: &mut Ctx<'_>,
+        now: Nanos,
+    ) -> Step {
+        self.forget_response();
+        // The rest of the stream can be read as the next request only if
+        // this request has no body still in flight.
+        let close =
+            force_close || self.has_body() || self.ex.client_wants == After::Close || ctx.draining;
+        if self.phase().head_pending() {
+            let n = self.head.len;
+            if let Some(b) = self.req.as_mut() {
+                b.consume(n);
+            }
+        }
+        let after = if close {
+            After::Close
+        } else {
+            After::KeepAlive
+        };
+        self.ex.answer = Answer::Final(status);
+        self.ex.after = after;
+        self.to_client.clear();
+        write_local(
+            &mut self.to_client.bytes,
+            &LocalReply {
+                status,
+                body,
+                content_type,
+                request_id: &self.ex.request_id,
+                extra: &self.ex.extra,
+                close,
+                head_only: self.ex.method == Some(Method::Head),
+            },
+        );
+        self.enter(
+            Phase::Replying(after),
+            now.saturating_add(ctx.timeouts.idle),
+        );
+        Step::Release { reusable: false }
+    }
+
+    /// Drops whatever the backend sent for this exchange (its connection
+    /// is being released).
+    pub(super) fn forget_response(&mut self) {
+        if let Some(b) = self.resp.as_mut() {
+            b.consume(b.len());
+        }
+        self.resp_fwd = 0;
+    }
+
+    fn on_replying(&mut self, after: After, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        if !self.to_client.is_flushed() {
+            return Step::Wait;
+        }
+        self.settle(ctx, now);
+        match after {
+            After::KeepAlive => self.enter_idle(ctx, now),
+            After::Close => self.enter_closing(ctx, now),
+        }
+        Step::Continue
+    }
+
+    /// Back to waiting for the next request on a kept-alive connection.
+    pub(super) fn enter_idle(&mut self, ctx: &Ctx<'_>, now: Nanos) {
+        self.to_client.clear();
+        self.to_backend.clear();
+        self.enter(Phase::Idle, now.saturating_add(ctx.timeouts.idle));
+    }
+
+    /// Flush what is queued, then send our FIN and linger.
+    pub(super) fn enter_closing(&mut self, ctx: &Ctx<'_>, now: Nanos) {
+        self.enter(Phase::Closing, now.saturating_add(ctx.timeouts.idle));
+    }
+
+    fn on_closing(&mut self, ctx: &Ctx<'_>, now: Nanos) -> Step {
+        if !self.to_client.is_flushed() {
+            return Step::Wait;
+        }
+        self.enter(Phase::Lingering, now.saturating_add(ctx.timeouts.linger));
+        Step::Shut(super::session::Peer::Client)
+    }
+
+    /// Finishes a request's accounting: access log, metrics, and the
+    /// selection (its in-flight lease and any unused breaker permit are
+    /// released by dropping it). Idempotent.
+    pub(super) fn settle(&mut self, ctx: &mut Ctx<'_>, now: Nanos) {
+        if self.ex.ledger != Ledger::Owed {
+            return;
+        }
+        self.ex.ledger = Ledger::Settled;
+        let client = self.client_ip();
+        let ex = &mut self.ex;
+        let m = &ctx.shared.metrics;
+        Metrics::dec(&m.inflight);
+        let status = ex.logged_status();
+        m.count_status(status);
+        let duration_us = now.saturating_sub(ex.start).0 / 1000;
+        m.latency.observe_us(duration_us);
+        let selection = ex.selection.take();
+        if ctx.log_requests {
+            let backend = selection
+                .as_ref()
+                .map(|s| s.entry().name.as_str())
+                .unwrap_or("-");
+            ctx.log.record(&Entry {
+                client,
+                target: &ex.log_target,
+                status,
+                backend,
+                duration_us,
+                bytes: ex.bytes_out,
+                request_id: &ex.request_id,
+            });
+        }
+    }
+
+    /// Ends the connection: accounting now, the slot at the end of the
+    /// worker's loop iteration.
+    pub fn close(&mut self, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        self.settle(ctx, now);
+        self.forget_response();
+        self.enter(Phase::Closed, Nanos::ZERO);
+        Step::Close
+    }
+
+    /// Pushes an activity deadline forward after progress, in the phases
+    /// that time out on silence rather than on total duration.
+    ///
+    /// Two kinds of timer, never mixed:
+    /// - deadlines, set once on entering a phase and never pushed: the
+    ///   request head (`header_read_ms`, from its first byte), the connect
+    ///   (`connect_ms`), and the response head (`backend_response_ms`, from
+    ///   the moment the whole request is with the backend). A peer that
+    ///   trickles a head a line at a time still makes progress, so progress
+    ///   must not buy it time.
+    /// - inactivity timers, pushed here: while a request body is being
+    ///   uploaded, while a response body streams (`backend_response_ms` of
+    ///   silence), and in a tunnel (`idle_ms`).
+    pub fn touch(&mut self, timeouts: &super::Timeouts, now: Nanos) {
+        let d = match self.phase() {
+            // The head deadline was set when the request was sent.
+            Phase::Proxying {
+                req: super::ReqSide::Sent,
+                resp: super::RespSide::AwaitingHead,
+            } => return,
+            Phase::Proxying { .. } => timeouts.response,
+            Phase::Tunnelling => timeouts.idle,
+            _ => return,
+        };
+        self.rearm(now.saturating_add(d));
+    }
+}

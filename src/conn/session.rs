@@ -1,0 +1,541 @@
+//! The sans-IO session of one client connection: its buffers, its phase and
+//! deadline, the request in progress, and what it asks the worker to do.
+//!
+//! The session never touches a socket, the slab or the poll. The worker
+//! pumps bytes between sockets and the session's buffers (through
+//! [`Session::client_inbox`] and the [`Outbox`] views), tells it what the
+//! sockets saw ([`IoView`]), and executes the [`Step`]s that
+//! [`Session::advance`] and [`Session::on_timer`] return. So every
+//! transition can be driven in a unit test or a fuzzer with a fake view.
+//!
+//! Invariants:
+//! - The phase and its deadline change together, in [`Session::enter`].
+//! - Whatever choosing a backend took (breaker permit, in-flight count) is a
+//!   guard in the exchange ([`crate::upstream::Selection`]): dropping it
+//!   releases both, so no path leaks either.
+//! - Only bytes a body scanner cleared (`req_fwd`, `resp_fwd`) are offered
+//!   to the peer, so a message is never forwarded past its framing.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::algo::limit::RateLimiter;
+use crate::algo::{BackendId, Nanos};
+use crate::http::head::{HeaderSpan, Span};
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
+use crate::pipeline::access_log::AccessLog;
+use crate::shared::Shared;
+use crate::transport::{Fill, Outbox, Seen};
+use crate::upstream::{Pool, PoolId};
+
+use super::buffer::Buffer;
+use super::exchange::Exchange;
+use super::phase::Phase;
+use super::upload::UploadMeter;
+
+/// Bytes queued for one peer that are not part of a buffered body: a
+/// rewritten head or a gateway-made reply. Kept after sending until the
+/// exchange moves on, so a request can be replayed on a fresh connection.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// How many have been written.
+    pub pos: usize,
+}
+
+impl Outgoing {
+    /// Bytes still to write.
+    pub fn pending(&self) -> &[u8] {
+        &self.bytes[self.pos..]
+    }
+
+    /// Whether everything has been written.
+    pub fn is_flushed(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    /// Forgets the content (keeps the allocation).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.pos = 0;
+    }
+}
+
+/// The growable vectors of a session's per-request state (outgoing heads,
+/// pipeline headers, header indices), emptied but with their capacity.
+///
+/// A connection going idle between keep-alive requests hands them to the
+/// worker's spare list together with its buffers, and takes a set back when
+/// it has bytes again. Steady-state traffic still allocates nothing, and an
+/// idle connection holds no heap memory but its slab slot.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    bytes: [Vec<u8>; 5],
+    headers: [Vec<HeaderSpan>; 2],
+    spans: [Vec<Span>; 2],
+}
+
+/// Timeouts and body-rate settings, converted once to `Nanos`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timeouts {
+    /// `timeouts.connect_ms`.
+    pub connect: Nanos,
+    /// `timeouts.header_read_ms`.
+    pub header: Nanos,
+    /// `timeouts.backend_response_ms`.
+    pub response: Nanos,
+    /// `timeouts.idle_ms`.
+    pub idle: Nanos,
+    /// How long we read and discard after our FIN.
+    pub linger: Nanos,
+    /// `limits.min_body_bytes_per_sec` (0: off).
+    pub min_body_rate: u64,
+    /// Its averaging window (`tuning.body_rate_window_ms`).
+    pub body_rate_window: Nanos,
+}
+
+/// Request ids: a per-worker prefix and a counter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIds {
+    /// Distinguishes workers (hash of the worker number).
+    pub prefix: u32,
+    /// Requests started so far.
+    pub serial: u64,
+}
+
+/// Everything a session may consult or feed while it advances: shared
+/// state, the algorithms this worker uses, and per-worker sinks.
+pub struct Ctx<'a> {
+    /// Configuration, metrics, events, the key hasher.
+    pub shared: &'a Shared,
+    /// The rate limiter this worker uses.
+    pub limiter: &'a dyn RateLimiter,
+    /// The upstream pool requests go to.
+    pub pool: &'a Pool,
+    /// Timeouts.
+    pub timeouts: &'a Timeouts,
+    /// The access log (used only when the logger stage is configured).
+    pub log: &'a mut AccessLog,
+    /// Whether the logger stage is configured and the log is open.
+    pub log_requests: bool,
+    /// Request-id source.
+    pub ids: &'a mut RequestIds,
+    /// A reusable buffer for reply bodies.
+    pub scratch: &'a mut Vec<u8>,
+    /// The worker is shutting down: no new request may start.
+    pub draining: bool,
+}
+
+/// Where the backend connection is in its life, as the session sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// A non-blocking connect is in progress.
+    Connecting,
+    /// The connect failed.
+    Refused,
+    /// Established; `reused` if it served a request before (so it may be
+    /// a stale pooled connection).
+    Ready {
+        /// Taken from the idle pool.
+        reused: bool,
+    },
+}
+
+/// What the session sees of the backend connection attached to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamView {
+    /// Its life-cycle.
+    pub attach: Attach,
+    /// What its reads and writes saw.
+    pub seen: Seen,
+}
+
+/// What the session sees of its sockets: no socket, only what they saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoView {
+    /// The client side.
+    pub client: Seen,
+    /// The backend side, while one is attached.
+    pub upstream: Option<UpstreamView>,
+}
+
+/// Which side a step is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The client socket.
+    Client,
+    /// The attached backend socket.
+    Upstream,
+}
+
+/// What the worker must do after the session advanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing changed: wait for I/O or a timer.
+    Wait,
+    /// The state moved: pump and advance again.
+    Continue,
+    /// Attach a connection to `backend` of `pool` (a pooled one unless
+    /// `fresh`), discarding any attached one. An immediate failure is
+    /// reported by attaching none: the session then sees `Connecting`
+    /// without an upstream.
+    Connect {
+        /// The pool.
+        pool: PoolId,
+        /// The backend in it.
+        backend: BackendId,
+        /// Never reuse a pooled connection (a replay after a stale one).
+        fresh: bool,
+    },
+    /// Detach the backend connection: back to its pool if `reusable`,
+    /// else closed.
+    Release {
+        /// It finished a response cleanly and may serve another.
+        reusable: bool,
+    },
+    /// Wake this session at `until` (a request held by the leaky bucket).
+    Park {
+        /// When.
+        until: Nanos,
+    },
+    /// Send our FIN to this peer.
+    Shut(Peer),
+    /// Take the request buffers and per-request vectors back: the
+    /// connection is idle with nothing buffered.
+    Idle,
+    /// Close the connection; its accounting is done. The slot is released
+    /// at the end of the worker's loop iteration.
+    Close,
+}
+
+/// One client connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    /// The connection's peer: the TCP peer, or the source its PROXY
+    /// protocol header named.
+    pub peer: SocketAddr,
+    /// State. Entered only through [`Session::enter`] (with its deadline);
+    /// the conn module mutates sub-states in place through it.
+    pub(super) phase: Phase,
+    /// When the current phase times out (`Nanos::ZERO`: never).
+    deadline: Nanos,
+    /// Client → backend bytes (request heads and bodies).
+    pub(super) req: Option<Buffer>,
+    /// Backend → client bytes (response bodies).
+    pub(super) resp: Option<Buffer>,
+    /// Bytes at the front of `req` cleared for the backend.
+    pub(super) req_fwd: usize,
+    /// Bytes at the front of `resp` cleared for the client.
+    pub(super) resp_fwd: usize,
+    /// Heads and replies for the client.
+    pub(super) to_client: Outgoing,
+    /// The rewritten request head for the backend.
+    pub(super) to_backend: Outgoing,
+    /// The current request.
+    pub(super) ex: Exchange,
+    /// Parsed request head (spans into `req`).
+    pub(super) head: RequestHead,
+    /// Parsed response head (spans into `resp`).
+    pub(super) resp_head: ResponseHead,
+    /// How far `req` has been searched for the end of a head.
+    pub(super) head_scanned: usize,
+    /// The request body's delivery rate (`limits.min_body_bytes_per_sec`).
+    pub(super) upload: UploadMeter,
+}
+
+impl Session {
+    /// A new connection from `peer`, in `first` (`ReadingHead`, or
+    /// `Preface` when a PROXY header must come first) until `deadline`.
+    pub fn new(peer: SocketAddr, first: Phase, deadline: Nanos) -> Session {
+        Session {
+            peer,
+            phase: first,
+            deadline,
+            req: None,
+            resp: None,
+            req_fwd: 0,
+            resp_fwd: 0,
+            to_client: Outgoing::default(),
+            to_backend: Outgoing::default(),
+            ex: Exchange::default(),
+            head: RequestHead::default(),
+            resp_head: ResponseHead::default(),
+            head_scanned: 0,
+            upload: UploadMeter::default(),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// When the current phase times out (`Nanos::ZERO`: never).
+    pub fn deadline(&self) -> Nanos {
+        self.deadline
+    }
+
+    /// Enters `phase` with its `deadline`: the only place either changes
+    /// with a phase (inactivity timers are pushed by [`Session::touch`]).
+    pub(super) fn enter(&mut self, phase: Phase, deadline: Nanos) {
+        self.phase = phase;
+        self.deadline = deadline;
+    }
+
+    /// Re-arms the current phase's timer (a sub-state moved on).
+    pub(super) fn rearm(&mut self, deadline: Nanos) {
+        self.deadline = deadline;
+    }
+
+    /// The phase, for transitions that move a sub-state in place.
+    pub(super) fn phase_mut(&mut self) -> &mut Phase {
+        &mut self.phase
+    }
+
+    /// Whether the session is over (its slot is about to be released).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether the session's timer or upload meter is due at `now`.
+    pub fn is_due(&self, now: Nanos) -> bool {
+        (self.deadline != Nanos::ZERO && self.deadline <= now) || self.upload.is_due(now)
+    }
+
+    /// The connection's peer address (canonical: IPv4-mapped IPv6 as IPv4):
+    /// what the gateway appends to `X-Forwarded-For`.
+    pub fn peer_ip(&self) -> IpAddr {
+        self.peer.ip().to_canonical()
+    }
+
+    /// The client IP of the current request: the peer, or what a trusted
+    /// proxy's `X-Forwarded-For` says (`crate::http::client_ip`).
+    pub fn client_ip(&self) -> IpAddr {
+        self.ex.client_ip.unwrap_or_else(|| self.peer_ip())
+    }
+
+    /// Whether the connection sits between requests with nothing buffered
+    /// and nothing left to send.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Idle | Phase::ReadingHead)
+            && self.req.as_ref().is_none_or(Buffer::is_empty)
+            && self.to_client.is_flushed()
+    }
+
+    /// Whether the session holds no request buffer (it was idle), so the
+    /// worker must hand it one (and a set of vectors) before reading.
+    pub fn needs_buffers(&self) -> bool {
+        self.req.is_none()
+    }
+
+    /// Takes a request buffer and, if the worker has one, a set of
+    /// per-request vectors (leaving idle).
+    pub fn give_buffers(&mut self, req: Buffer, scratch: Option<Scratch>) {
+        self.req = Some(req);
+        if let Some(s) = scratch {
+            self.restore_scratch(s);
+        }
+    }
+
+    /// Hands back both buffers (either may be absent) and, when `stash`, the
+    /// per-request vectors (idle, or closing).
+    pub fn take_buffers(
+        &mut self,
+        stash: bool,
+    ) -> (Option<Buffer>, Option<Buffer>, Option<Scratch>) {
+        let s = stash.then(|| self.stash_scratch());
+        (self.req.take(), self.resp.take(), s)
+    }
+
+    /// Whether the backend response needs a buffer before a read.
+    pub fn needs_resp_buffer(&self) -> bool {
+        self.resp.is_none()
+    }
+
+    /// Takes a response buffer.
+    pub fn give_resp_buffer(&mut self, b: Buffer) {
+        self.resp = Some(b);
+    }
+
+    /// Whether the phase wants client bytes: kept in the request buffer, or
+    /// read and discarded (closing). `None` while a closing reply is being
+    /// written (the rest of the stream is not ours to read) and once closed.
+    pub fn client_fill(&self) -> Option<Fill> {
+        match self.phase {
+            Phase::Closing | Phase::Lingering => Some(Fill::Discard),
+            Phase::Replying(super::After::Close) | Phase::Closed => None,
+            _ => Some(Fill::Keep),
+        }
+    }
+
+    /// Where client bytes go now (see [`Session::client_fill`]); `None`
+    /// also when the session holds no buffer (see [`Session::needs_buffers`]).
+    pub fn client_inbox(&mut self) -> Option<(&mut Buffer, Fill)> {
+        let fill = self.client_fill()?;
+        self.req.as_mut().map(|b| (b, fill))
+    }
+
+    /// `n` client bytes arrived; `full` says reading stopped on a full
+    /// buffer (backpressure, not the client's slowness).
+    pub fn client_read(&mut self, n: usize, full: bool) {
+        self.upload.count(n);
+        if full {
+            self.upload.pause();
+        }
+    }
+
+    /// Where backend bytes go now, if a response (or tunnel) is open.
+    pub fn upstream_inbox(&mut self) -> Option<&mut Buffer> {
+        match self.phase {
+            Phase::Proxying {
+                resp: super::RespSide::AwaitingHead | super::RespSide::Streaming(_),
+                ..
+            }
+            | Phase::Tunnelling => self.resp.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Whether a backend read is wanted (see [`Session::upstream_inbox`]).
+    pub fn wants_upstream_read(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Proxying {
+                resp: super::RespSide::AwaitingHead | super::RespSide::Streaming(_),
+                ..
+            } | Phase::Tunnelling
+        )
+    }
+
+    /// What is queued for the client.
+    pub fn to_client(&mut self) -> ToClient<'_> {
+        ToClient(self)
+    }
+
+    /// What is queued for the backend.
+    pub fn to_backend(&mut self) -> ToBackend<'_> {
+        ToBackend(self)
+    }
+
+    /// Takes the per-request vectors out (cleared), for an idle connection.
+    fn stash_scratch(&mut self) -> Scratch {
+        use std::mem::take;
+        self.to_client.clear();
+        self.to_backend.clear();
+        let mut s = Scratch {
+            bytes: [
+                take(&mut self.to_client.bytes),
+                take(&mut self.to_backend.bytes),
+                take(&mut self.ex.extra),
+                take(&mut self.ex.log_target),
+                take(&mut self.ex.request_id),
+            ],
+            headers: [
+                take(&mut self.head.headers),
+                take(&mut self.resp_head.headers),
+            ],
+            spans: [
+                take(&mut self.head.connection),
+                take(&mut self.resp_head.connection),
+            ],
+        };
+        s.bytes.iter_mut().for_each(Vec::clear);
+        s.headers.iter_mut().for_each(Vec::clear);
+        s.spans.iter_mut().for_each(Vec::clear);
+        s
+    }
+
+    /// Puts a set of (empty) per-request vectors back in place of the
+    /// current ones, which must be empty too (the connection was idle).
+    fn restore_scratch(&mut self, s: Scratch) {
+        let Scratch {
+            bytes: [to_client, to_backend, extra, log_target, request_id],
+            headers: [head_headers, resp_headers],
+            spans: [head_conn, resp_conn],
+        } = s;
+        debug_assert!(self.to_client.bytes.is_empty() && self.ex.extra.is_empty());
+        self.to_client.bytes = to_client;
+        self.to_client.pos = 0;
+        self.to_backend.bytes = to_backend;
+        self.to_backend.pos = 0;
+        self.ex.extra = extra;
+        self.ex.log_target = log_target;
+        self.ex.request_id = request_id;
+        self.head.headers = head_headers;
+        self.resp_head.headers = resp_headers;
+        self.head.connection = head_conn;
+        self.resp_head.connection = resp_conn;
+    }
+}
+
+/// The client's outbox: queued heads/replies, then the response bytes the
+/// scanner cleared (in a tunnel, every buffered byte).
+pub struct ToClient<'a>(&'a mut Session);
+
+impl Outbox for ToClient<'_> {
+    fn pending(&self) -> (&[u8], &[u8]) {
+        let s = &*self.0;
+        let body = match (&s.phase, s.resp.as_ref()) {
+            (Phase::Tunnelling, Some(b)) => b.data(),
+            (Phase::Proxying { .. }, Some(b)) => &b.data()[..s.resp_fwd],
+            _ => &[],
+        };
+        let head = match s.phase {
+            Phase::Parked { .. } | Phase::Connecting(_) => &[][..],
+            _ => s.to_client.pending(),
+        };
+        (head, body)
+    }
+
+    fn sent(&mut self, n: usize) {
+        let s = &mut *self.0;
+        let from_head = n.min(s.to_client.pending().len());
+        let from_body = n - from_head;
+        s.to_client.pos += from_head;
+        if let Some(b) = s.resp.as_mut() {
+            b.consume(from_body);
+        }
+        if matches!(s.phase, Phase::Proxying { .. }) {
+            s.resp_fwd -= from_body;
+        }
+        s.ex.bytes_out += n as u64;
+    }
+}
+
+/// The backend's outbox: the rewritten head, then the request body bytes
+/// the scanner cleared (in a tunnel, every buffered byte).
+pub struct ToBackend<'a>(&'a mut Session);
+
+impl Outbox for ToBackend<'_> {
+    fn pending(&self) -> (&[u8], &[u8]) {
+        let s = &*self.0;
+        match (&s.phase, s.req.as_ref()) {
+            (
+                Phase::Proxying {
+                    req: super::ReqSide::Sending(_),
+                    ..
+                },
+                b,
+            ) => (
+                s.to_backend.pending(),
+                b.map(|b| &b.data()[..s.req_fwd]).unwrap_or(&[]),
+            ),
+            (Phase::Tunnelling, b) => (s.to_backend.pending(), b.map(Buffer::data).unwrap_or(&[])),
+            _ => (&[], &[]),
+        }
+    }
+
+    fn sent(&mut self, n: usize) {
+        let s = &mut *self.0;
+        let from_head = n.min(s.to_backend.pending().len());
+        let from_body = n - from_head;
+        s.to_backend.pos += from_head;
+        if let Some(b) = s.req.as_mut() {
+            b.consume(from_body);
+        }
+        if !matches!(s.phase, Phase::Tunnelling) {
+            s.req_fwd -= from_body;
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The socket side of the connection seam: a [`Transport`] (the byte stream
+//! of one peer) and a [`Side`] (a transport with its readiness and what it
+//! has seen), with the only two I/O loops the data path has:
+//! [`Side::pump_in`] and [`Side::pump_out`].
+//!
+//! Both the client and the backend end of a proxied exchange are a `Side`,
+//! so the edge-trigger rules live here once. The protocol logic
+//! ([`crate::conn`]) never sees a socket: it reads what a side saw as a
+//! [`Link`] and hands bytes over through buffers.
+//!
+//! `Transport` is an enum, not a `dyn`: the TLS issue adds a variant, and a
+//! `match` keeps the per-read cost a predictable branch rather than an
+//! indirect call.
+
+pub mod outcome;
+pub mod side;
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+
+use mio::net::TcpStream;
+
+pub use outcome::IoOutcome;
+pub use side::{Fill, Link, Outbound, Outbox, Pumped, Ready, Seen, Side};
+
+/// The byte stream to one peer.
+#[derive(Debug)]
+pub enum Transport {
+    /// Plain TCP.
+    Plain(TcpStream),
+}
+
+impl Transport {
+    /// The TCP socket under the stream (for registration and socket options).
+    pub fn tcp(&mut self) -> &mut TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+        }
+    }
+
+    /// Shuts our sending half (a FIN after what is queued).
+    pub fn shutdown_write(&mut self) {
+        match self {
+            Transport::Plain(s) => {
+                let _ = s.shutdown(Shutdown::Write);
+            }
+        }
+    }
+
+    /// For a non-blocking connect: `Some(true)` established, `Some(false)`
+    /// failed, `None` still in progress (mio's recipe: `take_error`, then
+    /// `peer_addr`).
+    pub fn connect_result(&mut self) -> Option<bool> {
+        let s = self.tcp();
+        match s.take_error() {
+            Ok(Some(_)) | Err(_) => return Some(false),
+            Ok(None) => {}
+        }
+        match s.peer_addr() {
+            Ok(_) => Some(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+            Err(_) => Some(false),
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Transport::Plain(s) => s.peer_addr(),
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! One worker's view of an upstream pool and the selection of a backend.
+//!
+//! The backend table (switches, breakers, in-flight counts, statistics) is
+//! shared by every worker; the balancer is the one this worker was last told
+//! to use (a switch is a message, never a lock); the idle keep-alive
+//! connections are this worker's own sockets (slab indices).
+
+use std::sync::Arc;
+
+use crate::algo::balance::{Balancer, PickKey};
+use crate::algo::breaker::Permit;
+use crate::algo::{BackendId, Nanos};
+use crate::backend::{BackendTable, SelectionMode};
+
+use super::Selection;
+
+/// Which pool (index in the worker's pool list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PoolId(pub u16);
+
+impl PoolId {
+    /// The only pool until routing adds more.
+    pub const DEFAULT: PoolId = PoolId(0);
+
+    /// As an index.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// Whether the circuit breakers take part in a selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Only backends whose circuit grants a permit (the breaker stage),
+    /// unless selection panics (see [`SelectionMode`]).
+    Breaker,
+    /// Any switched-on backend, no permit (a pipeline without the breaker).
+    Any,
+}
+
+/// Something an operator wants to see, noticed while selecting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolEvent {
+    /// The selection mode changed (panic began or ended).
+    Mode(SelectionMode),
+    /// This backend's circuit let a half-open probe through.
+    Probe(BackendId),
+}
+
+/// One worker's view of a pool.
+pub struct Pool {
+    /// Its id.
+    pub id: PoolId,
+    /// The shared backend table.
+    pub table: Arc<BackendTable>,
+    /// The balancer this worker uses.
+    pub balancer: Arc<dyn Balancer>,
+    /// Idle keep-alive connections per backend (upstream slab indices).
+    idle: Vec<Vec<usize>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("id", &self.id)
+            .field("backends", &self.table.len())
+            .field("balancer", &self.balancer.spec().name())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool over `table` using `balancer`, with no idle connections.
+    pub fn new(id: PoolId, table: Arc<BackendTable>, balancer: Arc<dyn Balancer>) -> Pool {
+        let idle = vec![Vec::new(); table.len()];
+        Pool {
+            id,
+            table,
+            balancer,
+            idle,
+        }
+    }
+
+    /// Chooses a backend for `key`: one that is switched on and, behind
+    /// [`Gate::Breaker`], whose circuit grants a permit — unless selection
+    /// panics (too few such backends): then any switched-on backend will
+    /// do, with a permit if its circuit grants one. `None`: no backend.
+    pub fn select(
+        &self,
+        key: &PickKey,
+        now: Nanos,
+        gate: Gate,
+        notice: &mut dyn FnMut(PoolEvent),
+    ) -> Option<Selection> {
+        let table = &*self.table;
+        let mode = match gate {
+            Gate::Breaker => {
+                let mode = table.selection(now);
+                if table.note_selection(mode) {
+                    notice(PoolEvent::Mode(mode));
+                }
+                mode
+            }
+            Gate::Any => SelectionMode::Normal,
+        };
+        let panic = matches!(mode, SelectionMode::Panic { .. });
+        let mut permit: Option<Permit> = None;
+        let picked = self.balancer.pick(key, table, &mut |id| {
+            let b = table.get(id);
+            if !b.is_up() {
+                return false;
+            }
+            if gate == Gate::Any {
+                return true;
+            }
+            match b.breaker.try_acquire(now) {
+                Some(p) => {
+                    permit = Some(p);
+                    true
+                }
+                // Panic: an open circuit is no reason to skip it; without a
+                // permit its outcome does not touch the breaker.
+                None => panic,
+            }
+        })?;
+        if permit.as_ref().is_some_and(Permit::is_probe) {
+            notice(PoolEvent::Probe(picked));
+        }
+        Some(Selection::new(&self.table, picked, permit))
+    }
+
+    /// Takes the most recently pooled idle connection to `backend`.
+    pub fn pop_idle(&mut self, backend: BackendId) -> Option<usize> {
+        self.idle.get_mut(backend)?.pop()
+    }
+
+    /// Pools an idle connection to `backend`, if there is room for it.
+    pub fn push_idle(&mut self, backend: BackendId, u: usize, max: usize) -> bool {
+        match self.idle.get_mut(backend) {
+            Some(list) if list.len() < max => {
+                list.push(u);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets a pooled connection (it closed or expired).
+    pub fn remove_idle(&mut self, backend: BackendId, u: usize) {
+        if let Some(list) = self.idle.get_mut(backend) {
+            list.retain(|&x| x != u);
+        }
+    }
+
+    /// Every pooled connection.
+    pub fn idle(&self) -> impl Iterator<Item = usize> + '_ {
+        self.idle.iter().flatten().copied()
+    }
+}

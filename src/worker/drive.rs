@@ -1,0 +1,218 @@
+//! Driving one connection: pump bytes between its sockets and its session's
+//! buffers, advance the session, execute the steps it returns — until
+//! nothing moves.
+
+use mio::event::Event;
+use mio::Token;
+
+use super::Worker;
+use crate::conn::{Ctx, IoView, Peer, Session, Step};
+use crate::metrics::Metrics;
+use crate::token::{self, Target};
+use crate::transport::Fill;
+use crate::upstream::PoolId;
+
+/// Bound on state-machine steps per event for one connection; hitting it
+/// means a bug, and the connection is closed rather than spinning a core.
+const MAX_DRIVE_STEPS: usize = 10_000;
+
+impl Worker {
+    pub(super) fn dispatch(&mut self, t: Token, ev: &Event) {
+        match token::decode(t) {
+            Target::Client(ci) => {
+                if let Some(c) = self.clients.get_mut(ci) {
+                    c.side.ready.update(ev);
+                    self.drive(ci);
+                }
+            }
+            Target::Upstream(u) => {
+                let Some(up) = self.ups.get_mut(u) else {
+                    return;
+                };
+                up.side.ready.update(ev);
+                match up.owner {
+                    Some(ci) => self.drive(ci),
+                    None => self.on_idle_upstream_event(u),
+                }
+            }
+        }
+    }
+
+    /// Runs the connection until it makes no progress.
+    pub(super) fn drive(&mut self, ci: usize) {
+        for _ in 0..MAX_DRIVE_STEPS {
+            if self.clients[ci].session.is_closed() {
+                return;
+            }
+            let mut progress = self.pump_client_in(ci);
+            progress |= self.advance(ci);
+            progress |= self.pump_upstream(ci);
+            progress |= self.advance(ci);
+            progress |= self.pump_client_out(ci);
+            if !progress {
+                return;
+            }
+            let (timeouts, now) = (&self.sinks.timeouts, self.now);
+            self.clients[ci].session.touch(timeouts, now);
+        }
+        let c = &self.clients[ci];
+        log::error!(
+            "worker {}: connection {ci} exceeded {MAX_DRIVE_STEPS} steps in phase {}; closing",
+            self.id,
+            c.session.phase().name()
+        );
+        Metrics::inc(&self.shared.metrics.errors);
+        self.abort(ci);
+    }
+
+    /// Advances the session and executes its steps until it waits; returns
+    /// whether anything changed.
+    fn advance(&mut self, ci: usize) -> bool {
+        let mut progress = false;
+        for _ in 0..MAX_DRIVE_STEPS {
+            if self.clients[ci].session.is_closed() {
+                return progress;
+            }
+            let io = self.io_view(ci);
+            let step = self.with_session(ci, |s, ctx, now| s.advance(&io, ctx, now));
+            if step == Step::Wait {
+                return progress;
+            }
+            progress = true;
+            self.execute(ci, step);
+        }
+        progress
+    }
+
+    /// A due timer of connection `ci` (see `Session::on_timer`).
+    pub(super) fn on_timer(&mut self, ci: usize) {
+        if self.clients[ci].session.is_closed() {
+            return;
+        }
+        let io = self.io_view(ci);
+        let step = self.with_session(ci, |s, ctx, now| s.on_timer(&io, ctx, now));
+        self.execute(ci, step);
+    }
+
+    /// Closes connection `ci` from outside its protocol (shutdown, a bug).
+    pub(super) fn abort(&mut self, ci: usize) {
+        if self.clients[ci].session.is_closed() {
+            return;
+        }
+        let step = self.with_session(ci, |s, ctx, now| s.close(ctx, now));
+        self.execute(ci, step);
+    }
+
+    /// Runs `f` on connection `ci`'s session with a context lent by the
+    /// worker.
+    fn with_session<R>(
+        &mut self,
+        ci: usize,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>, crate::algo::Nanos) -> R,
+    ) -> R {
+        let Worker {
+            clients,
+            pools,
+            shared,
+            limiter,
+            sinks,
+            shutdown_at,
+            now,
+            ..
+        } = self;
+        let mut ctx = Ctx {
+            shared,
+            limiter: &**limiter,
+            pool: &pools[PoolId::DEFAULT.index()],
+            timeouts: &sinks.timeouts,
+            log: &mut sinks.log,
+            log_requests: sinks.log_requests,
+            ids: &mut sinks.ids,
+            scratch: &mut sinks.scratch,
+            draining: shutdown_at.is_some(),
+        };
+        f(&mut clients[ci].session, &mut ctx, *now)
+    }
+
+    /// What connection `ci`'s sockets saw.
+    fn io_view(&mut self, ci: usize) -> IoView {
+        let c = &self.clients[ci];
+        let client = c.side.seen;
+        let upstream = c.upstream.map(|u| self.upstream_view(u));
+        IoView { client, upstream }
+    }
+
+    /// Does what the session asked.
+    fn execute(&mut self, ci: usize, step: Step) {
+        match step {
+            Step::Wait | Step::Continue => {}
+            Step::Connect {
+                pool,
+                backend,
+                fresh,
+            } => self.attach(ci, pool, backend, fresh),
+            Step::Release { reusable } => self.detach(ci, reusable),
+            Step::Park { until } => {
+                let serial = self.clients[ci].serial;
+                self.timers.park(until, ci, serial);
+            }
+            Step::Shut(Peer::Client) => self.clients[ci].side.shut_write(),
+            Step::Shut(Peer::Upstream) => {
+                if let Some(u) = self.clients[ci].upstream {
+                    self.ups[u].side.shut_write();
+                }
+            }
+            Step::Idle => self.spares.reclaim(&mut self.clients[ci].session, true),
+            Step::Close => {
+                self.detach(ci, false);
+                self.spares.reclaim(&mut self.clients[ci].session, false);
+                Metrics::dec(&self.shared.metrics.connections_open);
+                self.to_remove.push(ci);
+            }
+        }
+    }
+
+    /// Reads client bytes into the session while its phase wants them.
+    fn pump_client_in(&mut self, ci: usize) -> bool {
+        let c = &mut self.clients[ci];
+        if !c.side.may_read() || c.session.client_fill().is_none() {
+            return false;
+        }
+        if c.session.needs_buffers() {
+            // Leaving idle: a buffer and per-request vectors come back.
+            self.spares.lend(&mut c.session);
+        }
+        let Some((buf, fill)) = c.session.client_inbox() else {
+            return false;
+        };
+        let p = c.side.pump_in(buf, fill);
+        c.session.client_read(p.bytes, p.full);
+        p.progress
+    }
+
+    /// Writes what the session queued for the backend, then reads what the
+    /// backend sent while a response (or tunnel) is open.
+    fn pump_upstream(&mut self, ci: usize) -> bool {
+        let c = &mut self.clients[ci];
+        let Some(u) = c.upstream else {
+            return false;
+        };
+        let side = &mut self.ups[u].side;
+        let mut progress = side.pump_out(&mut c.session.to_backend()).progress;
+        if c.session.wants_upstream_read() && side.may_read() {
+            if c.session.needs_resp_buffer() {
+                c.session.give_resp_buffer(self.spares.buffer());
+            }
+            if let Some(buf) = c.session.upstream_inbox() {
+                progress |= side.pump_in(buf, Fill::Keep).progress;
+            }
+        }
+        progress
+    }
+
+    /// Writes what the session queued for the client.
+    fn pump_client_out(&mut self, ci: usize) -> bool {
+        let c = &mut self.clients[ci];
+        c.side.pump_out(&mut c.session.to_client()).progress
+    }
+}
