@@ -17,7 +17,10 @@
 #   close : 50 connections, Connection: close (a new connection per request)
 #
 # Environment: DURATION (s per wrk run, default 5), ROUNDS (default 3),
-# IDLE_CONNS (default 10000), SKIP_BUILD=1, SKIP_IDLE=1, OUT (results dir).
+# IDLE_CONNS (default 10000), SKIP_BUILD=1, SKIP_IDLE=1, OUT (results dir),
+# BIN_BEFORE (path of an older gateway binary: it runs as a fourth target,
+# "before", interleaved with the others in the same rounds, and the report
+# adds an after/before table, so a refactor is compared under the same load).
 #
 # The gateway runs its full pipeline: logger (access_log "off", the same as
 # nginx's `access_log off`), cors, rate-limit (token bucket that never
@@ -38,6 +41,8 @@ CPU_LOAD=${CPU_LOAD:-0}
 BACKEND_PORTS=(18081 18082 18083)
 NGINX_PORT=18090
 GW_PORT=18091
+BEFORE_PORT=18092
+BIN_BEFORE=${BIN_BEFORE:-}
 
 PIDS=()
 cleanup() {
@@ -126,6 +131,7 @@ gateway_conf() { # workers
   "access_log": "off"
 }
 EOF
+    sed "s/127.0.0.1:$GW_PORT/127.0.0.1:$BEFORE_PORT/" "$OUT/gw.json" >"$OUT/gw-before.json"
 }
 
 # --- processes -------------------------------------------------------------
@@ -175,6 +181,7 @@ wait_port "${BACKEND_PORTS[0]}"
 
 PROXY_PID=""
 GW_PID=""
+BEFORE_PID=""
 start_proxies() { # workers cpus
     nginx_proxy_conf "$1"
     gateway_conf "$1"
@@ -182,12 +189,19 @@ start_proxies() { # workers cpus
     PROXY_PID=$LAST_PID
     start_bg "$2" env API_GATEWAY_LOG=warn "$BIN" --config "$OUT/gw.json"
     GW_PID=$LAST_PID
+    if [ -n "$BIN_BEFORE" ]; then
+        start_bg "$2" env API_GATEWAY_LOG=warn "$BIN_BEFORE" --config "$OUT/gw-before.json"
+        BEFORE_PID=$LAST_PID
+        wait_port $BEFORE_PORT
+    fi
     wait_port $NGINX_PORT
     wait_port $GW_PORT
 }
 stop_proxies() {
     stop_pid "$PROXY_PID"
     stop_pid "$GW_PID"
+    if [ -n "$BEFORE_PID" ]; then stop_pid "$BEFORE_PID"; fi
+    BEFORE_PID=""
 }
 
 # --- measurement -----------------------------------------------------------
@@ -244,16 +258,21 @@ for config in 1w 2w; do
     # Warm up both (pools, page faults) before the first measured round.
     wrk -t1 -c50 -d1s "http://127.0.0.1:$NGINX_PORT/" >/dev/null 2>&1 || true
     wrk -t1 -c50 -d1s "http://127.0.0.1:$GW_PORT/" >/dev/null 2>&1 || true
+    if [ -n "$BIN_BEFORE" ]; then wrk -t1 -c50 -d1s "http://127.0.0.1:$BEFORE_PORT/" >/dev/null 2>&1 || true; fi
     for round in $(seq 1 "$ROUNDS"); do
         log "config $config round $round/$ROUNDS"
         for scenario in ka50 ka1 close; do
             # Alternate who goes first, so drift in background load is shared.
             if [ $((round % 2)) = 1 ]; then order="direct nginx gateway"; else order="gateway nginx direct"; fi
+            if [ -n "$BIN_BEFORE" ]; then
+                if [ $((round % 2)) = 1 ]; then order="$order before"; else order="before $order"; fi
+            fi
             for target in $order; do
                 case $target in
                 direct) port=${BACKEND_PORTS[0]} pid=$BACKEND_PID ;;
                 nginx) port=$NGINX_PORT pid=$PROXY_PID ;;
                 gateway) port=$GW_PORT pid=$GW_PID ;;
+                before) port=$BEFORE_PORT pid=$BEFORE_PID ;;
                 esac
                 run_wrk "$config" "$scenario" "$target" "$port" "$WRK_CPU" "$pid"
             done
@@ -349,6 +368,19 @@ for c in ("1w", "2w"):
                 ratio99 = f"{p99 / n[2]:.2f}x" if n[2] else ""
                 ratiocpu = f"{cpu / n[3]:.2f}x" if n[3] else ""
             print(f"| {c} | {s} | {t} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {cpu:.1f} | {r} | {ratio} | {ratio99} | {ratiocpu} |")
+if any(k[2] == "before" for k in data):
+    print("\nThis build (after) against BIN_BEFORE (before), same rounds, medians:\n")
+    print("| config | scenario | req/s after | req/s before | req/s after/before | p99 after/before | CPU/req after/before |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for c in ("1w", "2w"):
+        for s in ("ka50", "ka1", "close"):
+            a, b = data.get((c, s, "gateway")), data.get((c, s, "before"))
+            if not a or not b:
+                continue
+            ma = [st.median(r[i] for r in a) for i in range(4)]
+            mb = [st.median(r[i] for r in b) for i in range(4)]
+            q = lambda x, y: f"{x / y:.3f}x" if y else ""
+            print(f"| {c} | {s} | {ma[0]:,.0f} | {mb[0]:,.0f} | {q(ma[0], mb[0])} | {q(ma[2], mb[2])} | {q(ma[3], mb[3])} |")
 errs = {k: [r[4] for r in v if r[4]] for k, v in data.items()}
 errs = {k: v for k, v in errs.items() if v}
 if errs:

@@ -138,18 +138,10 @@ impl Session {
             } => s,
             _ => return Step::Wait,
         };
-        let Some(buf) = self.req.as_ref() else {
-            return Step::Wait;
-        };
-        if scan.is_complete() || self.req_fwd >= buf.len() {
-            return Step::Wait;
-        }
-        match scan.scan(&buf.data()[self.req_fwd..]) {
-            Ok(0) => Step::Wait,
-            Ok(n) => {
-                self.req_fwd += n;
-                Step::Continue
-            }
+        let data = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        match scan.clear(data, &mut self.req_fwd) {
+            Ok(false) => Step::Wait,
+            Ok(true) => Step::Continue,
             Err(e) => {
                 log::debug!("bad chunked request body: {e:?}");
                 let err = match e {
@@ -402,18 +394,10 @@ impl Session {
         else {
             return Step::Wait;
         };
-        let Some(buf) = self.resp.as_ref() else {
-            return Step::Wait;
-        };
-        if scan.is_complete() || self.resp_fwd >= buf.len() {
-            return Step::Wait;
-        }
-        match scan.scan(&buf.data()[self.resp_fwd..]) {
-            Ok(0) => Step::Wait,
-            Ok(n) => {
-                self.resp_fwd += n;
-                Step::Continue
-            }
+        let data = self.resp.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        match scan.clear(data, &mut self.resp_fwd) {
+            Ok(false) => Step::Wait,
+            Ok(true) => Step::Continue,
             Err(e) => {
                 log::debug!("bad chunked response body from backend: {e:?}");
                 self.count_backend_failure(ctx, now);

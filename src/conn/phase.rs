@@ -50,6 +50,18 @@ impl BodyScan {
     pub fn is_complete(&self) -> bool {
         matches!(self, BodyScan::Complete)
     }
+
+    /// Scans the bytes of `data` past the first `cleared` (those already
+    /// cleared for forwarding) and clears the ones that belong to this
+    /// body; returns whether any were.
+    pub fn clear(&mut self, data: &[u8], cleared: &mut usize) -> Result<bool, ChunkError> {
+        if self.is_complete() || *cleared >= data.len() {
+            return Ok(false);
+        }
+        let n = self.scan(&data[*cleared..])?;
+        *cleared += n;
+        Ok(n > 0)
+    }
 }
 
 /// The request half of a proxied exchange.

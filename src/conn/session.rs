@@ -490,15 +490,8 @@ impl Outbox for ToClient<'_> {
 
     fn sent(&mut self, n: usize) {
         let s = &mut *self.0;
-        let from_head = n.min(s.to_client.pending().len());
-        let from_body = n - from_head;
-        s.to_client.pos += from_head;
-        if let Some(b) = s.resp.as_mut() {
-            b.consume(from_body);
-        }
-        if matches!(s.phase, Phase::Proxying { .. }) {
-            s.resp_fwd -= from_body;
-        }
+        let cleared = matches!(s.phase, Phase::Proxying { .. }).then_some(&mut s.resp_fwd);
+        consume_sent(&mut s.to_client, s.resp.as_mut(), cleared, n);
         s.ex.bytes_out += n as u64;
     }
 }
@@ -528,14 +521,26 @@ impl Outbox for ToBackend<'_> {
 
     fn sent(&mut self, n: usize) {
         let s = &mut *self.0;
-        let from_head = n.min(s.to_backend.pending().len());
-        let from_body = n - from_head;
-        s.to_backend.pos += from_head;
-        if let Some(b) = s.req.as_mut() {
-            b.consume(from_body);
-        }
-        if !matches!(s.phase, Phase::Tunnelling) {
-            s.req_fwd -= from_body;
-        }
+        let cleared = (!matches!(s.phase, Phase::Tunnelling)).then_some(&mut s.req_fwd);
+        consume_sent(&mut s.to_backend, s.req.as_mut(), cleared, n);
+    }
+}
+
+/// Takes `n` written bytes off an outbox: the head first, then the body
+/// (and, outside a tunnel, the body's count of cleared bytes).
+fn consume_sent(
+    head: &mut Outgoing,
+    body: Option<&mut Buffer>,
+    cleared: Option<&mut usize>,
+    n: usize,
+) {
+    let from_head = n.min(head.pending().len());
+    head.pos += from_head;
+    let from_body = n - from_head;
+    if let Some(b) = body {
+        b.consume(from_body);
+    }
+    if let Some(c) = cleared {
+        *c -= from_body;
     }
 }
