@@ -1,11 +1,28 @@
 //! api-gateway: an HTTP/1.1 API gateway hand-rolled on mio.
 //!
-//! Crate map:
-//! - [`algo`]: rate limiters, load balancers, circuit breaker (pure in `now`).
-//! - [`backend`]: the shared backend table (weights, in-flight, breakers, stats).
+//! Crate map, from the socket up:
+//! - [`worker`]: the event loop: accepting, timers, pumping bytes, and
+//!   executing what each connection's session asks for.
+//! - [`transport`]: one end of an exchange ([`transport::Side`]) over a
+//!   [`transport::Transport`], with the only two I/O loops (`pump_in`,
+//!   `pump_out`).
+//! - [`conn`]: the sans-IO HTTP/1.1 session of one client connection
+//!   ([`conn::Session::advance`] → [`conn::Step`]), its phases and buffers.
+//! - [`upstream`]: upstream pools and [`upstream::Selection`], the guard
+//!   that holds a breaker permit and an in-flight count.
+//! - [`backend`]: the shared backend table (switches, in-flight, breakers,
+//!   statistics) and the panic mode of selection.
 //! - [`http`]: heads parsed in place, framing rules, rewriting, local replies.
-//! - [`metrics`]: atomic counters published by workers.
+//! - [`pipeline`]: the stages' request-side rules (CORS, rate-limit headers)
+//!   and the access log.
+//! - [`algo`]: rate limiters, load balancers, circuit breaker (pure in `now`;
+//!   they depend on the shared spec types, not on the admin).
+//! - [`config`]: the configuration file and its validation.
+//! - [`control`]: the control loop: admin commands, health, Prometheus text.
+//! - [`shared`], [`metrics`], [`events`]: state every thread reads
+//!   (configuration, backend table, counters, the operator event log).
 //! - [`net`]: address sets from the configuration (trusted proxies).
+//! - [`gateway`]: starting and stopping it all; [`demo`]: the demo backends.
 
 #![forbid(unsafe_code)]
 

@@ -2,7 +2,9 @@
 //! the same invariant checks as the fuzz targets (`fuzz/src/checks.rs`), and
 //! asserts what the file name promises: `ok-*` accepted (with the framing in
 //! the name), `bad-*`/`smuggle-*` rejected, `partial-*` incomplete.
-//! `crash-*` files are known src/ bugs, replayed by the ignored tests below.
+//! `crash-*` files are inputs that once found a bug in src/ (all fixed): the
+//! `regression_*` tests below replay each and assert the fixed behaviour.
+//! The `session` target's seeds are replayed by `tests/session_corpus.rs`.
 
 #[allow(dead_code)]
 #[path = "../fuzz/src/checks.rs"]

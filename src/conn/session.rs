@@ -9,7 +9,7 @@
 //! transition can be driven in a unit test or a fuzzer with a fake view.
 //!
 //! Invariants:
-//! - The phase and its deadline change together, in [`Session::enter`].
+//! - The phase and its deadline change together, in `Session::enter`.
 //! - Whatever choosing a backend took (breaker permit, in-flight count) is a
 //!   guard in the exchange ([`crate::upstream::Selection`]): dropping it
 //!   releases both, so no path leaks either.
@@ -215,7 +215,7 @@ pub struct Session {
     /// The connection's peer: the TCP peer, or the source its PROXY
     /// protocol header named.
     pub peer: SocketAddr,
-    /// State. Entered only through [`Session::enter`] (with its deadline);
+    /// State. Entered only through `Session::enter` (with its deadline);
     /// the conn module mutates sub-states in place through it.
     pub(super) phase: Phase,
     /// When the current phase times out (`Nanos::ZERO`: never).
