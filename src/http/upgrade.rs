@@ -7,7 +7,7 @@
 //! dropped from the forwarded request, which then reaches the backend as an
 //! ordinary request, without `Upgrade` and without `upgrade` in
 //! `Connection`; a backend that answers it with 101 anyway gets a 502
-//! (`worker/proxy.rs`), never a tunnel.
+//! (`conn/forward.rs`), never a tunnel.
 
 use super::head::{eq_ci, list_items};
 
