@@ -267,38 +267,45 @@ impl Session {
     }
 
     /// The current phase.
+    #[inline]
     pub fn phase(&self) -> &Phase {
         &self.phase
     }
 
     /// When the current phase times out (`Nanos::ZERO`: never).
+    #[inline]
     pub fn deadline(&self) -> Nanos {
         self.deadline
     }
 
     /// Enters `phase` with its `deadline`: the only place either changes
     /// with a phase (inactivity timers are pushed by [`Session::touch`]).
+    #[inline]
     pub(super) fn enter(&mut self, phase: Phase, deadline: Nanos) {
         self.phase = phase;
         self.deadline = deadline;
     }
 
     /// Re-arms the current phase's timer (a sub-state moved on).
+    #[inline]
     pub(super) fn rearm(&mut self, deadline: Nanos) {
         self.deadline = deadline;
     }
 
     /// The phase, for transitions that move a sub-state in place.
+    #[inline]
     pub(super) fn phase_mut(&mut self) -> &mut Phase {
         &mut self.phase
     }
 
     /// Whether the session is over (its slot is about to be released).
+    #[inline]
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
     }
 
     /// Whether the session's timer or upload meter is due at `now`.
+    #[inline]
     pub fn is_due(&self, now: Nanos) -> bool {
         (self.deadline != Nanos::ZERO && self.deadline <= now) || self.upload.is_due(now)
     }
@@ -325,6 +332,7 @@ impl Session {
 
     /// Whether the session holds no request buffer (it was idle), so the
     /// worker must hand it one (and a set of vectors) before reading.
+    #[inline]
     pub fn needs_buffers(&self) -> bool {
         self.req.is_none()
     }
@@ -349,6 +357,7 @@ impl Session {
     }
 
     /// Whether the backend response needs a buffer before a read.
+    #[inline]
     pub fn needs_resp_buffer(&self) -> bool {
         self.resp.is_none()
     }
@@ -361,6 +370,7 @@ impl Session {
     /// Whether the phase wants client bytes: kept in the request buffer, or
     /// read and discarded (closing). `None` while a closing reply is being
     /// written (the rest of the stream is not ours to read) and once closed.
+    #[inline]
     pub fn client_fill(&self) -> Option<Fill> {
         match self.phase {
             Phase::Closing | Phase::Lingering => Some(Fill::Discard),
@@ -371,6 +381,7 @@ impl Session {
 
     /// Where client bytes go now (see [`Session::client_fill`]); `None`
     /// also when the session holds no buffer (see [`Session::needs_buffers`]).
+    #[inline]
     pub fn client_inbox(&mut self) -> Option<(&mut Buffer, Fill)> {
         let fill = self.client_fill()?;
         self.req.as_mut().map(|b| (b, fill))
@@ -378,6 +389,7 @@ impl Session {
 
     /// `n` client bytes arrived; `full` says reading stopped on a full
     /// buffer (backpressure, not the client's slowness).
+    #[inline]
     pub fn client_read(&mut self, n: usize, full: bool) {
         self.upload.count(n);
         if full {
@@ -386,6 +398,7 @@ impl Session {
     }
 
     /// Where backend bytes go now, if a response (or tunnel) is open.
+    #[inline]
     pub fn upstream_inbox(&mut self) -> Option<&mut Buffer> {
         match self.phase {
             Phase::Proxying {
@@ -398,6 +411,7 @@ impl Session {
     }
 
     /// Whether a backend read is wanted (see [`Session::upstream_inbox`]).
+    #[inline]
     pub fn wants_upstream_read(&self) -> bool {
         matches!(
             self.phase,
@@ -409,11 +423,13 @@ impl Session {
     }
 
     /// What is queued for the client.
+    #[inline]
     pub fn to_client(&mut self) -> ToClient<'_> {
         ToClient(self)
     }
 
     /// What is queued for the backend.
+    #[inline]
     pub fn to_backend(&mut self) -> ToBackend<'_> {
         ToBackend(self)
     }
@@ -474,6 +490,7 @@ impl Session {
 pub struct ToClient<'a>(&'a mut Session);
 
 impl Outbox for ToClient<'_> {
+    #[inline]
     fn pending(&self) -> (&[u8], &[u8]) {
         let s = &*self.0;
         let body = match (&s.phase, s.resp.as_ref()) {
@@ -488,6 +505,7 @@ impl Outbox for ToClient<'_> {
         (head, body)
     }
 
+    #[inline]
     fn sent(&mut self, n: usize) {
         let s = &mut *self.0;
         let cleared = matches!(s.phase, Phase::Proxying { .. }).then_some(&mut s.resp_fwd);
@@ -501,6 +519,7 @@ impl Outbox for ToClient<'_> {
 pub struct ToBackend<'a>(&'a mut Session);
 
 impl Outbox for ToBackend<'_> {
+    #[inline]
     fn pending(&self) -> (&[u8], &[u8]) {
         let s = &*self.0;
         match (&s.phase, s.req.as_ref()) {
@@ -519,6 +538,7 @@ impl Outbox for ToBackend<'_> {
         }
     }
 
+    #[inline]
     fn sent(&mut self, n: usize) {
         let s = &mut *self.0;
         let cleared = (!matches!(s.phase, Phase::Tunnelling)).then_some(&mut s.req_fwd);

@@ -60,6 +60,7 @@ impl Ready {
     /// `EPOLLRDHUP`). A read that filled the slice proves nothing (sozu
     /// #1387), and once the peer's FIN was signalled no further edge comes,
     /// so then we read on until the 0.
+    #[inline]
     pub fn drained_by(&self, n: usize, asked: usize) -> bool {
         SHORT_READ_DRAINS && n < asked && !self.read_closed
     }
@@ -100,16 +101,19 @@ pub struct Seen {
 
 impl Seen {
     /// No more bytes will come from the peer.
+    #[inline]
     pub fn eof(self) -> bool {
         self.link != Link::Open
     }
 
     /// The connection broke, reading or writing.
+    #[inline]
     pub fn failed(self) -> bool {
         self.link == Link::Failed || self.outbound == Outbound::Failed
     }
 
     /// Our FIN is sent.
+    #[inline]
     pub fn shut(self) -> bool {
         self.outbound == Outbound::Shut
     }
@@ -166,6 +170,7 @@ impl Side {
     }
 
     /// Whether a read may find something.
+    #[inline]
     pub fn may_read(&self) -> bool {
         self.ready.readable && self.seen.link == Link::Open
     }

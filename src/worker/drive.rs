@@ -105,6 +105,7 @@ impl Worker {
 
     /// Runs `f` on connection `ci`'s session with a context lent by the
     /// worker.
+    #[inline]
     fn with_session<R>(
         &mut self,
         ci: usize,
@@ -135,6 +136,7 @@ impl Worker {
     }
 
     /// What connection `ci`'s sockets saw.
+    #[inline]
     fn io_view(&mut self, ci: usize) -> IoView {
         let c = &self.clients[ci];
         let client = c.side.seen;

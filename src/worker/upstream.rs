@@ -57,6 +57,7 @@ pub struct Upstream {
 impl Worker {
     /// What the owning session sees of upstream `u`; resolves a pending
     /// connect first.
+    #[inline]
     pub(super) fn upstream_view(&mut self, u: usize) -> UpstreamView {
         let up = &mut self.ups[u];
         if up.state == UpState::Connecting && (up.side.ready.writable || up.side.ready.readable) {
