@@ -12,7 +12,7 @@ use std::path::Path;
 
 mod dup_keys;
 
-use api_gateway_admin::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
+use api_gateway_protocol::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -252,7 +252,7 @@ pub const DEFAULT_PIPELINE: [Stage; 5] = [
 /// (`max_open_ratio` 1.0) so that "all three crashed" fails fast with 503.
 pub fn demo_breaker() -> BreakerSpec {
     let mut statuses = vec![500];
-    statuses.extend(api_gateway_admin::DEFAULT_FAILURE_STATUSES);
+    statuses.extend(api_gateway_protocol::DEFAULT_FAILURE_STATUSES);
     BreakerSpec {
         failure_statuses: StatusSet::from_statuses(&statuses).unwrap_or_default(),
         max_open_ratio: 1.0,

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use api_gateway_admin::{BalanceSpec, Command, LimitSpec, Reply};
+use api_gateway_protocol::{BalanceSpec, Command, LimitSpec, Reply};
 use crossbeam_channel::Sender;
 use mio::Waker;
 use serde_json::{json, Value};

@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use api_gateway_admin::protocol::{rate_interval_ns, MAX_RATE_PER_SEC, MAX_SPAN_NS};
-use api_gateway_admin::LimitSpec;
+use api_gateway_protocol::{rate_interval_ns, LimitSpec, MAX_RATE_PER_SEC, MAX_SPAN_NS};
 
 use super::cells::Evictions;
 use super::Nanos;
@@ -248,7 +247,7 @@ mod tests {
 
     #[test]
     fn build_dispatches_on_spec() {
-        for name in api_gateway_admin::protocol::LIMITER_NAMES {
+        for name in api_gateway_protocol::LIMITER_NAMES {
             let spec = LimitSpec::default_for(name).unwrap();
             let l = build(&spec, 64, &Evictions::default());
             assert_eq!(l.spec(), &spec);

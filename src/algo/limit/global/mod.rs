@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use api_gateway_admin::LimitSpec;
+use api_gateway_protocol::LimitSpec;
 use crossbeam_channel::Sender;
 use serde_json::{json, Map, Value};
 
