@@ -11,6 +11,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 mod dup_keys;
+mod stage;
+mod store;
+
+pub use stage::Stage;
 
 use api_gateway_protocol::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
 use serde::de::DeserializeOwned;
@@ -18,7 +22,6 @@ use serde_json::{Map, Value};
 
 use crate::backend::BackendDef;
 use crate::net::cidr::CidrSet;
-use crate::pipeline::Stage;
 
 /// A configuration error; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -630,7 +633,7 @@ fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
     };
     let store = match params.remove("store") {
         None => Default::default(),
-        Some(v) => crate::algo::limit::global::StoreConfig::parse(&v)?,
+        Some(v) => store::parse(&v)?,
     };
     let name = match params.get("algorithm") {
         Some(Value::String(s)) => s.clone(),

@@ -6,6 +6,8 @@
 //! swap an `Arc`. Reports read the shared atomics directly, so asking for
 //! metrics never touches a worker.
 
+mod store;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -392,7 +394,7 @@ impl Controller {
                 &b.stats.latency,
             );
         }
-        limit::global::prometheus(&mut o, s.limit_store.as_ref());
+        store::prometheus(&mut o, s.limit_store.as_ref());
         o
     }
 }
@@ -404,10 +406,7 @@ fn limiter_json(spec: &LimitSpec, s: &Shared) -> Value {
             "key".into(),
             Value::String(s.config.rate_limit.key.describe()),
         );
-        o.insert(
-            "store".into(),
-            limit::global::store_json(s.limit_store.as_ref()),
-        );
+        o.insert("store".into(), store::store_json(s.limit_store.as_ref()));
     }
     v
 }
