@@ -85,20 +85,6 @@ pub enum EventKind {
     MetricsReset,
 }
 
-impl EventKind {
-    /// Whether the admin logs this action itself (with its parameters) when
-    /// it asks for it, so a view merging both logs shows it once.
-    pub fn echoes_admin_action(&self) -> bool {
-        matches!(
-            self,
-            EventKind::BackendToggled { .. }
-                | EventKind::LimiterSwitched { .. }
-                | EventKind::BalancerSwitched { .. }
-                | EventKind::MetricsReset
-        )
-    }
-}
-
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

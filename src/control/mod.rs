@@ -1,5 +1,7 @@
 //! The gateway side of the control plane: turns admin commands into
-//! algorithm swaps broadcast to every worker, and builds the status reports.
+//! algorithm swaps broadcast to every worker, and builds the status reports
+//! (health JSON with the typed events, Prometheus text; `store`: the
+//! rate-limit store's part of both).
 //!
 //! Validation happened in the admin thread (typed specs); building the new
 //! algorithm happens here, once, off the request path, and the workers only
@@ -19,6 +21,7 @@ use serde_json::{json, Value};
 use crate::algo::balance::{self, Balancer};
 use crate::algo::limit::{self, RateLimiter};
 use crate::backend::Selection;
+use crate::events::{Event, EventKind};
 use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
 use crate::shared::Shared;
 use crate::worker::WorkerMsg;
@@ -87,9 +90,12 @@ impl Controller {
                 None => Reply::NotFound(format!("no backend named '{name}'")),
                 Some(b) => {
                     let up = b.toggle();
-                    self.shared.events.push(
+                    self.shared.events.record(
                         now,
-                        format!("backend {name} switched {}", if up { "up" } else { "down" }),
+                        EventKind::BackendToggled {
+                            backend: name.clone(),
+                            up,
+                        },
                     );
                     Reply::Json(json!({"name": name, "up": up}))
                 }
@@ -110,7 +116,7 @@ impl Controller {
                 for b in self.shared.backends.iter() {
                     b.stats.reset();
                 }
-                self.shared.events.push(now, "metrics reset".into());
+                self.shared.events.record(now, EventKind::MetricsReset);
                 Reply::Json(json!({"reset": true}))
             }
         }
@@ -133,13 +139,12 @@ impl Controller {
         }
         self.generation += 1;
         let now = self.shared.clock_now();
-        self.shared.events.push(
+        self.shared.events.record(
             now,
-            format!(
-                "rate limiter switched to {} (generation {})",
-                spec.name(),
-                self.generation
-            ),
+            EventKind::LimiterSwitched {
+                algorithm: spec.name().to_string(),
+                generation: self.generation,
+            },
         );
         Reply::Json(
             json!({"rateLimiter": limiter_json(&spec, &self.shared), "generation": self.generation}),
@@ -154,13 +159,12 @@ impl Controller {
         }
         self.generation += 1;
         let now = self.shared.clock_now();
-        self.shared.events.push(
+        self.shared.events.record(
             now,
-            format!(
-                "load balancer switched to {} (generation {})",
-                spec.name(),
-                self.generation
-            ),
+            EventKind::BalancerSwitched {
+                algorithm: spec.name().to_string(),
+                generation: self.generation,
+            },
         );
         Reply::Json(
             json!({"loadBalancer": serde_json::to_value(&spec).unwrap_or(Value::Null), "generation": self.generation}),
@@ -190,12 +194,7 @@ impl Controller {
                 })
             })
             .collect();
-        let events: Vec<Value> = s
-            .events
-            .snapshot()
-            .into_iter()
-            .map(|e| json!({"at_ms": e.at.as_millis(), "message": e.message}))
-            .collect();
+        let events: Vec<Value> = s.events.snapshot().into_iter().map(event_json).collect();
         json!({
             "status": "ok",
             "uptime_ms": now.as_millis(),
@@ -399,6 +398,21 @@ impl Controller {
     }
 }
 
+/// One entry of the health report's `events`: `at_ms` and `message` as
+/// always, plus the typed fields flattened in (`kind`, `backend`, `from`,
+/// `to`, ...), which the dashboard reads instead of parsing `message`.
+fn event_json(e: Event) -> Value {
+    let mut v = match &e.kind {
+        Some(kind) => serde_json::to_value(kind).unwrap_or_else(|_| json!({})),
+        None => json!({}),
+    };
+    if let Value::Object(o) = &mut v {
+        o.insert("at_ms".into(), e.at.as_millis().into());
+        o.insert("message".into(), e.message.into());
+    }
+    v
+}
+
 fn limiter_json(spec: &LimitSpec, s: &Shared) -> Value {
     let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
@@ -453,4 +467,42 @@ fn histogram_lines(o: &mut String, name: &str, labels: &str, h: &Histogram) {
     };
     let _ = writeln!(o, "{name}_sum{braces} {}", h.sum_us() as f64 / 1e6);
     let _ = writeln!(o, "{name}_count{braces} {cum}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::breaker::CircuitState;
+    use crate::algo::Nanos;
+
+    #[test]
+    fn report_events_keep_message_and_add_typed_fields() {
+        let kind = EventKind::CircuitTransition {
+            backend: "Backend-A".into(),
+            from: CircuitState::Closed,
+            to: CircuitState::Open,
+        };
+        let e = Event {
+            at: Nanos::from_millis(1500),
+            message: kind.to_string(),
+            kind: Some(kind),
+        };
+        assert_eq!(
+            event_json(e),
+            json!({
+                "at_ms": 1500,
+                "message": "circuit Backend-A CLOSED -> OPEN",
+                "kind": "circuit",
+                "backend": "Backend-A",
+                "from": "CLOSED",
+                "to": "OPEN",
+            })
+        );
+        let untyped = Event {
+            at: Nanos(0),
+            kind: None,
+            message: "text".into(),
+        };
+        assert_eq!(event_json(untyped), json!({"at_ms": 0, "message": "text"}));
+    }
 }

@@ -1,9 +1,15 @@
-//! Rate limiters: one file per algorithm, one small trait.
+//! Rate limiters: one file per local algorithm, one small trait
+//! ([`RateLimiter`]), and [`global`] for one limit shared by several gateways
+//! through a store.
 //!
-//! A limiter answers `check(key, now)` with one atomic decision for that key;
-//! never check-then-act. Per-key state lives in a bounded table
-//! ([`crate::algo::cells`]), so a flood of distinct keys cannot grow memory.
-//! Every limiter errs towards denying: races and rounding may over-count, never under-count.
+//! A limiter answers `check(key, now)` with one decision for that key, taken
+//! atomically (one compare-and-swap on a cell, or one short per-bucket lock in
+//! `global`); never check-then-act. Per-key state lives in a bounded table
+//! ([`crate::algo::cells`], or `global`'s own), so a flood of distinct keys
+//! cannot grow memory. The local limiters err towards denying: races and
+//! rounding may over-count, never under-count (`global` documents its own
+//! error bound). The specs and their bounds come from the protocol crate;
+//! this module builds and runs limiters, it parses and renders nothing.
 
 #![deny(missing_docs)]
 

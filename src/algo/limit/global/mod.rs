@@ -7,7 +7,8 @@
 //! gateways. Between syncs each gateway may admit at most its share of what is
 //! globally left, `ceil((limit - global) / gateways)`. When the store is down or
 //! slow the gateway keeps deciding locally (fail-open) or denies (fail-closed);
-//! it never blocks and never panics. Bounds and trade-offs: `README.md` here.
+//! it never blocks and never panics. Bounds and trade-offs: the project
+//! README ("Running several gateways", "Error bound").
 //! This module measures and decides only: the config side parses its settings
 //! ([`StoreConfig`]) and the control side renders its [`StoreStatus`].
 
