@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use api_gateway_admin::{BreakerSpec, StatusSet};
+use api_gateway_protocol::{BreakerSpec, StatusSet};
 
 use crate::algo::breaker::{Breaker, CircuitState, Outcome};
 use crate::algo::open_budget::{self, OpenBudget};

@@ -11,14 +11,17 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 mod dup_keys;
+mod stage;
+mod store;
 
-use api_gateway_admin::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
+pub use stage::Stage;
+
+use api_gateway_protocol::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::backend::BackendDef;
 use crate::net::cidr::CidrSet;
-use crate::pipeline::Stage;
 
 /// A configuration error; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,7 +255,7 @@ pub const DEFAULT_PIPELINE: [Stage; 5] = [
 /// (`max_open_ratio` 1.0) so that "all three crashed" fails fast with 503.
 pub fn demo_breaker() -> BreakerSpec {
     let mut statuses = vec![500];
-    statuses.extend(api_gateway_admin::DEFAULT_FAILURE_STATUSES);
+    statuses.extend(api_gateway_protocol::DEFAULT_FAILURE_STATUSES);
     BreakerSpec {
         failure_statuses: StatusSet::from_statuses(&statuses).unwrap_or_default(),
         max_open_ratio: 1.0,
@@ -630,7 +633,7 @@ fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
     };
     let store = match params.remove("store") {
         None => Default::default(),
-        Some(v) => crate::algo::limit::global::StoreConfig::parse(&v)?,
+        Some(v) => store::parse(&v)?,
     };
     let name = match params.get("algorithm") {
         Some(Value::String(s)) => s.clone(),

@@ -1,11 +1,16 @@
 //! The gateway's own event log: state changes an operator wants to see
-//! (circuit opened/closed, algorithm switched, backend toggled).
+//! (circuit transitions, upstream panic, algorithm switched, backend toggled).
 //!
-//! Written only on state changes, never per request, so a mutex is fine.
-//! Bounded: the oldest entries are dropped.
+//! Events are typed ([`EventKind`], shared with the admin through the protocol
+//! crate), and the report serves their fields, so nobody parses the text
+//! back; the text is rendered once, when the event is recorded. Written only
+//! on state changes, never per request, so a mutex is fine. Bounded: the
+//! oldest entries are dropped.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+
+pub use api_gateway_protocol::EventKind;
 
 use crate::algo::Nanos;
 
@@ -17,7 +22,9 @@ pub const CAPACITY: usize = 200;
 pub struct Event {
     /// When (since gateway start).
     pub at: Nanos,
-    /// What happened.
+    /// What happened, as data.
+    pub kind: EventKind,
+    /// What happened, as the operator reads it (`kind`'s `Display`).
     pub message: String,
 }
 
@@ -28,14 +35,19 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Records an event (also logged at info level).
-    pub fn push(&self, at: Nanos, message: String) {
-        log::info!("{message}");
+    /// Records an event (also logged at info level, as its text).
+    pub fn record(&self, at: Nanos, kind: EventKind) {
+        let message = kind.to_string();
+        self.append(Event { at, kind, message });
+    }
+
+    fn append(&self, event: Event) {
+        log::info!("{}", event.message);
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if e.len() == CAPACITY {
             e.pop_front();
         }
-        e.push_back(Event { at, message });
+        e.push_back(event);
     }
 
     /// The events, oldest first.
@@ -46,5 +58,35 @@ impl EventLog {
             .iter()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_typed_events_with_their_text_and_stays_bounded() {
+        let log = EventLog::default();
+        for g in 0..CAPACITY as u64 + 3 {
+            log.record(
+                Nanos(g),
+                EventKind::LimiterSwitched {
+                    algorithm: "token-bucket".into(),
+                    generation: g,
+                },
+            );
+        }
+        let events = log.snapshot();
+        assert_eq!(events.len(), CAPACITY);
+        assert_eq!(events[0].at, Nanos(3));
+        assert_eq!(
+            events[0].message,
+            "rate limiter switched to token-bucket (generation 3)"
+        );
+        assert!(matches!(
+            events[0].kind,
+            EventKind::LimiterSwitched { generation: 3, .. }
+        ));
     }
 }

@@ -1,9 +1,13 @@
-//! State shared by every worker and the control loop: configuration, the
-//! backend table, metrics, the event log, the clock epoch and the key hasher.
+//! State shared by every worker and the control loop (behind one `Arc`): the
+//! configuration, the backend table, metrics, the event log, the clock epoch,
+//! the rate-limit key hasher and the shared rate-limit store; plus the helpers
+//! that record typed events about backends and selection, and the client hash
+//! of the sticky balancers.
 //!
-//! Everything here is read concurrently without locks (atomics inside); the
-//! algorithm objects themselves are not here but handed to each worker, so a
-//! switch is a message, not a lock on the request path.
+//! The request path reads it without locks (atomics inside); the event log's
+//! mutex is taken only on state changes. The algorithm objects are not here
+//! but handed to each worker, so a switch is a message, not a lock on the
+//! request path.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use crate::algo::limit::global::{GlobalStore, KeyHasher};
 use crate::algo::{BackendId, MonotonicClock, Nanos};
 use crate::backend::{BackendDef, BackendTable, SelectionMode};
 use crate::config::Config;
-use crate::events::EventLog;
+use crate::events::{EventKind, EventLog};
 use crate::metrics::Metrics;
 
 /// Shared by all threads (behind an `Arc`).
@@ -59,48 +63,52 @@ impl Shared {
 
     /// Logs a circuit transition of backend `id`.
     pub fn circuit_event(&self, id: BackendId, t: Transition, now: Nanos) {
-        let name = &self.backends.get(id).name;
-        self.events.push(
+        self.events.record(
             now,
-            format!("circuit {name} {} -> {}", t.from.as_str(), t.to.as_str()),
+            EventKind::CircuitTransition {
+                backend: self.backends.get(id).name.clone(),
+                from: t.from,
+                to: t.to,
+            },
         );
     }
 
-    /// Logs a change of selection mode (panic began or ended).
-    pub fn selection_event(&self, now: Nanos, sel: SelectionMode) {
-        let message = match sel {
-            SelectionMode::Panic { available, floor } => format!(
-                "upstream panic: {available} backend(s) available, fewer than {floor}; spreading over every switched-on backend"
-            ),
-            SelectionMode::Normal => {
-                "upstream panic over: open circuits are skipped again".to_string()
-            }
-        };
-        self.events.push(now, message);
-    }
-
-    /// Logs a half-open probe let through to backend `id`.
+    /// Logs that backend `id`'s open circuit admitted its probe request
+    /// (OPEN -> HALF_OPEN as the request that took the probe permit saw it).
     pub fn probe_event(&self, id: BackendId, now: Nanos) {
-        let name = &self.backends.get(id).name;
-        self.events.push(
+        self.events.record(
             now,
-            format!("circuit {name} OPEN -> HALF_OPEN (probe request)"),
+            EventKind::HalfOpenProbe {
+                backend: self.backends.get(id).name.clone(),
+            },
         );
+    }
+
+    /// Logs that selection entered `sel`: a panic starting (too few backends
+    /// available) or, for [`SelectionMode::Normal`], ending. The caller logs only
+    /// changes (`BackendTable::note_selection`).
+    pub fn selection_event(&self, now: Nanos, sel: SelectionMode) {
+        let kind = match sel {
+            SelectionMode::Panic { available, floor } => {
+                EventKind::PanicStarted { available, floor }
+            }
+            SelectionMode::Normal => EventKind::PanicEnded,
+        };
+        self.events.record(now, kind);
     }
 
     /// Counts and logs a trip of backend `id` that the open-circuit cap
     /// (`max_open_ratio`) refused: its circuit stays CLOSED.
     pub fn trip_suppressed(&self, id: BackendId, now: Nanos) {
         Metrics::inc(&self.metrics.circuit_trips_suppressed);
-        let name = &self.backends.get(id).name;
         let budget = self.backends.open_budget();
-        self.events.push(
+        self.events.record(
             now,
-            format!(
-                "circuit {name} trip suppressed: {} of {} allowed circuits already open (max_open_ratio)",
-                budget.open(),
-                budget.max_open()
-            ),
+            EventKind::TripSuppressed {
+                backend: self.backends.get(id).name.clone(),
+                open: budget.open(),
+                max_open: budget.max_open(),
+            },
         );
     }
 }

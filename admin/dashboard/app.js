@@ -627,8 +627,8 @@
       for (const e of h.events) {
         // The admin already logged its own switches (with parameters):
         // keep only what the core alone knows, such as circuit transitions.
-        if (ECHOED.test(String(e.message || ""))) continue;
-        items.push({ at: start + (Number(e.at_ms) || 0), kind: eventKind(e.message), message: e.message, source: "gateway" });
+        if (ECHOED.has(e.kind)) continue;
+        items.push({ at: start + (Number(e.at_ms) || 0), kind: eventClass(e), message: e.message, source: "gateway" });
       }
     }
     for (const e of localEvents) items.push(e);
@@ -645,13 +645,19 @@
     if (!items.length) list.append(el("li", { class: "empty", text: "No events yet. Switch an algorithm or run a burst." }));
   }
 
-  const ECHOED = /^(rate limiter switched|load balancer switched|backend \S+ switched|metrics reset)/;
+  // Core event kinds the admin logs itself (same tags as its own log).
+  const ECHOED = new Set(["rate-limiter", "load-balancer", "toggle", "metrics-reset"]);
 
-  function eventKind(msg) {
-    const m = String(msg || "");
-    if (/-> ?OPEN\b/.test(m)) return "open";
-    if (/HALF_OPEN|HALF-OPEN/.test(m)) return "half";
-    if (/-> ?CLOSED/.test(m)) return "closed";
+  // The colour of a core event, from its typed fields (the health report's
+  // events carry kind/backend/from/to; the message is for reading only).
+  // A transition into OPEN is red, one touching HALF_OPEN amber (recoveries
+  // from HALF_OPEN included, as before), one into CLOSED green.
+  function eventClass(e) {
+    if (e.kind === "probe") return "half";
+    if (e.kind !== "circuit") return "gateway";
+    if (e.to === "OPEN") return "open";
+    if (e.from === "HALF_OPEN" || e.to === "HALF_OPEN") return "half";
+    if (e.to === "CLOSED") return "closed";
     return "gateway";
   }
 

@@ -2,8 +2,10 @@
 //! performed (algorithm switches, toggles, resets, crashes, load tests).
 //!
 //! Invariant: never holds more than its capacity, so a script hammering the
-//! admin API cannot grow memory. The gateway core keeps its own events (circuit
-//! transitions) and reports them in the health JSON; the dashboard merges both.
+//! admin API cannot grow memory. The gateway core keeps its own, typed events
+//! (circuit transitions, upstream panic; `protocol::EventKind`) and reports
+//! them in the health JSON with their fields; the dashboard merges both, and
+//! skips the core's copy of actions logged here (same `kind` tags).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

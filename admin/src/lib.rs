@@ -7,7 +7,8 @@
 //! that wraps `mio::Waker::wake`) and answers each command on the envelope's
 //! reply channel. Crate map:
 //!
-//! - [`protocol`]: `Command` / `Reply` / `Envelope` and the validated specs.
+//! - [`protocol`]: `Envelope`, plus the validated specs, `Command` / `Reply`
+//!   and the typed events re-exported from the `api-gateway-protocol` crate.
 //! - `routes`: method + path → route → `Command`; all input validation.
 //! - `acceptor`: the accept loop (survives EMFILE) and one thread per admitted
 //!   connection.
@@ -46,8 +47,8 @@ use std::time::Duration;
 pub use auth::{check_exposure, check_token};
 pub use limits::AdminLimits;
 pub use protocol::{
-    BalanceSpec, BreakerSpec, Command, Envelope, LimitSpec, Reply, StatusSet,
-    DEFAULT_FAILURE_STATUSES,
+    BalanceSpec, BreakerSpec, CircuitState, Command, Envelope, EventKind, LimitSpec, Reply,
+    StatusSet, DEFAULT_FAILURE_STATUSES,
 };
 
 use events::{EventLog, EVENT_LOG_CAPACITY};

@@ -12,32 +12,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use api_gateway_admin::BreakerSpec;
+// The three states, as reported to operators: shared vocabulary (events and
+// reports carry it to the admin), so it lives in the protocol crate.
+use api_gateway_protocol::BreakerSpec;
+pub use api_gateway_protocol::CircuitState;
 
 use super::open_budget::OpenBudget;
 use super::Nanos;
-
-/// The three states, as reported to operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
-    /// Traffic flows; failures are counted.
-    Closed,
-    /// Failing fast: no connection is attempted.
-    Open,
-    /// One probe request decides.
-    HalfOpen,
-}
-
-impl CircuitState {
-    /// `CLOSED`, `OPEN` or `HALF_OPEN`, as in the original design.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CircuitState::Closed => "CLOSED",
-            CircuitState::Open => "OPEN",
-            CircuitState::HalfOpen => "HALF_OPEN",
-        }
-    }
-}
 
 /// How a request that held a permit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +139,7 @@ fn ms(now: Nanos) -> u64 {
 /// ```
 /// use api_gateway::algo::breaker::{Breaker, CircuitState, Outcome};
 /// use api_gateway::algo::Nanos;
-/// use api_gateway_admin::BreakerSpec;
+/// use api_gateway_protocol::BreakerSpec;
 ///
 /// let b = Breaker::new(BreakerSpec {
 ///     failure_threshold: 2,

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use api_gateway_admin::BalanceSpec;
+use api_gateway_protocol::BalanceSpec;
 
 use super::{mix64, Balancer, Offered, PickKey};
 use crate::algo::BackendId;

@@ -6,7 +6,7 @@
 //! (deterministic, spread evenly over the survivors), then a linear sweep.
 #![deny(missing_docs)]
 
-use api_gateway_admin::BalanceSpec;
+use api_gateway_protocol::BalanceSpec;
 
 use super::{mix64, reduce, Balancer, Offered, PickKey};
 use crate::algo::BackendId;

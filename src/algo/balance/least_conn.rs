@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use api_gateway_admin::BalanceSpec;
+use api_gateway_protocol::BalanceSpec;
 
 use super::{Balancer, Offered, PickKey};
 use crate::algo::BackendId;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use api_gateway_admin::BalanceSpec;
+use api_gateway_protocol::BalanceSpec;
 
 use super::BackendId;
 use crate::backend::BackendTable;
@@ -135,7 +135,7 @@ pub(crate) mod test_support {
     //! Tables and pick loops shared by the balancers' tests.
     use super::*;
     use crate::backend::BackendDef;
-    use api_gateway_admin::BreakerSpec;
+    use api_gateway_protocol::BreakerSpec;
 
     /// A table of backends `10.0.0.<i+1>:8080` with these weights.
     pub(crate) fn table(weights: &[u32]) -> BackendTable {

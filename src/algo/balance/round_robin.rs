@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use api_gateway_admin::BalanceSpec;
+use api_gateway_protocol::BalanceSpec;
 
 use super::{Balancer, PickKey};
 use crate::algo::BackendId;
@@ -19,7 +19,7 @@ use crate::backend::BackendTable;
 /// ```
 /// use api_gateway::algo::balance::{Balancer, PickKey, RoundRobin};
 /// use api_gateway::backend::{BackendDef, BackendTable};
-/// use api_gateway_admin::BreakerSpec;
+/// use api_gateway_protocol::BreakerSpec;
 ///
 /// let defs: Vec<BackendDef> = ["a", "b", "c"]
 ///     .iter()

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use api_gateway_admin::BalanceSpec;
+use api_gateway_protocol::BalanceSpec;
 
 use super::{Balancer, PickKey};
 use crate::algo::BackendId;

@@ -5,7 +5,7 @@
 //! Known trade-off: up to `2 * limit` can pass within a short span straddling
 //! a window boundary (end of one window + start of the next).
 
-use api_gateway_admin::LimitSpec;
+use api_gateway_protocol::LimitSpec;
 
 use super::{window_ns, Decision, RateLimiter};
 use crate::algo::cells::{CellCodec, CellTable, Evictions, Worth};

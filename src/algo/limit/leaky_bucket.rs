@@ -5,9 +5,7 @@
 //! request may be released. A request is admitted with delay `d = max(TAT, now) - now`
 //! iff at most `capacity - 1` requests are still waiting, i.e. iff `d <= capacity * T`.
 
-use api_gateway_admin::LimitSpec;
-
-use api_gateway_admin::protocol::MAX_SPAN_NS;
+use api_gateway_protocol::{LimitSpec, MAX_SPAN_NS};
 
 use super::{interval_ns, span_ns, Decision, RateLimiter};
 use crate::algo::cells::{CellCodec, CellTable, Evictions, Worth};

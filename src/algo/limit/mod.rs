@@ -1,16 +1,21 @@
-//! Rate limiters: one file per algorithm, one small trait.
+//! Rate limiters: one file per local algorithm, one small trait
+//! ([`RateLimiter`]), and [`global`] for one limit shared by several gateways
+//! through a store.
 //!
-//! A limiter answers `check(key, now)` with one atomic decision for that key;
-//! never check-then-act. Per-key state lives in a bounded table
-//! ([`crate::algo::cells`]), so a flood of distinct keys cannot grow memory.
-//! Every limiter errs towards denying: races and rounding may over-count, never under-count.
+//! A limiter answers `check(key, now)` with one decision for that key, taken
+//! atomically (one compare-and-swap on a cell, or one short per-bucket lock in
+//! `global`); never check-then-act. Per-key state lives in a bounded table
+//! ([`crate::algo::cells`], or `global`'s own), so a flood of distinct keys
+//! cannot grow memory. The local limiters err towards denying: races and
+//! rounding may over-count, never under-count (`global` documents its own
+//! error bound). The specs and their bounds come from the protocol crate;
+//! this module builds and runs limiters, it parses and renders nothing.
 
 #![deny(missing_docs)]
 
 use std::sync::Arc;
 
-use api_gateway_admin::protocol::{rate_interval_ns, MAX_RATE_PER_SEC, MAX_SPAN_NS};
-use api_gateway_admin::LimitSpec;
+use api_gateway_protocol::{rate_interval_ns, LimitSpec, MAX_RATE_PER_SEC, MAX_SPAN_NS};
 
 use super::cells::Evictions;
 use super::Nanos;
@@ -248,7 +253,7 @@ mod tests {
 
     #[test]
     fn build_dispatches_on_spec() {
-        for name in api_gateway_admin::protocol::LIMITER_NAMES {
+        for name in api_gateway_protocol::LIMITER_NAMES {
             let spec = LimitSpec::default_for(name).unwrap();
             let l = build(&spec, 64, &Evictions::default());
             assert_eq!(l.spec(), &spec);

@@ -5,7 +5,7 @@
 //! that estimate (before it) is `< limit`. One word: `index:22 | prev:21 | curr:21`,
 //! one CAS per decision; limits above 2^21 - 1 are clamped (over-count only).
 
-use api_gateway_admin::LimitSpec;
+use api_gateway_protocol::LimitSpec;
 
 use super::{window_ns, Decision, RateLimiter};
 use crate::algo::cells::{CellCodec, CellTable, Evictions, Worth};
@@ -20,7 +20,7 @@ const CNT_MASK: u64 = (1 << CNT_BITS) - 1;
 /// rejects larger ones, so the clamp in [`SlidingCounter::new`] never bites
 /// for a configured limiter).
 pub const MAX_LIMIT: u32 = CNT_MASK as u32;
-const _: () = assert!(MAX_LIMIT == api_gateway_admin::protocol::SLIDING_COUNTER_MAX_LIMIT);
+const _: () = assert!(MAX_LIMIT == api_gateway_protocol::SLIDING_COUNTER_MAX_LIMIT);
 
 /// Sliding-window counter (pingora `Rate`-style estimate) over a bounded table.
 ///

@@ -7,8 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use api_gateway_admin::protocol::SLIDING_LOG_MAX_LIMIT;
-use api_gateway_admin::LimitSpec;
+use api_gateway_protocol::{LimitSpec, SLIDING_LOG_MAX_LIMIT};
 
 use super::{window_ns, Decision, RateLimiter};
 use crate::algo::cells::{bucket_of, claim_with, slots_for, Evictions, Found, Worth, PROBE};

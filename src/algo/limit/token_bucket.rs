@@ -6,9 +6,7 @@
 //! `T = 1/refill_per_sec` rounded up to whole ns (so rounding only slows refill).
 //! `TAT <= now` means a full bucket, so state 0 is a fresh key.
 
-use api_gateway_admin::LimitSpec;
-
-use api_gateway_admin::protocol::MAX_REFILL_NS;
+use api_gateway_protocol::{LimitSpec, MAX_REFILL_NS};
 
 use super::{interval_ns, span_ns, Decision, RateLimiter};
 use crate::algo::cells::{CellCodec, CellTable, Evictions, Worth};

@@ -7,169 +7,31 @@
 //! gateways. Between syncs each gateway may admit at most its share of what is
 //! globally left, `ceil((limit - global) / gateways)`. When the store is down or
 //! slow the gateway keeps deciding locally (fail-open) or denies (fail-closed);
-//! it never blocks and never panics. Bounds and trade-offs: `README.md` here.
+//! it never blocks and never panics. Bounds and trade-offs: the project
+//! README ("Running several gateways", "Error bound").
+//! This module measures and decides only: the config side parses its settings
+//! ([`StoreConfig`]) and the control side renders its [`StoreStatus`].
 
 use std::collections::hash_map::{DefaultHasher, RandomState};
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use api_gateway_admin::LimitSpec;
+use api_gateway_protocol::LimitSpec;
 use crossbeam_channel::Sender;
-use serde_json::{json, Map, Value};
 
 use super::{Decision, RateLimiter};
 use crate::algo::cells::Evictions;
 use crate::algo::{Clock, MonotonicClock, Nanos};
-use crate::config::ConfigError;
 
 pub mod redis_store;
+mod settings;
 pub mod sync;
 mod table;
 
+pub use settings::{FailMode, RedisStoreConfig, StoreConfig};
 pub use table::{Counts, GlobalTable, Kind, Mode, Params, Record, MAX_ENTRIES};
-
-/// What a gateway does while the store is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailMode {
-    /// Keep serving on local limits: each gateway enforces the whole limit by
-    /// itself (N gateways admit up to N x limit). The default.
-    Open,
-    /// Deny every rate-limited request (429) until the store answers again.
-    Closed,
-}
-
-impl FailMode {
-    /// The config form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailMode::Open => "open",
-            FailMode::Closed => "closed",
-        }
-    }
-}
-
-/// `rate_limit.store` with `"kind": "redis"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisStoreConfig {
-    /// `redis://[user:pass@]host:port[/db]`.
-    pub url: String,
-    /// Sync period in ms (push local counts, pull global ones).
-    pub sync_ms: u64,
-    /// Prefix of every Redis key; also seeds the client-key hash, so all
-    /// gateways sharing a limit must use the same prefix.
-    pub key_prefix: String,
-    /// Behaviour while Redis is down.
-    pub fail: FailMode,
-    /// Connect, read and write timeout of the sync connection, in ms.
-    pub timeout_ms: u64,
-}
-
-/// `rate_limit.store`: where rate-limit counts live.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum StoreConfig {
-    /// In-process only (the default): each gateway limits on its own.
-    #[default]
-    Local,
-    /// Shared through Redis.
-    Redis(RedisStoreConfig),
-}
-
-const STORE_KEYS: [&str; 6] = ["kind", "url", "sync_ms", "key_prefix", "fail", "timeout_ms"];
-
-fn cfg_err<T>(field: &str, msg: impl std::fmt::Display) -> Result<T, ConfigError> {
-    Err(ConfigError(format!("rate_limit.store.{field}: {msg}")))
-}
-
-fn u64_field(
-    o: &Map<String, Value>,
-    k: &str,
-    default: u64,
-    range: (u64, u64),
-) -> Result<u64, ConfigError> {
-    match o.get(k) {
-        None => Ok(default),
-        Some(v) => match v.as_u64() {
-            Some(n) if (range.0..=range.1).contains(&n) => Ok(n),
-            _ => cfg_err(
-                k,
-                format!("must be an integer between {} and {}", range.0, range.1),
-            ),
-        },
-    }
-}
-
-fn str_field<'a>(o: &'a Map<String, Value>, k: &str) -> Result<Option<&'a str>, ConfigError> {
-    match o.get(k) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => cfg_err(k, "must be a string"),
-    }
-}
-
-impl StoreConfig {
-    /// Parses the `rate_limit.store` object; errors name the field
-    /// (`rate_limit.store.sync_ms: ...`).
-    pub fn parse(v: &Value) -> Result<StoreConfig, ConfigError> {
-        let Value::Object(o) = v else {
-            return Err(ConfigError("rate_limit.store: must be an object".into()));
-        };
-        if let Some(k) = o.keys().find(|k| !STORE_KEYS.contains(&k.as_str())) {
-            return cfg_err(
-                k,
-                format!("unknown key (expected one of {})", STORE_KEYS.join(", ")),
-            );
-        }
-        match str_field(o, "kind")? {
-            None | Some("local") => {
-                if let Some(k) = o.keys().find(|k| k.as_str() != "kind") {
-                    return cfg_err(k, "only allowed with \"kind\": \"redis\"");
-                }
-                Ok(StoreConfig::Local)
-            }
-            Some("redis") => {
-                let url = str_field(o, "url")?.unwrap_or("redis://127.0.0.1:6379");
-                // Parse only (no connection): a typo fails at startup, an
-                // unreachable server later, as "store down".
-                if let Err(e) = redis::Client::open(url) {
-                    return cfg_err("url", format!("invalid Redis URL: {e}"));
-                }
-                let sync_ms = u64_field(o, "sync_ms", 50, (1, 60_000))?;
-                let timeout_ms = u64_field(o, "timeout_ms", 250, (10, 60_000))?;
-                let key_prefix = str_field(o, "key_prefix")?.unwrap_or("api-gateway:rl");
-                if key_prefix.is_empty()
-                    || key_prefix.len() > 64
-                    || !key_prefix.bytes().all(|b| b.is_ascii_graphic())
-                {
-                    return cfg_err("key_prefix", "must be 1-64 visible ASCII characters");
-                }
-                let fail = match str_field(o, "fail")? {
-                    None | Some("open") => FailMode::Open,
-                    Some("closed") => FailMode::Closed,
-                    Some(_) => return cfg_err("fail", "must be \"open\" or \"closed\""),
-                };
-                Ok(StoreConfig::Redis(RedisStoreConfig {
-                    url: url.to_string(),
-                    sync_ms,
-                    key_prefix: key_prefix.to_string(),
-                    fail,
-                    timeout_ms,
-                }))
-            }
-            Some(_) => cfg_err("kind", "must be \"local\" or \"redis\""),
-        }
-    }
-
-    /// The Redis settings, when the store is Redis.
-    pub fn redis(&self) -> Option<&RedisStoreConfig> {
-        match self {
-            StoreConfig::Local => None,
-            StoreConfig::Redis(r) => Some(r),
-        }
-    }
-}
 
 /// Hashes client identities into limiter keys.
 ///
@@ -381,6 +243,75 @@ impl GlobalStore {
     pub fn gateways(&self) -> u64 {
         self.inner.nodes.load(Ordering::Acquire)
     }
+
+    /// The settings the store runs on.
+    pub fn config(&self) -> &RedisStoreConfig {
+        &self.inner.cfg
+    }
+
+    /// A snapshot of the store's health, for the reports (rendered by the
+    /// control side; this module only measures).
+    pub fn status(&self) -> StoreStatus {
+        let s = &self.inner;
+        StoreStatus {
+            url: redact(&s.cfg.url),
+            state: match s.state.load(Ordering::Acquire) {
+                UP => StoreState::Up,
+                DOWN => StoreState::Down,
+                _ => StoreState::Starting,
+            },
+            global: s.current_table().is_some(),
+            gateways: s.nodes.load(Ordering::Acquire),
+            syncs: s.syncs.load(Ordering::Relaxed),
+            sync_errors: s.errors.load(Ordering::Relaxed),
+            last_sync_us: s.last_sync_us.load(Ordering::Relaxed),
+            last_error: s.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Whether the store answers, as of the last sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreState {
+    /// No sync has finished yet.
+    Starting,
+    /// The last sync succeeded: limits are global.
+    Up,
+    /// The last sync failed: limits are local (fail-open) or deny (fail-closed).
+    Down,
+}
+
+impl StoreState {
+    /// `starting`, `up` or `down`, as reported.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreState::Starting => "starting",
+            StoreState::Up => "up",
+            StoreState::Down => "down",
+        }
+    }
+}
+
+/// What [`GlobalStore::status`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// The Redis URL with any password masked.
+    pub url: String,
+    /// Up, down or starting.
+    pub state: StoreState,
+    /// Whether the limiter in force is a global one (some algorithms have no
+    /// global mode and stay local).
+    pub global: bool,
+    /// Live gateways sharing the limit (at least 1).
+    pub gateways: u64,
+    /// Successful syncs.
+    pub syncs: u64,
+    /// Failed syncs.
+    pub sync_errors: u64,
+    /// Duration of the last successful sync, in microseconds.
+    pub last_sync_us: u64,
+    /// What the last failed sync reported (empty if none failed).
+    pub last_error: String,
 }
 
 /// A limiter whose counts are shared through a [`GlobalStore`].
@@ -469,101 +400,25 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// The `store` object of the health report's `rateLimiter`.
-pub fn store_json(store: Option<&Arc<GlobalStore>>) -> Value {
-    let Some(store) = store else {
-        return json!({"kind": "local", "state": "up", "up": true});
-    };
-    let s = &store.inner;
-    let state = match s.state.load(Ordering::Acquire) {
-        UP => "up",
-        DOWN => "down",
-        _ => "starting",
-    };
-    json!({
-        "kind": "redis",
-        "url": redact(&s.cfg.url),
-        "state": state,
-        "up": state == "up",
-        "global": s.current_table().is_some(),
-        "gateways": s.nodes.load(Ordering::Acquire),
-        "sync_ms": s.cfg.sync_ms,
-        "key_prefix": s.cfg.key_prefix,
-        "fail": s.cfg.fail.as_str(),
-        "syncs": s.syncs.load(Ordering::Relaxed),
-        "sync_errors": s.errors.load(Ordering::Relaxed),
-        "last_sync_us": s.last_sync_us.load(Ordering::Relaxed),
-        "last_error": s.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
-    })
-}
-
-/// Appends the store's Prometheus series to `o`.
-pub fn prometheus(o: &mut String, store: Option<&Arc<GlobalStore>>) {
-    let (kind, up, nodes, errors) = match store {
-        None => ("local", true, 1, 0),
-        Some(s) => (
-            "redis",
-            s.is_up(),
-            s.gateways(),
-            s.inner.errors.load(Ordering::Relaxed),
-        ),
-    };
-    let _ = writeln!(
-        o,
-        "# HELP ratelimit_store_up Whether the rate-limit store answers (0: limits are local or fail-closed).\n\
-         # TYPE ratelimit_store_up gauge\nratelimit_store_up{{kind=\"{kind}\"}} {}",
-        u8::from(up)
-    );
-    let _ = writeln!(
-        o,
-        "# HELP ratelimit_store_gateways Gateways sharing the global rate limit.\n\
-         # TYPE ratelimit_store_gateways gauge\nratelimit_store_gateways {nodes}"
-    );
-    let _ = writeln!(
-        o,
-        "# HELP ratelimit_store_sync_errors_total Failed syncs with the rate-limit store.\n\
-         # TYPE ratelimit_store_sync_errors_total counter\nratelimit_store_sync_errors_total {errors}"
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<StoreConfig, ConfigError> {
-        StoreConfig::parse(&serde_json::from_str(s).unwrap())
-    }
-
-    #[test]
-    fn parses_redis_store_with_defaults() {
-        let StoreConfig::Redis(r) = parse(r#"{"kind":"redis"}"#).unwrap() else {
-            panic!("redis expected")
-        };
-        assert_eq!(r.url, "redis://127.0.0.1:6379");
-        assert_eq!((r.sync_ms, r.timeout_ms, r.fail), (50, 250, FailMode::Open));
-        assert_eq!(parse(r#"{"kind":"local"}"#).unwrap(), StoreConfig::Local);
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let e = |s: &str| parse(s).unwrap_err().0;
-        assert!(e(r#"{"kind":"redis","sync_ms":0}"#).starts_with("rate_limit.store.sync_ms:"));
-        assert!(e(r#"{"kind":"redis","url":"http://x"}"#).starts_with("rate_limit.store.url:"));
-        assert!(e(r#"{"kind":"redis","fail":"maybe"}"#).starts_with("rate_limit.store.fail:"));
-        assert!(
-            e(r#"{"kind":"redis","key_prefix":""}"#).starts_with("rate_limit.store.key_prefix:")
-        );
-        assert!(e(r#"{"kind":"memcached"}"#).starts_with("rate_limit.store.kind:"));
-        assert!(e(r#"{"kind":"local","url":"redis://x"}"#).starts_with("rate_limit.store.url:"));
-        assert!(e(r#"{"kind":"redis","sync":5}"#).starts_with("rate_limit.store.sync:"));
+    fn redis(prefix: &str) -> StoreConfig {
+        StoreConfig::Redis(RedisStoreConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            sync_ms: 50,
+            key_prefix: prefix.into(),
+            fail: FailMode::Open,
+            timeout_ms: 250,
+        })
     }
 
     #[test]
     fn fixed_hasher_is_the_same_in_every_process_and_depends_on_prefix() {
-        let cfg = |p: &str| parse(&format!(r#"{{"kind":"redis","key_prefix":"{p}"}}"#)).unwrap();
-        let a = KeyHasher::for_store(&cfg("x"));
-        let b = KeyHasher::for_store(&cfg("x"));
-        let c = KeyHasher::for_store(&cfg("y"));
+        let a = KeyHasher::for_store(&redis("x"));
+        let b = KeyHasher::for_store(&redis("x"));
+        let c = KeyHasher::for_store(&redis("y"));
         assert_eq!(a.hash_one("client"), b.hash_one("client"));
         assert_ne!(a.hash_one("client"), c.hash_one("client"));
         let r1 = KeyHasher::for_store(&StoreConfig::Local);

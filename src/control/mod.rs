@@ -1,22 +1,27 @@
 //! The gateway side of the control plane: turns admin commands into
-//! algorithm swaps broadcast to every worker, and builds the status reports.
+//! algorithm swaps broadcast to every worker, and builds the status reports
+//! (health JSON with the typed events, Prometheus text; `store`: the
+//! rate-limit store's part of both).
 //!
 //! Validation happened in the admin thread (typed specs); building the new
 //! algorithm happens here, once, off the request path, and the workers only
 //! swap an `Arc`. Reports read the shared atomics directly, so asking for
 //! metrics never touches a worker.
 
+mod store;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use api_gateway_admin::{BalanceSpec, Command, LimitSpec, Reply};
+use api_gateway_protocol::{BalanceSpec, Command, LimitSpec, Reply};
 use crossbeam_channel::Sender;
 use mio::Waker;
 use serde_json::{json, Value};
 
 use crate::algo::balance::{self, Balancer};
 use crate::algo::limit::{self, RateLimiter};
-use crate::backend::Selection;
+use crate::backend::SelectionMode;
+use crate::events::{Event, EventKind};
 use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
 use crate::shared::Shared;
 use crate::worker::WorkerMsg;
@@ -85,9 +90,12 @@ impl Controller {
                 None => Reply::NotFound(format!("no backend named '{name}'")),
                 Some(b) => {
                     let up = b.toggle();
-                    self.shared.events.push(
+                    self.shared.events.record(
                         now,
-                        format!("backend {name} switched {}", if up { "up" } else { "down" }),
+                        EventKind::BackendToggled {
+                            backend: name.clone(),
+                            up,
+                        },
                     );
                     Reply::Json(json!({"name": name, "up": up}))
                 }
@@ -108,7 +116,7 @@ impl Controller {
                 for b in self.shared.backends.iter() {
                     b.stats.reset();
                 }
-                self.shared.events.push(now, "metrics reset".into());
+                self.shared.events.record(now, EventKind::MetricsReset);
                 Reply::Json(json!({"reset": true}))
             }
         }
@@ -131,13 +139,12 @@ impl Controller {
         }
         self.generation += 1;
         let now = self.shared.clock_now();
-        self.shared.events.push(
+        self.shared.events.record(
             now,
-            format!(
-                "rate limiter switched to {} (generation {})",
-                spec.name(),
-                self.generation
-            ),
+            EventKind::LimiterSwitched {
+                algorithm: spec.name().to_string(),
+                generation: self.generation,
+            },
         );
         Reply::Json(
             json!({"rateLimiter": limiter_json(&spec, &self.shared), "generation": self.generation}),
@@ -152,13 +159,12 @@ impl Controller {
         }
         self.generation += 1;
         let now = self.shared.clock_now();
-        self.shared.events.push(
+        self.shared.events.record(
             now,
-            format!(
-                "load balancer switched to {} (generation {})",
-                spec.name(),
-                self.generation
-            ),
+            EventKind::BalancerSwitched {
+                algorithm: spec.name().to_string(),
+                generation: self.generation,
+            },
         );
         Reply::Json(
             json!({"loadBalancer": serde_json::to_value(&spec).unwrap_or(Value::Null), "generation": self.generation}),
@@ -188,12 +194,7 @@ impl Controller {
                 })
             })
             .collect();
-        let events: Vec<Value> = s
-            .events
-            .snapshot()
-            .into_iter()
-            .map(|e| json!({"at_ms": e.at.as_millis(), "message": e.message}))
-            .collect();
+        let events: Vec<Value> = s.events.snapshot().into_iter().map(event_json).collect();
         json!({
             "status": "ok",
             "uptime_ms": now.as_millis(),
@@ -204,7 +205,7 @@ impl Controller {
             "loadBalancer": serde_json::to_value(self.balancer.spec()).unwrap_or(Value::Null),
             "circuitBreaker": serde_json::to_value(s.config.circuit_breaker).unwrap_or(Value::Null),
             "upstream": {
-                "panic": matches!(s.backends.selection(now), Selection::Panic { .. }),
+                "panic": matches!(s.backends.selection(now), SelectionMode::Panic { .. }),
                 "openCircuits": s.backends.open_budget().open(),
                 "maxOpenCircuits": s.backends.open_budget().max_open(),
             },
@@ -309,7 +310,7 @@ impl Controller {
             "Rate-limit keys evicted from a full table bucket while their state was live.",
             m.limit_evictions.get(),
         );
-        let panic = matches!(s.backends.selection(now), Selection::Panic { .. });
+        let panic = matches!(s.backends.selection(now), SelectionMode::Panic { .. });
         let _ = writeln!(o, "# HELP gateway_upstream_panic 1 while too few backends have a closed circuit and traffic is spread over all switched-on backends.\n# TYPE gateway_upstream_panic gauge\ngateway_upstream_panic {}", u8::from(panic));
         let _ = writeln!(o, "# HELP gateway_inflight_requests Requests being handled.\n# TYPE gateway_inflight_requests gauge\ngateway_inflight_requests {}", get(&m.inflight));
         let _ = writeln!(o, "# HELP gateway_connections_open Client connections open.\n# TYPE gateway_connections_open gauge\ngateway_connections_open {}", get(&m.connections_open));
@@ -392,9 +393,21 @@ impl Controller {
                 &b.stats.latency,
             );
         }
-        limit::global::prometheus(&mut o, s.limit_store.as_ref());
+        store::prometheus(&mut o, s.limit_store.as_ref());
         o
     }
+}
+
+/// One entry of the health report's `events`: `at_ms` and `message` as
+/// always, plus the typed fields flattened in (`kind`, `backend`, `from`,
+/// `to`, ...), which the dashboard reads instead of parsing `message`.
+fn event_json(e: Event) -> Value {
+    let mut v = serde_json::to_value(&e.kind).unwrap_or_else(|_| json!({}));
+    if let Value::Object(o) = &mut v {
+        o.insert("at_ms".into(), e.at.as_millis().into());
+        o.insert("message".into(), e.message.into());
+    }
+    v
 }
 
 fn limiter_json(spec: &LimitSpec, s: &Shared) -> Value {
@@ -404,10 +417,7 @@ fn limiter_json(spec: &LimitSpec, s: &Shared) -> Value {
             "key".into(),
             Value::String(s.config.rate_limit.key.describe()),
         );
-        o.insert(
-            "store".into(),
-            limit::global::store_json(s.limit_store.as_ref()),
-        );
+        o.insert("store".into(), store::store_json(s.limit_store.as_ref()));
     }
     v
 }
@@ -454,4 +464,36 @@ fn histogram_lines(o: &mut String, name: &str, labels: &str, h: &Histogram) {
     };
     let _ = writeln!(o, "{name}_sum{braces} {}", h.sum_us() as f64 / 1e6);
     let _ = writeln!(o, "{name}_count{braces} {cum}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::breaker::CircuitState;
+    use crate::algo::Nanos;
+
+    #[test]
+    fn report_events_keep_message_and_add_typed_fields() {
+        let kind = EventKind::CircuitTransition {
+            backend: "Backend-A".into(),
+            from: CircuitState::Closed,
+            to: CircuitState::Open,
+        };
+        let e = Event {
+            at: Nanos::from_millis(1500),
+            message: kind.to_string(),
+            kind,
+        };
+        assert_eq!(
+            event_json(e),
+            json!({
+                "at_ms": 1500,
+                "message": "circuit Backend-A CLOSED -> OPEN",
+                "kind": "circuit",
+                "backend": "Backend-A",
+                "from": "CLOSED",
+                "to": "OPEN",
+            })
+        );
+    }
 }

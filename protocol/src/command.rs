@@ -1,0 +1,40 @@
+//! What the admin asks of the gateway core, and what the core answers.
+//!
+//! The envelope that carries a command and its reply channel stays in the
+//! admin crate (it needs a channel type); these two enums are plain data.
+
+use serde_json::Value;
+
+use crate::{BalanceSpec, LimitSpec};
+
+/// What the admin thread asks of the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Full status report (`GET /gateway/health`).
+    Health,
+    /// Prometheus text exposition (`GET /metrics`).
+    Metrics,
+    /// Switch the rate limiter (state starts fresh).
+    SetRateLimiter(LimitSpec),
+    /// Switch the load balancer.
+    SetLoadBalancer(BalanceSpec),
+    /// Flip a backend between operator-up and operator-down.
+    ToggleBackend(String),
+    /// Force a backend's circuit back to CLOSED.
+    ResetCircuit(String),
+    /// Zero every counter and histogram.
+    ResetMetrics,
+}
+
+/// The gateway's answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Success, with a JSON body.
+    Json(Value),
+    /// Success, with a text body (Prometheus).
+    Text(String),
+    /// The named thing does not exist (→ 404).
+    NotFound(String),
+    /// The command is invalid (→ 400).
+    Invalid(String),
+}
