@@ -298,6 +298,9 @@ pub struct World {
     pub parked_until: Option<Nanos>,
     /// Every step the session returned (but `Wait`), in order.
     pub steps: Vec<Step>,
+    /// Where a tunnel began: the backend connection and how many bytes it
+    /// had received by then (what follows is raw tunnel data, not HTTP).
+    pub tunnel_at: Option<(usize, usize)>,
 }
 
 impl std::fmt::Debug for World {
@@ -332,6 +335,15 @@ pub fn config(backends: usize) -> Config {
     };
     c.limits.min_body_bytes_per_sec = 0;
     c
+}
+
+/// Makes `c`'s rate limiter a leaky bucket (a shaper that parks requests),
+/// so callers outside the crate need not name the spec type.
+pub fn shape(c: &mut Config, capacity: u32, leak_per_sec: f64) {
+    c.rate_limit.spec = api_gateway_admin::LimitSpec::LeakyBucket {
+        capacity,
+        leak_per_sec,
+    };
 }
 
 /// The client's address in the sim.
@@ -393,6 +405,7 @@ impl World {
             connects: VecDeque::new(),
             parked_until: None,
             steps: Vec::new(),
+            tunnel_at: None,
         }
     }
 
@@ -601,8 +614,18 @@ impl World {
             progress = true;
             self.note(step);
             self.execute(step);
+            self.note_tunnel();
         }
         progress
+    }
+
+    /// Records where the tunnel began, before any tunnel byte is pumped.
+    fn note_tunnel(&mut self) {
+        if self.tunnel_at.is_none() && matches!(self.session.phase(), Phase::Tunnelling) {
+            if let Some(u) = self.attached {
+                self.tunnel_at = Some((u, self.ups[u].remote.received.len()));
+            }
+        }
     }
 
     fn note(&mut self, step: Step) {
