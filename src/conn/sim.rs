@@ -6,7 +6,7 @@
 //! (`conn/tests.rs`) script it by hand. Nothing here is used in production.
 //!
 //! What is real and what is fake:
-//! - Real: the [`Session`], its [`Buffer`]s from a real [`BufferPool`], the
+//! - Real: the [`Session`], its [`Buffer`](super::buffer::Buffer)s from a real [`BufferPool`], the
 //!   [`Outbox`] views it writes through, the [`Shared`] state, the
 //!   [`Pool`] (its backend table, breakers, in-flight leases and its idle
 //!   list) and the rate limiter, all built from a [`Config`].
