@@ -247,10 +247,13 @@ fn check_framing(w: &World, sum: &mut Summary) {
     };
     let (sent, _) = sim::requests(client_data);
     let mut next = 0usize;
-    for (k, &(u, from)) in w.attachments.iter().enumerate() {
-        let received = &w.ups[u].remote.received;
-        let later = w.attachments[k + 1..].iter().find(|a| a.0 == u);
-        let mut to = later.map_or(received.len(), |a| a.1);
+    let mut answers = Vec::new();
+    for (k, a) in w.attachments.iter().enumerate() {
+        let (u, from) = (a.up, a.received_at);
+        let remote = &w.ups[u].remote;
+        let received = &remote.received;
+        let later = w.attachments[k + 1..].iter().find(|b| b.up == u);
+        let mut to = later.map_or(received.len(), |b| b.received_at);
         if let Some((tu, at)) = w.tunnel_at {
             if tu == u && at >= from && at <= to {
                 to = at;
@@ -287,6 +290,10 @@ fn check_framing(w: &World, sum: &mut Summary) {
             };
             next += j + 1;
         }
+        // What the backend answered during this attachment.
+        let heads: Vec<bool> = got.iter().map(|m| m.start == b"HEAD").collect();
+        let sent_to = later.map_or(remote.sent.len(), |b| b.sent_at);
+        answers.extend(sim::responses(&remote.sent[a.sent_at..sent_to], &heads).0);
     }
     // The client side: every response parses, framed as declared.
     let heads: Vec<bool> = sent.iter().map(|m| m.start == b"HEAD").collect();
@@ -302,6 +309,39 @@ fn check_framing(w: &World, sum: &mut Summary) {
         String::from_utf8_lossy(&w.client.received)
     );
     sum.responses = got.iter().filter(|m| m.status >= 200).count();
+    // Every forwarded response is, in order, one a backend sent: same
+    // status and framing, its body a prefix of the backend's (the whole of
+    // it when the client got it all).
+    // (The answer to a HEAD is compared by status only: a backend may
+    // answer a request it has not read yet, and then its own framing of
+    // that answer is not known here.)
+    let mut from = 0usize;
+    let mut finals = 0usize;
+    for m in &got {
+        let to_head = heads.get(finals).copied().unwrap_or(false);
+        if m.status >= 200 {
+            finals += 1;
+        }
+        if !m.forwarded {
+            continue;
+        }
+        let same = |b: &Message| {
+            b.status == m.status && to_head
+                || b.status == m.status
+                    && b.framing == m.framing
+                    && if m.complete {
+                        b.complete && b.body == m.body
+                    } else {
+                        b.body.starts_with(&m.body) || m.body.starts_with(&b.body)
+                    }
+        };
+        let Some(j) = answers[from..].iter().position(same) else {
+            panic!(
+                "the client got a response no backend sent as such: {m:?}\nbackends sent: {answers:?}"
+            );
+        };
+        from += j + 1;
+    }
     if got
         .iter()
         .any(|m| m.framing == Framing::UntilClose && m.status >= 200 && m.status != 101)

@@ -81,7 +81,8 @@ pub struct Remote {
     pub outgoing: VecDeque<u8>,
     /// How its sending half ends once `outgoing` is drained.
     pub ending: Ending,
-    /// Every byte the gateway read from it.
+    /// Every byte the gateway read from it and kept (what a closing
+    /// connection reads and discards is not here: it is no request).
     pub sent: Vec<u8>,
     /// Every byte the gateway wrote to it.
     pub received: Vec<u8>,
@@ -178,7 +179,9 @@ impl Remote {
             let n = space.len().min(self.outgoing.len());
             for (d, s) in space[..n].iter_mut().zip(self.outgoing.drain(..n)) {
                 *d = s;
-                self.sent.push(s);
+            }
+            if fill == Fill::Keep {
+                self.sent.extend_from_slice(&space[..n]);
             }
             buf.fill(n);
             if fill == Fill::Discard {
@@ -264,6 +267,17 @@ pub struct UpConn {
     pub remote: Remote,
 }
 
+/// One attachment of a backend connection to the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attachment {
+    /// The connection (index in [`World::ups`]).
+    pub up: usize,
+    /// How many bytes the backend had received before.
+    pub received_at: usize,
+    /// How many bytes the backend had sent (and the gateway read) before.
+    pub sent_at: usize,
+}
+
 /// The world around one session.
 pub struct World {
     /// Configuration, metrics, the backend table.
@@ -301,12 +315,11 @@ pub struct World {
     /// Where a tunnel began: the backend connection and how many bytes it
     /// had received by then (what follows is raw tunnel data, not HTTP).
     pub tunnel_at: Option<(usize, usize)>,
-    /// Every attachment of a backend connection, in time order: the
-    /// connection and how many bytes it had received before. The bytes a
-    /// request was forwarded with are the slice up to its connection's next
-    /// attachment (pooled connections serve several requests, interleaved
-    /// with other connections).
-    pub attachments: Vec<(usize, usize)>,
+    /// Every attachment of a backend connection, in time order. What an
+    /// exchange sent and received on it is the slice up to its connection's
+    /// next attachment (pooled connections serve several requests,
+    /// interleaved with other connections).
+    pub attachments: Vec<Attachment>,
     /// KNOWN BUG detector: a step dropped bytes queued for the client after
     /// some of them were written (a head torn on the wire). See
     /// `reply_after_a_partly_written_interim_head_keeps_the_stream_valid`
@@ -727,8 +740,12 @@ impl World {
                 }
                 self.ups[u].life = Life::Attached(Attach::Ready { reused: true });
                 self.attached = Some(u);
-                self.attachments
-                    .push((u, self.ups[u].remote.received.len()));
+                let r = &self.ups[u].remote;
+                self.attachments.push(Attachment {
+                    up: u,
+                    received_at: r.received.len(),
+                    sent_at: r.sent.len(),
+                });
                 return;
             }
         }
@@ -739,7 +756,11 @@ impl World {
             ConnectPlan::Refuse => Attach::Refused,
         };
         self.attached = Some(self.ups.len());
-        self.attachments.push((self.ups.len(), 0));
+        self.attachments.push(Attachment {
+            up: self.ups.len(),
+            received_at: 0,
+            sent_at: 0,
+        });
         self.ups.push(UpConn {
             backend,
             life: Life::Attached(attach),
@@ -918,6 +939,9 @@ pub struct Message {
     pub body: Vec<u8>,
     /// The whole message arrived.
     pub complete: bool,
+    /// A response whose head carries the gateway's `x-backend` (forwarded
+    /// from a backend, not made by the gateway).
+    pub forwarded: bool,
 }
 
 /// A body's framing, for both directions.
@@ -996,6 +1020,7 @@ pub fn requests(data: &[u8]) -> (Vec<Message>, Rest) {
                 framing,
                 body: body.to_vec(),
                 complete: false,
+                forwarded: false,
             });
             return (out, Rest::Garbage);
         };
@@ -1005,6 +1030,7 @@ pub fn requests(data: &[u8]) -> (Vec<Message>, Rest) {
             framing,
             body: body[..n].to_vec(),
             complete,
+            forwarded: false,
         });
         if !complete {
             return (out, Rest::Empty);
@@ -1045,6 +1071,9 @@ pub fn responses(data: &[u8], head_requests: &[bool]) -> (Vec<Message>, Rest) {
             framing,
             body: body[..n].to_vec(),
             complete,
+            forwarded: rest[..head.len]
+                .windows(12)
+                .any(|w| w.eq_ignore_ascii_case(b"\r\nx-backend:")),
         });
         if !head.is_interim() {
             finals += 1;
