@@ -963,3 +963,36 @@ fn reply_after_a_partly_written_interim_head_keeps_the_stream_valid() {
     );
     assert_eq!(got.last().map(|m| m.status), Some(502));
 }
+
+/// Bytes a backend sends after its response (in the same read, or while
+/// the response is still being written to a slow client) belong to that
+/// connection, which is then not reused; they are never read as the next
+/// request's response. Found by the `session` fuzz target: the stray bytes
+/// stayed in the response buffer and the client got them, from a closed
+/// connection, as the answer to its next request (a response desync).
+#[test]
+fn stray_backend_bytes_never_answer_the_next_request() {
+    const FORGED: &[u8] = b"HTTP/1.1 299 Forged\r\nContent-Length: 0\r\n\r\n";
+    // In the same read as the end of the response.
+    let mut w = world();
+    w.client_sends(GET_A);
+    w.backend_sends(&[OK, FORGED].concat());
+    assert_eq!(statuses(&w.client.received), [200]);
+    assert_eq!(w.ups[0].life, Life::Closed, "not pooled after stray bytes");
+    w.client_sends(GET_B);
+    w.backend_sends(CREATED);
+    assert_eq!(statuses(&w.client.received), [200, 201]);
+    quiet(&w);
+
+    // While the response waits for a client that is not reading.
+    let mut w = world();
+    w.client.window = 0;
+    w.client_sends(GET_A);
+    w.backend_sends(OK);
+    w.backend_sends(FORGED);
+    w.client_sends(GET_B);
+    w.client_window(usize::MAX);
+    w.backend_sends(CREATED);
+    assert_eq!(statuses(&w.client.received), [200, 201]);
+    quiet(&w);
+}
