@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::io::Write;
+
 use support::*;
 
 fn rejected(raw: &[u8], status: u16) {
@@ -230,5 +232,49 @@ fn connection_cannot_strip_framing_headers() {
     assert_eq!(paths, vec!["/echo"]);
     let r = c.roundtrip(b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
     assert_eq!(r.text(), "abc");
+    gw.shutdown();
+}
+
+#[test]
+fn bytes_a_backend_sends_past_its_response_never_answer_the_next_request() {
+    // Connection 1 answers, then appends a second, forged response in the
+    // same write (a backend bug, or one that pipelines); every later connection answers honestly. The forged bytes
+    // belong to connection 1: the client's next request must get its own
+    // answer from a fresh connection, never the forged one.
+    let backend = RawBackend::start(|mut s, n| {
+        while let Some(head) = read_head(&mut s) {
+            let path = String::from_utf8_lossy(&head)
+                .split(' ')
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                path.len()
+            );
+            if n == 1 {
+                out.push_str("HTTP/1.1 299 Forged\r\nContent-Length: 6\r\n\r\nforged");
+            }
+            if s.write_all(out.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let gw = start(config(&[backend.addr]));
+    // Pipelined, so the session goes straight from one exchange to the
+    // next without parking its buffers.
+    let mut c = Client::connect(gw.listen_addr());
+    c.send(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r1 = c.read(false);
+    assert_eq!((r1.status, r1.text().as_str()), (200, "/one"));
+    let r2 = c.read(false);
+    assert_eq!((r2.status, r2.text().as_str()), (200, "/two"));
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the connection that sent stray bytes is not reused"
+    );
     gw.shutdown();
 }

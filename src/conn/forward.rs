@@ -482,6 +482,12 @@ impl Session {
             .upstream
             .is_some_and(|u| !u.seen.eof() && !u.seen.failed());
         let reusable = req_sent && !stray && healthy && self.resp_head.backend_keeps_alive();
+        if stray {
+            // Bytes past the response belong to the connection being let
+            // go; kept, they would be read as the next request's response.
+            log::debug!("backend sent bytes past its response; connection not reused");
+            self.forget_response();
+        }
         self.settle(ctx, now);
         if self.ex.after == After::Close || !req_sent {
             self.enter_closing(ctx, now);

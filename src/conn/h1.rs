@@ -362,7 +362,15 @@ impl Session {
         };
         self.ex.answer = Answer::Final(status);
         self.ex.after = after;
-        self.to_client.clear();
+        // Anything still queued for the client is whole interim heads
+        // (a reply comes only before a final head is forwarded); once the
+        // first of their bytes is on the wire the rest must follow, or the
+        // client reads a torn head. Unstarted ones are dropped.
+        if self.to_client.pos == 0 {
+            self.to_client.clear();
+        } else {
+            self.to_client.discard_sent();
+        }
         write_local(
             &mut self.to_client.bytes,
             &LocalReply {

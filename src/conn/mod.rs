@@ -21,6 +21,9 @@ mod h1;
 pub mod phase;
 mod preface;
 pub mod session;
+pub mod sim;
+#[cfg(test)]
+mod tests;
 mod timer;
 pub mod upload;
 

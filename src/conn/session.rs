@@ -55,6 +55,12 @@ impl Outgoing {
         self.pos >= self.bytes.len()
     }
 
+    /// Drops the bytes already written, keeping the rest at the front.
+    pub fn discard_sent(&mut self) {
+        self.bytes.drain(..self.pos.min(self.bytes.len()));
+        self.pos = 0;
+    }
+
     /// Forgets the content (keeps the allocation).
     pub fn clear(&mut self) {
         self.bytes.clear();
