@@ -11,9 +11,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 mod dup_keys;
+mod routing;
 mod stage;
 mod store;
 
+pub use routing::{
+    HeaderRules, PathRule, RouteConfig, RouteTimeouts, UpstreamConfig, DEFAULT_UPSTREAM,
+};
 pub use stage::Stage;
 
 use api_gateway_protocol::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
@@ -182,8 +186,13 @@ pub struct Config {
     pub pipeline: Vec<Stage>,
     /// CORS policy.
     pub cors: CorsConfig,
-    /// Path prefixes that are routed to the backends (404 otherwise).
-    pub routes: Vec<String>,
+    /// Upstreams besides `default` (the top-level `backends`,
+    /// `load_balancer` and `circuit_breaker`), in config order.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Routes, in config order. Empty: one catch-all route to `default`
+    /// whose request target is forwarded byte for byte (no routing, no
+    /// normalization: see `Config::routing`).
+    pub routes: Vec<RouteConfig>,
     /// `Upgrade` protocols that may open a tunnel (case-insensitive tokens);
     /// other offers are forwarded as plain requests without the upgrade.
     pub allowed_upgrades: Vec<String>,
@@ -299,13 +308,43 @@ impl Config {
             limits: Limits::default(),
             pipeline: DEFAULT_PIPELINE.to_vec(),
             cors: CorsConfig::default(),
-            routes: vec!["/".into()],
+            upstreams: Vec::new(),
+            routes: Vec::new(),
             allowed_upgrades: vec!["websocket".into()],
             access_log: AccessLogTarget::Stdout,
             tuning: Tuning::default(),
             trusted_proxies: CidrSet::default(),
             proxy_protocol: false,
         }
+    }
+
+    /// Whether routes are configured: requests are then matched to a route
+    /// on their normalized path, and that path is what gets forwarded.
+    /// Without routes there is one catch-all route to `default` and the
+    /// target is forwarded byte for byte.
+    pub fn routing(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
+    /// Every upstream: `default` (the top-level backends) first when there
+    /// are any, then `upstreams` in config order.
+    pub fn all_upstreams(&self) -> Vec<UpstreamConfig> {
+        let default = (!self.backends.is_empty()).then(|| UpstreamConfig {
+            name: DEFAULT_UPSTREAM.into(),
+            backends: self.backends.clone(),
+            load_balancer: self.load_balancer.clone(),
+            circuit_breaker: self.circuit_breaker,
+        });
+        default.into_iter().chain(self.upstreams.clone()).collect()
+    }
+
+    /// The names of [`Config::all_upstreams`], in the same order.
+    pub fn upstream_names(&self) -> Vec<&str> {
+        let default = (!self.backends.is_empty()).then_some(DEFAULT_UPSTREAM);
+        default
+            .into_iter()
+            .chain(self.upstreams.iter().map(|u| u.name.as_str()))
+            .collect()
     }
 
     /// Reads and validates a JSON config file.
@@ -331,6 +370,7 @@ impl Config {
                 "admin_token",
                 "workers",
                 "backends",
+                "upstreams",
                 "load_balancer",
                 "rate_limit",
                 "circuit_breaker",
@@ -363,39 +403,30 @@ impl Config {
             }
             cfg.workers = w;
         }
-        cfg.backends = backends(obj)?;
+        let mut backend_names = HashSet::new();
+        // With `upstreams`, the top-level backends (the `default` upstream)
+        // are optional.
+        cfg.backends = match (obj.get("backends"), obj.get("upstreams")) {
+            (None, Some(_)) => Vec::new(),
+            (v, _) => backend_list(v, "backends", &mut backend_names)?,
+        };
         if let Some(v) = obj.get("load_balancer") {
-            cfg.load_balancer = match v {
-                Value::String(name) => BalanceSpec::from_name(name, None),
-                Value::Object(o) => {
-                    let name = o.get("algorithm").and_then(Value::as_str).unwrap_or("");
-                    BalanceSpec::from_name(name, Some(v))
-                }
-                _ => Err("must be a name or an object".into()),
-            }
-            .map_err(|e| ConfigError(format!("load_balancer: {e}")))?;
+            cfg.load_balancer = balancer(v, "load_balancer")?;
         }
         if let Some(v) = obj.get("rate_limit") {
             cfg.rate_limit = rate_limit(v)?;
         }
         if let Some(v) = obj.get("circuit_breaker") {
-            // Checked here first so the error names the entry
-            // (`circuit_breaker.failure_statuses[1]: ...`).
-            if let Some(list) = v.get("failure_statuses") {
-                let list: Vec<Value> = from_value(list, "circuit_breaker.failure_statuses")?;
-                for (i, s) in list.iter().enumerate() {
-                    if !s.as_u64().is_some_and(|s| (100..=599).contains(&s)) {
-                        return err(
-                            &format!("circuit_breaker.failure_statuses[{i}]"),
-                            "must be an HTTP status between 100 and 599",
-                        );
-                    }
-                }
-            }
-            let b: BreakerSpec = from_value(v, "circuit_breaker")?;
-            b.validate()
-                .map_err(|e| ConfigError(format!("circuit_breaker.{e}")))?;
-            cfg.circuit_breaker = b;
+            cfg.circuit_breaker = breaker(v, "circuit_breaker")?;
+        }
+        if let Some(v) = obj.get("upstreams") {
+            cfg.upstreams = routing::upstreams(
+                v,
+                &cfg.load_balancer,
+                &cfg.circuit_breaker,
+                !cfg.backends.is_empty(),
+                &mut backend_names,
+            )?;
         }
         if let Some(v) = obj.get("timeouts") {
             cfg.timeouts = timeouts(v)?;
@@ -409,14 +440,14 @@ impl Config {
         if let Some(v) = obj.get("cors") {
             cfg.cors = cors(v)?;
         }
-        if let Some(routes) = field::<Vec<String>>(obj, "routes", "routes")? {
-            if routes.is_empty() || routes.iter().any(|r| !r.starts_with('/')) {
-                return err(
-                    "routes",
-                    "must be a non-empty list of path prefixes starting with '/'",
-                );
-            }
-            cfg.routes = routes;
+        if let Some(v) = obj.get("routes") {
+            let names = cfg.upstream_names();
+            cfg.routes = routing::routes(v, &names)?;
+        } else if cfg.backends.is_empty() {
+            return err(
+                "routes",
+                "required when there are no top-level backends (the catch-all route goes to \"default\")",
+            );
         }
         if let Some(tokens) = field::<Vec<String>>(obj, "allowed_upgrades", "allowed_upgrades")? {
             for (i, t) in tokens.iter().enumerate() {
@@ -509,16 +540,21 @@ fn resolve(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{s}' resolves to no address"))
 }
 
-fn backends(obj: &Map<String, Value>) -> Result<Vec<BackendDef>, ConfigError> {
-    let list = match obj.get("backends") {
+/// A `backends` list at `at` (top level or an upstream's); `names` holds
+/// every backend name seen so far (unique across upstreams).
+fn backend_list(
+    v: Option<&Value>,
+    at: &str,
+    names: &mut HashSet<String>,
+) -> Result<Vec<BackendDef>, ConfigError> {
+    let list = match v {
         Some(Value::Array(a)) if !a.is_empty() => a,
-        Some(Value::Array(_)) | None => return err("backends", "at least one backend is required"),
-        Some(_) => return err("backends", "must be a list"),
+        Some(Value::Array(_)) | None => return err(at, "at least one backend is required"),
+        Some(_) => return err(at, "must be a list"),
     };
-    let mut names = HashSet::new();
     let mut out = Vec::with_capacity(list.len());
     for (i, b) in list.iter().enumerate() {
-        let path = format!("backends[{i}]");
+        let path = format!("{at}[{i}]");
         let o = as_object(b, &path)?;
         check_keys(o, &format!("{path}."), &["name", "addr", "weight"])?;
         let addr_s: String = field(o, "addr", &format!("{path}.addr"))?
@@ -603,8 +639,46 @@ fn trusted_proxies(v: &Value) -> Result<CidrSet, ConfigError> {
     CidrSet::parse(&blocks).map_err(|(i, e)| ConfigError(format!("trusted_proxies[{i}]: {e}")))
 }
 
+/// A `load_balancer` value at `at`: a name or an object with `algorithm`.
+fn balancer(v: &Value, at: &str) -> Result<BalanceSpec, ConfigError> {
+    match v {
+        Value::String(name) => BalanceSpec::from_name(name, None),
+        Value::Object(o) => {
+            let name = o.get("algorithm").and_then(Value::as_str).unwrap_or("");
+            BalanceSpec::from_name(name, Some(v))
+        }
+        _ => Err("must be a name or an object".into()),
+    }
+    .map_err(|e| ConfigError(format!("{at}: {e}")))
+}
+
+/// A `circuit_breaker` object at `at`.
+fn breaker(v: &Value, at: &str) -> Result<BreakerSpec, ConfigError> {
+    // Checked here first so the error names the entry
+    // (`circuit_breaker.failure_statuses[1]: ...`).
+    if let Some(list) = v.get("failure_statuses") {
+        let list: Vec<Value> = from_value(list, &format!("{at}.failure_statuses"))?;
+        for (i, s) in list.iter().enumerate() {
+            if !s.as_u64().is_some_and(|s| (100..=599).contains(&s)) {
+                return err(
+                    &format!("{at}.failure_statuses[{i}]"),
+                    "must be an HTTP status between 100 and 599",
+                );
+            }
+        }
+    }
+    let b: BreakerSpec = from_value(v, at)?;
+    b.validate().map_err(|e| ConfigError(format!("{at}.{e}")))?;
+    Ok(b)
+}
+
 fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
-    let o = as_object(v, "rate_limit")?;
+    rate_limit_at(v, "rate_limit")
+}
+
+/// A `rate_limit` object at `at` (top level or a route's).
+fn rate_limit_at(v: &Value, at: &str) -> Result<RateLimitConfig, ConfigError> {
+    let o = as_object(v, at)?;
     let mut params = o.clone();
     let key = match params.remove("key") {
         None => KeySource::ClientIp,
@@ -615,37 +689,42 @@ fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
-                return err("rate_limit.key", "header name has invalid characters");
+                return err(&format!("{at}.key"), "header name has invalid characters");
             }
             KeySource::Header(h.to_string())
         }
-        Some(_) => return err("rate_limit.key", "must be \"ip\" or \"header:NAME\""),
+        Some(_) => return err(&format!("{at}.key"), "must be \"ip\" or \"header:NAME\""),
     };
     let max_keys = match params.remove("max_keys") {
         None => 65_536,
         Some(v) => {
-            let n: usize = from_value(&v, "rate_limit.max_keys")?;
+            let n: usize = from_value(&v, &format!("{at}.max_keys"))?;
             if !(16..=16_777_216).contains(&n) {
-                return err("rate_limit.max_keys", "must be between 16 and 16777216");
+                return err(&format!("{at}.max_keys"), "must be between 16 and 16777216");
             }
             n
         }
     };
-    let store = match params.remove("store") {
-        None => Default::default(),
-        Some(v) => store::parse(&v)?,
-    };
+    let store =
+        match params.remove("store") {
+            None => Default::default(),
+            Some(_) if at != "rate_limit" => return err(
+                &format!("{at}.store"),
+                "per-route limits count in this gateway only (a shared store is top-level only)",
+            ),
+            Some(v) => store::parse(&v)?,
+        };
     let name = match params.get("algorithm") {
         Some(Value::String(s)) => s.clone(),
         _ => {
             return err(
-                "rate_limit.algorithm",
+                &format!("{at}.algorithm"),
                 "required (one of the limiter names)",
             )
         }
     };
     let spec = LimitSpec::from_name(&name, Some(&Value::Object(params)))
-        .map_err(|e| ConfigError(format!("rate_limit: {e}")))?;
+        .map_err(|e| ConfigError(format!("{at}: {e}")))?;
     Ok(RateLimitConfig {
         spec,
         key,

@@ -107,7 +107,7 @@ fn check_rejects_config_traps_naming_the_field() {
 fn unrouted_paths_get_404() {
     let backend = TestBackend::start();
     let mut c = config(&[backend.addr]);
-    c.routes = vec!["/api/".into()];
+    c.routes = vec![api_gateway::config::RouteConfig::prefix(0, "/api/")];
     let gw = start(c);
     let r = get(gw.listen_addr(), "/admin/secret");
     assert_eq!(r.status, 404);

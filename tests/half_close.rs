@@ -83,7 +83,7 @@ fn pipelined_local_replies_then_fin_are_all_answered() {
     // Gateway-made answers (404 off the routes) take the same path.
     let backend = TestBackend::start();
     let mut cfg = config(&[backend.addr]);
-    cfg.routes = vec!["/api/".into()];
+    cfg.routes = vec![api_gateway::config::RouteConfig::prefix(0, "/api/")];
     let gw = start(cfg);
     let (rs, _) = pipeline_then_fin(
         gw.listen_addr(),

@@ -40,7 +40,7 @@ const BYPASS: &[&[u8]] = &[
 fn dot_segments_and_encoded_separators_get_400_and_never_reach_the_backend() {
     let backend = TestBackend::start();
     let mut cfg = config(&[backend.addr]);
-    cfg.routes = vec!["/public/".into()];
+    cfg.routes = vec![api_gateway::config::RouteConfig::prefix(0, "/public/")];
     let gw = start(cfg);
     let addr = gw.listen_addr();
     for target in BYPASS {

@@ -104,7 +104,10 @@ fn config(b: u8) -> api_gateway::Config {
         c.limits.max_idle_per_backend = 1;
     }
     if b & 0x80 != 0 {
-        c.routes = vec!["/a".into(), "/p".into()];
+        c.routes = vec![
+            api_gateway::config::RouteConfig::prefix(0, "/a"),
+            api_gateway::config::RouteConfig::prefix(1, "/p"),
+        ];
     }
     c
 }

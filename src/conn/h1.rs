@@ -207,7 +207,11 @@ impl Session {
             return self.reject(e, ctx, now);
         }
         let path = head.path.get(buf);
-        let routed = config.routes.iter().any(|r| path.starts_with(r.as_bytes()))
+        let routed = !config.routing()
+            || config
+                .routes
+                .iter()
+                .any(|r| path.starts_with(r.path.as_str().as_bytes()))
             || (path == b"*" && head.method() == Method::Options);
         if !routed {
             return self.reject(HttpError::NoRoute, ctx, now);

@@ -766,7 +766,7 @@ fn eof_in_a_tunnel_is_propagated() {
 /// still delivered, then the connection closes.
 #[test]
 fn eof_while_replying_delivers_the_reply_then_closes() {
-    let mut w = world_with(|c| c.routes = vec!["/api".into()]);
+    let mut w = world_with(|c| c.routes = vec![crate::config::RouteConfig::prefix(0, "/api")]);
     w.client.window = 0;
     w.client_sends(GET_A);
     assert_eq!(phase(&w), "replying");
