@@ -73,7 +73,13 @@ impl Gateway {
             &shared.metrics.limit_evictions,
             shared.limit_store.as_ref(),
         );
-        let balancer = balance::build(&shared.config.load_balancer, &shared.backends);
+        let balancers: Vec<_> = shared
+            .config
+            .all_upstreams()
+            .iter()
+            .zip(&shared.upstreams)
+            .map(|(cfg, u)| balance::build(&cfg.load_balancer, &u.table))
+            .collect();
 
         let mut mailboxes = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
@@ -84,7 +90,7 @@ impl Gateway {
                 listener,
                 shared: shared.clone(),
                 limiter: limiter.clone(),
-                balancer: balancer.clone(),
+                balancers: balancers.clone(),
                 rx,
             })?;
             mailboxes.push(Mailbox { tx, waker });
@@ -101,7 +107,7 @@ impl Gateway {
 
         let (commands, command_rx) = bounded::<Envelope>(64);
         let (stop, stop_rx) = bounded::<()>(1);
-        let controller = Controller::new(shared.clone(), mailboxes, limiter, balancer);
+        let controller = Controller::new(shared.clone(), mailboxes, limiter, balancers);
         let control = thread::Builder::new()
             .name("control".into())
             .spawn(move || control_loop(controller, command_rx, stop_rx, threads))?;

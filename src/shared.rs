@@ -1,5 +1,5 @@
 //! State shared by every worker and the control loop (behind one `Arc`): the
-//! configuration, the backend table, metrics, the event log, the clock epoch,
+//! configuration, the upstreams with their backend tables, metrics, the event log, the clock epoch,
 //! the rate-limit key hasher and the shared rate-limit store; plus the helpers
 //! that record typed events about backends and selection, and the client hash
 //! of the sticky balancers.
@@ -14,19 +14,36 @@ use std::sync::Arc;
 
 use crate::algo::breaker::Transition;
 use crate::algo::limit::global::{GlobalStore, KeyHasher};
-use crate::algo::{BackendId, MonotonicClock, Nanos};
-use crate::backend::{BackendDef, BackendTable, SelectionMode};
-use crate::config::Config;
+use crate::algo::{MonotonicClock, Nanos};
+use crate::backend::{Backend, BackendTable, SelectionMode};
+use crate::config::{Config, DEFAULT_UPSTREAM};
 use crate::events::{EventKind, EventLog};
 use crate::metrics::Metrics;
+use crate::upstream::PoolId;
+
+/// One upstream pool as every thread sees it.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its id (index in [`Shared::upstreams`] and in each worker's pools).
+    pub id: PoolId,
+    /// Its name (`default` for the top-level backends).
+    pub name: String,
+    /// Its backends with their breakers and counters (selection guards
+    /// hold it too).
+    pub table: Arc<BackendTable>,
+}
 
 /// Shared by all threads (behind an `Arc`).
 #[derive(Debug)]
 pub struct Shared {
     /// The configuration the gateway started with.
     pub config: Config,
-    /// Backends with their breakers and counters (the `default` pool's
-    /// table; selection guards hold it too).
+    /// Every upstream, `default` first when there is one (the order of
+    /// [`Config::all_upstreams`]).
+    pub upstreams: Vec<Upstream>,
+    /// The `default` upstream's backends (the top-level `backends`; an
+    /// empty table when the config has none). The seed's admin endpoints
+    /// act on it.
     pub backends: Arc<BackendTable>,
     /// Totals.
     pub metrics: Metrics,
@@ -45,13 +62,26 @@ pub struct Shared {
 impl Shared {
     /// Builds the shared state for `config`.
     pub fn new(config: Config) -> Shared {
-        let defs: Vec<BackendDef> = config.backends.clone();
-        let backends = Arc::new(BackendTable::new(&defs, config.circuit_breaker));
+        let upstreams: Vec<Upstream> = config
+            .all_upstreams()
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| Upstream {
+                id: PoolId(i as u16),
+                name: u.name,
+                table: Arc::new(BackendTable::new(&u.backends, u.circuit_breaker)),
+            })
+            .collect();
+        let backends = match upstreams.first() {
+            Some(u) if u.name == DEFAULT_UPSTREAM => u.table.clone(),
+            _ => Arc::new(BackendTable::new(&[], config.circuit_breaker)),
+        };
         let clock = MonotonicClock::new();
         let key_hasher = KeyHasher::for_store(&config.rate_limit.store);
         let limit_store = GlobalStore::start(&config.rate_limit.store, &clock);
         Shared {
             config,
+            upstreams,
             backends,
             metrics: Metrics::default(),
             events: EventLog::default(),
@@ -61,25 +91,25 @@ impl Shared {
         }
     }
 
-    /// Logs a circuit transition of backend `id`.
-    pub fn circuit_event(&self, id: BackendId, t: Transition, now: Nanos) {
+    /// Logs a circuit transition of backend `b`.
+    pub fn circuit_event(&self, b: &Backend, t: Transition, now: Nanos) {
         self.events.record(
             now,
             EventKind::CircuitTransition {
-                backend: self.backends.get(id).name.clone(),
+                backend: b.name.clone(),
                 from: t.from,
                 to: t.to,
             },
         );
     }
 
-    /// Logs that backend `id`'s open circuit admitted its probe request
+    /// Logs that backend `b`'s open circuit admitted its probe request
     /// (OPEN -> HALF_OPEN as the request that took the probe permit saw it).
-    pub fn probe_event(&self, id: BackendId, now: Nanos) {
+    pub fn probe_event(&self, b: &Backend, now: Nanos) {
         self.events.record(
             now,
             EventKind::HalfOpenProbe {
-                backend: self.backends.get(id).name.clone(),
+                backend: b.name.clone(),
             },
         );
     }
@@ -97,19 +127,32 @@ impl Shared {
         self.events.record(now, kind);
     }
 
-    /// Counts and logs a trip of backend `id` that the open-circuit cap
-    /// (`max_open_ratio`) refused: its circuit stays CLOSED.
-    pub fn trip_suppressed(&self, id: BackendId, now: Nanos) {
+    /// Counts and logs a trip of backend `b` (of `table`) that the
+    /// open-circuit cap (`max_open_ratio`) refused: its circuit stays CLOSED.
+    pub fn trip_suppressed(&self, table: &BackendTable, b: &Backend, now: Nanos) {
         Metrics::inc(&self.metrics.circuit_trips_suppressed);
-        let budget = self.backends.open_budget();
+        let budget = table.open_budget();
         self.events.record(
             now,
             EventKind::TripSuppressed {
-                backend: self.backends.get(id).name.clone(),
+                backend: b.name.clone(),
                 open: budget.open(),
                 max_open: budget.max_open(),
             },
         );
+    }
+
+    /// The upstream named `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// The backend named `name` (names are unique across upstreams), with
+    /// its upstream.
+    pub fn backend_by_name(&self, name: &str) -> Option<(&Upstream, &Backend)> {
+        self.upstreams
+            .iter()
+            .find_map(|u| u.table.by_name(name).map(|b| (u, b)))
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use crate::algo::Nanos;
 use crate::http::request::Method;
-use crate::upstream::Selection;
+use crate::upstream::{PoolId, Selection};
 
 use super::phase::After;
 
@@ -66,6 +66,8 @@ pub struct Exchange {
     pub log_target: Vec<u8>,
     /// Header lines the pipeline adds to the response (CORS, RateLimit-*).
     pub extra: Vec<u8>,
+    /// The upstream the request goes to (decided by its route).
+    pub pool: PoolId,
     /// The backend chosen, with its breaker permit and in-flight lease.
     pub selection: Option<Selection>,
     /// Times the request was (re)sent to a backend connection.

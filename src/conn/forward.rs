@@ -82,7 +82,7 @@ impl Session {
         self.ex.attempts = 1;
         self.enter(Phase::Connecting(scan), now.saturating_add(t.connect));
         Step::Connect {
-            pool: ctx.pool.id,
+            pool: self.ex.pool,
             backend,
             fresh: false,
         }
@@ -292,7 +292,7 @@ impl Session {
             }
             // Only `failure_statuses` (default 502/503/504) say the backend
             // is down; a plain 500 is the application's own answer.
-            let outcome = ctx.pool.table.outcome_of(status);
+            let outcome = ctx.pool(self.ex.pool).table.outcome_of(status);
             self.forward_final_head(outcome, io, ctx, now);
             return Step::Continue;
         }
@@ -360,7 +360,7 @@ impl Session {
             &self.resp_head,
             &ResponseInfo {
                 backend: &backend.name,
-                algorithm: ctx.pool.balancer.spec().name(),
+                algorithm: ctx.pool(self.ex.pool).balancer.spec().name(),
                 circuit: circuit.as_str(),
                 response_time_ms: self.ex.response_time_ms,
                 request_id: &self.ex.request_id,
@@ -453,7 +453,7 @@ impl Session {
                         let at = now.saturating_add(ctx.timeouts.connect);
                         self.enter(Phase::Connecting(BodyScan::Complete), at);
                         Some(Step::Connect {
-                            pool: ctx.pool.id,
+                            pool: self.ex.pool,
                             backend,
                             fresh: true,
                         })
@@ -549,10 +549,11 @@ impl Session {
         let Some(selection) = self.ex.selection.as_mut() else {
             return;
         };
-        let id = selection.backend;
-        match selection.permit.record(outcome, now) {
-            Some(Change::Moved(t)) => ctx.shared.circuit_event(id, t, now),
-            Some(Change::TripSuppressed) => ctx.shared.trip_suppressed(id, now),
+        let change = selection.permit.record(outcome, now);
+        let (table, backend) = (selection.table(), selection.entry());
+        match change {
+            Some(Change::Moved(t)) => ctx.shared.circuit_event(backend, t, now),
+            Some(Change::TripSuppressed) => ctx.shared.trip_suppressed(table, backend, now),
             None => {}
         }
     }

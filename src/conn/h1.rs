@@ -18,7 +18,7 @@ use crate::pipeline::access_log::Entry;
 use crate::pipeline::cors::{self, CorsKind};
 use crate::pipeline::{rate_limit, Stage};
 use crate::shared::client_hash;
-use crate::upstream::{Gate, PoolEvent};
+use crate::upstream::{Gate, PoolEvent, PoolId};
 
 use super::exchange::{Answer, Ledger};
 use super::phase::{After, Phase};
@@ -151,6 +151,7 @@ impl Session {
         ex.client_wants = After::KeepAlive;
         ex.after = After::KeepAlive;
         ex.extra.clear();
+        ex.pool = PoolId::DEFAULT;
         ex.selection = None;
         ex.attempts = 0;
         ex.answer = Answer::Nothing;
@@ -307,9 +308,10 @@ impl Session {
             client_hash: client_hash(self.client_ip()),
         };
         let shared = ctx.shared;
-        let selection = ctx.pool.select(&key, now, gate, &mut |e| match e {
+        let pool = ctx.pool(self.ex.pool);
+        let selection = pool.select(&key, now, gate, &mut |e| match e {
             PoolEvent::Mode(mode) => shared.selection_event(now, mode),
-            PoolEvent::Probe(id) => shared.probe_event(id, now),
+            PoolEvent::Probe(id) => shared.probe_event(pool.table.get(id), now),
         });
         let found = selection.is_some();
         self.ex.selection = selection;

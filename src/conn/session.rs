@@ -117,8 +117,8 @@ pub struct Ctx<'a> {
     pub shared: &'a Shared,
     /// The rate limiter this worker uses.
     pub limiter: &'a dyn RateLimiter,
-    /// The upstream pool requests go to.
-    pub pool: &'a Pool,
+    /// The upstream pools, indexed by [`PoolId`].
+    pub pools: &'a [Pool],
     /// Timeouts.
     pub timeouts: &'a Timeouts,
     /// The access log (used only when the logger stage is configured).
@@ -131,6 +131,14 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut Vec<u8>,
     /// The worker is shutting down: no new request may start.
     pub draining: bool,
+}
+
+impl Ctx<'_> {
+    /// Upstream pool `id`.
+    #[inline]
+    pub fn pool(&self, id: PoolId) -> &Pool {
+        &self.pools[id.index()]
+    }
 }
 
 /// Where the backend connection is in its life, as the session sees it.

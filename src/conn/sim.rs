@@ -687,7 +687,7 @@ impl World {
         let mut ctx = Ctx {
             shared: &self.shared,
             limiter: &*self.limiter,
-            pool: &self.pool,
+            pools: std::slice::from_ref(&self.pool),
             timeouts: &self.timeouts,
             log: &mut self.log,
             log_requests: false,

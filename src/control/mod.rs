@@ -49,7 +49,8 @@ pub struct Controller {
     shared: Arc<Shared>,
     mailboxes: Vec<Mailbox>,
     limiter: Arc<dyn RateLimiter>,
-    balancer: Arc<dyn Balancer>,
+    /// Each upstream's balancer (in [`Shared::upstreams`] order).
+    balancers: Vec<Arc<dyn Balancer>>,
     generation: u64,
 }
 
@@ -59,13 +60,13 @@ impl Controller {
         shared: Arc<Shared>,
         mailboxes: Vec<Mailbox>,
         limiter: Arc<dyn RateLimiter>,
-        balancer: Arc<dyn Balancer>,
+        balancers: Vec<Arc<dyn Balancer>>,
     ) -> Controller {
         Controller {
             shared,
             mailboxes,
             limiter,
-            balancer,
+            balancers,
             generation: 0,
         }
     }
@@ -104,7 +105,7 @@ impl Controller {
                 None => Reply::NotFound(format!("no backend named '{name}'")),
                 Some(b) => {
                     if let Some(t) = b.breaker.reset(now) {
-                        self.shared.circuit_event(b.id, t, now);
+                        self.shared.circuit_event(b, t, now);
                     }
                     Reply::Json(
                         json!({"name": name, "circuitState": b.breaker.state(now).as_str()}),
@@ -151,11 +152,20 @@ impl Controller {
         )
     }
 
+    /// Switches the `default` upstream's balancer (the seed's endpoint).
     fn set_balancer(&mut self, spec: BalanceSpec) -> Reply {
-        let balancer = balance::build(&spec, &self.shared.backends);
-        self.balancer = balancer.clone();
+        self.set_upstream_balancer(crate::config::DEFAULT_UPSTREAM, spec)
+    }
+
+    /// Switches upstream `name`'s balancer in every worker.
+    fn set_upstream_balancer(&mut self, name: &str, spec: BalanceSpec) -> Reply {
+        let Some(u) = self.shared.upstream(name) else {
+            return Reply::NotFound(format!("no upstream named '{name}'"));
+        };
+        let (id, balancer) = (u.id, balance::build(&spec, &u.table));
+        self.balancers[id.index()] = balancer.clone();
         for m in &self.mailboxes {
-            m.send(WorkerMsg::SetBalancer(balancer.clone()));
+            m.send(WorkerMsg::SetBalancer(id, balancer.clone()));
         }
         self.generation += 1;
         let now = self.shared.clock_now();
@@ -169,6 +179,12 @@ impl Controller {
         Reply::Json(
             json!({"loadBalancer": serde_json::to_value(&spec).unwrap_or(Value::Null), "generation": self.generation}),
         )
+    }
+
+    /// The `default` upstream's balancer, when there is that upstream.
+    fn default_balancer(&self) -> Option<&Arc<dyn Balancer>> {
+        let u = self.shared.upstream(crate::config::DEFAULT_UPSTREAM)?;
+        self.balancers.get(u.id.index())
     }
 
     /// The `/gateway/health` report.
@@ -202,7 +218,7 @@ impl Controller {
             "workers": s.config.workers,
             "pipeline": s.config.pipeline.iter().map(|st| st.name()).collect::<Vec<_>>(),
             "rateLimiter": limiter_json(self.limiter.spec(), s),
-            "loadBalancer": serde_json::to_value(self.balancer.spec()).unwrap_or(Value::Null),
+            "loadBalancer": self.default_balancer().map_or(Value::Null, |b| serde_json::to_value(b.spec()).unwrap_or(Value::Null)),
             "circuitBreaker": serde_json::to_value(s.config.circuit_breaker).unwrap_or(Value::Null),
             "upstream": {
                 "panic": matches!(s.backends.selection(now), SelectionMode::Panic { .. }),

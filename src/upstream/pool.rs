@@ -126,7 +126,7 @@ impl Pool {
         if permit.as_ref().is_some_and(Permit::is_probe) {
             notice(PoolEvent::Probe(picked));
         }
-        Some(Selection::new(&self.table, picked, permit))
+        Some(Selection::new(self.id, &self.table, picked, permit))
     }
 
     /// Takes the most recently pooled idle connection to `backend`.

@@ -11,6 +11,8 @@ use crate::algo::breaker::{Change, Outcome, Permit};
 use crate::algo::{BackendId, Nanos};
 use crate::backend::{Backend, BackendTable};
 
+use super::PoolId;
+
 /// A circuit-breaker permit for one backend, if its breaker granted one
 /// (panic-mode selections and pipelines without the breaker stage have
 /// none). Dropped unused, it is released without a verdict.
@@ -78,7 +80,9 @@ impl Drop for Lease {
 /// A chosen backend with what choosing it took.
 #[derive(Debug)]
 pub struct Selection {
-    /// The backend.
+    /// The upstream it belongs to.
+    pub pool: PoolId,
+    /// The backend (an index in that upstream's table).
     pub backend: BackendId,
     /// Its breaker permit (if granted).
     pub permit: PermitGuard,
@@ -87,9 +91,16 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Takes a selection of `backend` holding `permit` (if any).
-    pub fn new(table: &Arc<BackendTable>, backend: BackendId, permit: Option<Permit>) -> Selection {
+    /// Takes a selection of `backend` of upstream `pool` (whose table is
+    /// `table`) holding `permit` (if any).
+    pub fn new(
+        pool: PoolId,
+        table: &Arc<BackendTable>,
+        backend: BackendId,
+        permit: Option<Permit>,
+    ) -> Selection {
         Selection {
+            pool,
             backend,
             permit: PermitGuard {
                 table: table.clone(),
@@ -103,5 +114,10 @@ impl Selection {
     /// The chosen backend's entry in the table.
     pub fn entry(&self) -> &Backend {
         self.lease.table.get(self.backend)
+    }
+
+    /// The table of the chosen backend's upstream.
+    pub fn table(&self) -> &BackendTable {
+        &self.lease.table
     }
 }

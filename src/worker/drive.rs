@@ -10,7 +10,6 @@ use crate::conn::{Ctx, IoView, Peer, Session, Step};
 use crate::metrics::Metrics;
 use crate::token::{self, Target};
 use crate::transport::Fill;
-use crate::upstream::PoolId;
 
 /// Bound on state-machine steps per event for one connection; hitting it
 /// means a bug, and the connection is closed rather than spinning a core.
@@ -124,7 +123,7 @@ impl Worker {
         let mut ctx = Ctx {
             shared,
             limiter: &**limiter,
-            pool: &pools[PoolId::DEFAULT.index()],
+            pools,
             timeouts: &sinks.timeouts,
             log: &mut sinks.log,
             log_requests: sinks.log_requests,

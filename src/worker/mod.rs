@@ -63,8 +63,8 @@ pub const LINGER: Nanos = Nanos::from_millis(2000);
 pub enum WorkerMsg {
     /// Use this rate limiter for the next requests.
     SetLimiter(Arc<dyn RateLimiter>),
-    /// Use this balancer for the next requests.
-    SetBalancer(Arc<dyn Balancer>),
+    /// Use this balancer for the next requests to this upstream.
+    SetBalancer(PoolId, Arc<dyn Balancer>),
     /// Stop accepting, finish in-flight requests within `grace`, then exit.
     Shutdown {
         /// How long in-flight requests may take.
@@ -76,7 +76,9 @@ impl std::fmt::Debug for WorkerMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WorkerMsg::SetLimiter(l) => write!(f, "SetLimiter({})", l.spec().name()),
-            WorkerMsg::SetBalancer(b) => write!(f, "SetBalancer({})", b.spec().name()),
+            WorkerMsg::SetBalancer(id, b) => {
+                write!(f, "SetBalancer({}, {})", id.0, b.spec().name())
+            }
             WorkerMsg::Shutdown { grace } => write!(f, "Shutdown({grace:?})"),
         }
     }
@@ -148,8 +150,9 @@ pub struct WorkerParts {
     pub shared: Arc<Shared>,
     /// Initial rate limiter (shared by all workers).
     pub limiter: Arc<dyn RateLimiter>,
-    /// Initial balancer (shared by all workers).
-    pub balancer: Arc<dyn Balancer>,
+    /// Initial balancers, one per upstream in [`Shared::upstreams`] order
+    /// (shared by all workers).
+    pub balancers: Vec<Arc<dyn Balancer>>,
     /// Control messages.
     pub rx: Receiver<WorkerMsg>,
 }
@@ -179,18 +182,20 @@ impl Worker {
             use std::hash::BuildHasher;
             parts.shared.key_hasher.hash_one(parts.id) as u32
         };
-        let pool = Pool::new(
-            PoolId::DEFAULT,
-            parts.shared.backends.clone(),
-            parts.balancer,
-        );
+        let pools = parts
+            .shared
+            .upstreams
+            .iter()
+            .zip(parts.balancers)
+            .map(|(u, b)| Pool::new(u.id, u.table.clone(), b))
+            .collect();
         let worker = Worker {
             id: parts.id,
             poll,
             acceptor,
             clients: Slab::with_capacity(1024),
             ups: Slab::with_capacity(256),
-            pools: vec![pool],
+            pools,
             now: parts.shared.clock_now(),
             spares: Spares::new(buffer_size, ms(cfg.tuning.pool_trim_ms)),
             shared: parts.shared,
@@ -287,7 +292,11 @@ impl Worker {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 WorkerMsg::SetLimiter(l) => self.limiter = l,
-                WorkerMsg::SetBalancer(b) => self.pools[PoolId::DEFAULT.index()].balancer = b,
+                WorkerMsg::SetBalancer(id, b) => {
+                    if let Some(pool) = self.pools.get_mut(id.index()) {
+                        pool.balancer = b;
+                    }
+                }
                 WorkerMsg::Shutdown { grace } => self.begin_shutdown(grace),
             }
         }
