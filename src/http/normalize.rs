@@ -124,14 +124,16 @@ pub fn normalize_target(target: &[u8], out: &mut Vec<u8>) -> Result<usize, PathE
 fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<Option<usize>, PathError> {
     let start = out.len();
     let mut semicolon = None;
-    let mut i = 0;
-    while i < seg.len() {
-        let b = seg[i];
-        match b {
+    let mut rest = seg;
+    // Copy the runs between the bytes that need a look (`%`, `\`, `;`) in
+    // one extend each: most segments are a single run.
+    while let Some(i) = rest.iter().position(|&b| matches!(b, b'%' | b'\\' | b';')) {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
             b'%' => {
                 let (Some(h), Some(l)) = (
-                    seg.get(i + 1).copied().and_then(hex_val),
-                    seg.get(i + 2).copied().and_then(hex_val),
+                    rest.get(i + 1).copied().and_then(hex_val),
+                    rest.get(i + 2).copied().and_then(hex_val),
                 ) else {
                     return Err(PathError::MalformedEscape);
                 };
@@ -147,18 +149,19 @@ fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<Option<usize>, PathEr
                         out.extend_from_slice(&[b'%', HEX[usize::from(h)], HEX[usize::from(l)]]);
                     }
                 }
-                i += 3;
+                rest = &rest[i + 3..];
             }
             b'\\' => return Err(PathError::Backslash),
             _ => {
-                if b == b';' && semicolon.is_none() {
+                if semicolon.is_none() {
                     semicolon = Some(out.len() - start);
                 }
-                out.push(b);
-                i += 1;
+                out.push(b';');
+                rest = &rest[i + 1..];
             }
         }
     }
+    out.extend_from_slice(rest);
     Ok(semicolon)
 }
 
