@@ -119,6 +119,40 @@ fn host_rules() {
 }
 
 #[test]
+fn host_outside_the_uri_host_grammar_is_400() {
+    // RFC 9112 §3.2: a Host value that is not `uri-host[:port]` MUST get
+    // 400; the authority of an absolute-form target (which replaces Host)
+    // obeys the same grammar.
+    for host in ["a b", "a/b", "user@a", "[::1", "a:b:c", "a:80x"] {
+        rejected(
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+            400,
+        );
+    }
+    rejected(b"GET http://user@a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+}
+
+#[test]
+fn valid_host_forms_are_forwarded() {
+    let backend = TestBackend::start();
+    let gw = start(config(&[backend.addr]));
+    for host in [
+        "A.Example.test:8080",
+        "127.0.0.1:1",
+        "[::1]:80",
+        "a-b_c~d",
+        "a:",
+        "",
+    ] {
+        let raw = format!("GET /echo HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let r = request(gw.listen_addr(), raw.as_bytes());
+        assert_eq!(r.status, 200, "Host {host:?}: {}", r.text());
+        assert_eq!(backend.last_seen().header("host"), Some(host));
+    }
+    gw.shutdown();
+}
+
+#[test]
 fn unsupported_version_is_505() {
     rejected(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
     rejected(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505);
