@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use support::*;
 
@@ -309,6 +309,57 @@ fn bytes_a_backend_sends_past_its_response_never_answer_the_next_request() {
             .load(std::sync::atomic::Ordering::SeqCst),
         2,
         "the connection that sent stray bytes is not reused"
+    );
+    gw.shutdown();
+}
+
+#[test]
+fn identical_content_lengths_reach_the_backend_as_one_line() {
+    // `5` twice, or `5, 5`, may be accepted (RFC 9110 §8.6), but a hop
+    // behind us must never be left to pick among several values: the
+    // backend sees exactly one `Content-Length: 5`. The backend echoes the
+    // head it read and the body.
+    let backend = RawBackend::start(|mut s, _| {
+        while let Some(head) = read_head(&mut s) {
+            let mut body = [0u8; 5];
+            if s.read_exact(&mut body).is_err() {
+                return;
+            }
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                head.len() + body.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&head);
+            out.extend_from_slice(&body);
+            if s.write_all(&out).is_err() {
+                return;
+            }
+        }
+    });
+    let gw = start(config(&[backend.addr]));
+    let mut c = Client::connect(gw.listen_addr());
+    for raw in [
+        &b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"[..],
+        b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
+        b"POST /c HTTP/1.1\r\nHost: a\r\ncontent-length: 5,5\r\nContent-Length: 5\r\n\r\nhello",
+    ] {
+        let r = c.roundtrip(raw);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = r.text();
+        let lines: Vec<&str> = seen
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("content-length:"))
+            .collect();
+        assert_eq!(lines, ["Content-Length: 5"], "backend saw:\n{seen}");
+        assert!(seen.ends_with("\r\n\r\nhello"), "backend saw:\n{seen}");
+    }
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the framing stayed in step: one backend connection served all three"
     );
     gw.shutdown();
 }
