@@ -6,6 +6,9 @@
 //!   within 2x of bare httparse.
 //! - `chunked/*`: `ChunkedDecoder::feed` throughput (MB/s) over bodies made
 //!   of small and of large chunks.
+//! - `normalize/*`: `normalize_target` (the path routes match on and the
+//!   backend receives) on a typical API path, one with a query, and one
+//!   full of tricks (dot segments, escapes, doubled slashes); ns per path.
 //! - `admission`: the pipeline's per-request algorithm work: rate limiter
 //!   check + balancer pick + breaker permit acquire/record, as the worker
 //!   runs them (token bucket that admits, round robin over 3 backends).
@@ -19,6 +22,7 @@ use api_gateway::algo::limit;
 use api_gateway::algo::Nanos;
 use api_gateway::backend::{BackendDef, BackendTable};
 use api_gateway::http::chunked::ChunkedDecoder;
+use api_gateway::http::normalize::normalize_target;
 use api_gateway::http::request::{RequestHead, RequestLimits};
 use api_gateway::http::rewrite::{write_request, ForwardInfo};
 use api_gateway_admin::{BalanceSpec, BreakerSpec, LimitSpec};
@@ -163,5 +167,24 @@ fn admission(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, heads, chunked, admission);
+fn normalize(c: &mut Criterion) {
+    let mut g = c.benchmark_group("normalize");
+    g.throughput(Throughput::Elements(1));
+    for (name, path) in [
+        ("plain", &b"/api/users/42/orders"[..]),
+        ("query", b"/api/items/42?fields=name,price&expand=tags"),
+        (
+            "tricky",
+            b"/api/./users//%61dmin/../42/%7eorders/%3a%2e%2e/x",
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(256);
+            b.iter(|| black_box(normalize_target(black_box(path), &mut out).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, heads, chunked, normalize, admission);
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use support::*;
 
@@ -116,6 +116,40 @@ fn nul_in_header_is_400() {
 fn host_rules() {
     rejected(b"GET / HTTP/1.1\r\n\r\n", 400);
     rejected(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
+}
+
+#[test]
+fn host_outside_the_uri_host_grammar_is_400() {
+    // RFC 9112 §3.2: a Host value that is not `uri-host[:port]` MUST get
+    // 400; the authority of an absolute-form target (which replaces Host)
+    // obeys the same grammar.
+    for host in ["a b", "a/b", "user@a", "[::1", "a:b:c", "a:80x"] {
+        rejected(
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+            400,
+        );
+    }
+    rejected(b"GET http://user@a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+}
+
+#[test]
+fn valid_host_forms_are_forwarded() {
+    let backend = TestBackend::start();
+    let gw = start(config(&[backend.addr]));
+    for host in [
+        "A.Example.test:8080",
+        "127.0.0.1:1",
+        "[::1]:80",
+        "a-b_c~d",
+        "a:",
+        "",
+    ] {
+        let raw = format!("GET /echo HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let r = request(gw.listen_addr(), raw.as_bytes());
+        assert_eq!(r.status, 200, "Host {host:?}: {}", r.text());
+        assert_eq!(backend.last_seen().header("host"), Some(host));
+    }
+    gw.shutdown();
 }
 
 #[test]
@@ -275,6 +309,57 @@ fn bytes_a_backend_sends_past_its_response_never_answer_the_next_request() {
             .load(std::sync::atomic::Ordering::SeqCst),
         2,
         "the connection that sent stray bytes is not reused"
+    );
+    gw.shutdown();
+}
+
+#[test]
+fn identical_content_lengths_reach_the_backend_as_one_line() {
+    // `5` twice, or `5, 5`, may be accepted (RFC 9110 §8.6), but a hop
+    // behind us must never be left to pick among several values: the
+    // backend sees exactly one `Content-Length: 5`. The backend echoes the
+    // head it read and the body.
+    let backend = RawBackend::start(|mut s, _| {
+        while let Some(head) = read_head(&mut s) {
+            let mut body = [0u8; 5];
+            if s.read_exact(&mut body).is_err() {
+                return;
+            }
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                head.len() + body.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&head);
+            out.extend_from_slice(&body);
+            if s.write_all(&out).is_err() {
+                return;
+            }
+        }
+    });
+    let gw = start(config(&[backend.addr]));
+    let mut c = Client::connect(gw.listen_addr());
+    for raw in [
+        &b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"[..],
+        b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
+        b"POST /c HTTP/1.1\r\nHost: a\r\ncontent-length: 5,5\r\nContent-Length: 5\r\n\r\nhello",
+    ] {
+        let r = c.roundtrip(raw);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = r.text();
+        let lines: Vec<&str> = seen
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("content-length:"))
+            .collect();
+        assert_eq!(lines, ["Content-Length: 5"], "backend saw:\n{seen}");
+        assert!(seen.ends_with("\r\n\r\nhello"), "backend saw:\n{seen}");
+    }
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the framing stayed in step: one backend connection served all three"
     );
     gw.shutdown();
 }

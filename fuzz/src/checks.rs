@@ -396,6 +396,11 @@ fn check_forwarded_request(data: &[u8], head: &RequestHead, conn_values: &[&[u8]
     let mut rids = 0;
     let mut protos = 0;
     let mut upgrades = 0;
+    let mut lengths = 0;
+    let sent_lengths = head
+        .headers
+        .iter()
+        .any(|h| eq_ci(h.name.get(data), b"content-length"));
     // Whether the client offered an allowed protocol (independent reading).
     let offered = head.upgrade.is_some_and(|u| {
         items(u.get(data)).iter().any(|i| {
@@ -448,7 +453,22 @@ fn check_forwarded_request(data: &[u8], head: &RequestHead, conn_values: &[&[u8]
             rids += 1;
             assert_eq!(value, b"fuzz-rid");
         }
+        if eq_ci(name, b"content-length") {
+            lengths += 1;
+            assert!(
+                !value.is_empty() && value.iter().all(u8::is_ascii_digit),
+                "forwarded Content-Length {:?} is not one number",
+                lossy(value)
+            );
+        }
     }
+    // Identical repeated lengths (`5` twice, `5, 5`) are accepted, and
+    // forwarded as exactly one line with one value.
+    assert_eq!(
+        lengths,
+        usize::from(sent_lengths),
+        "forwarded Content-Length lines"
+    );
     assert_eq!(rids, 1, "exactly one X-Request-Id");
     assert_eq!(protos, 1, "exactly one X-Forwarded-Proto");
     assert_eq!(upgrades, usize::from(offered), "allowed upgrade dropped");

@@ -6,6 +6,8 @@ pub mod chunked;
 pub mod client_ip;
 pub mod error;
 pub mod head;
+pub mod host;
+pub mod normalize;
 pub mod path_check;
 pub mod proxy_protocol;
 pub mod request;

@@ -8,8 +8,11 @@
 //! `/public/..%2fadmin` (a decoded `%2F` is a separator to some servers),
 //! `/public\..\admin` (a separator on Windows and to some frameworks).
 //!
-//! Until routing normalizes paths itself, the whole class is refused with
-//! 400, for every request, whatever `routes` says:
+//! `http::normalize` resolves most of these shapes for routing (the path
+//! matched is then the path forwarded); this check stays for the requests
+//! it does not cover, such as a config without routes, whose targets are
+//! forwarded byte for byte. The whole class is refused with 400, for every
+//! request, whatever `routes` says:
 //! - a dot segment (`.` or `..`, any of its dots percent-encoded in either
 //!   case, and with or without `;` parameters after it);
 //! - an encoded slash or backslash (`%2F`, `%5C`, either case);

@@ -8,6 +8,7 @@
 use super::head::{
     eq_ci, list_items, parse_content_length, ConnectionOpts, HeaderSpan, Span, MAX_HEADERS,
 };
+use super::host;
 use super::HttpError;
 use std::mem::MaybeUninit;
 
@@ -98,7 +99,11 @@ pub struct RequestHead {
     /// Path (and query) to forward: `target`, or its path part in absolute-form.
     pub path: Span,
     /// Authority from an absolute-form target; replaces `Host` when forwarding.
+    /// Always a valid `uri-host[:port]` (`host::is_valid`).
     pub authority: Option<Span>,
+    /// The `Host` field's value (trimmed), validated by `host::is_valid`;
+    /// `None` only for an HTTP/1.0 request without one.
+    pub host: Option<Span>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     /// Every header field, in order.
@@ -153,6 +158,7 @@ impl RequestHead {
         self.target = Span::default();
         self.path = Span::default();
         self.authority = None;
+        self.host = None;
         self.minor_version = 1;
         self.headers.clear();
         self.connection.clear();
@@ -229,6 +235,7 @@ impl RequestHead {
             self.headers.push(span);
             if eq_ci(name, b"host") {
                 hosts += 1;
+                self.host = Some(span.value);
             } else if eq_ci(name, b"content-length") {
                 let n = parse_content_length(value)
                     .ok_or(HttpError::BadRequest("invalid Content-Length"))?;
@@ -273,6 +280,11 @@ impl RequestHead {
         }
         if hosts > 1 {
             return Err(HttpError::BadRequest("duplicate Host header"));
+        }
+        // RFC 9112 §3.2: a Host value outside `uri-host[:port]` MUST get 400
+        // (hops disagree on what `a/b` or `user@a` names).
+        if self.host.is_some_and(|h| !host::is_valid(h.get(buf))) {
+            return Err(HttpError::BadRequest("invalid Host header"));
         }
         if self.conn.upgrade && version == 1 {
             self.upgrade = upgrade_value;
@@ -338,8 +350,11 @@ impl RequestHead {
                     .iter()
                     .position(|&b| b == b'/' || b == b'?')
                     .unwrap_or(rest.len());
-                if auth_len == 0 {
-                    return Err(HttpError::BadRequest("invalid request target"));
+                // The authority replaces Host, so it obeys the same grammar
+                // (an empty one, RFC 9110 §4.2.1, and userinfo, §4.2.4,
+                // included).
+                if auth_len == 0 || !host::is_valid(&rest[..auth_len]) {
+                    return Err(HttpError::BadRequest("invalid request target authority"));
                 }
                 let start = self.target.start + scheme_len as u32;
                 self.authority = Some(Span {
@@ -480,6 +495,68 @@ mod tests {
         let h = parse(raw).unwrap();
         assert_eq!(h.path.get(raw), b"/x?y");
         assert_eq!(h.authority.unwrap().get(raw), b"example.com");
+    }
+
+    #[test]
+    fn host_value_must_be_uri_host_and_port() {
+        for v in [
+            "a",
+            "A.Example.test:8080",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "a-b_c~d",
+            "xn--e1a",
+            "a:",
+            "",
+            "  a  ",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {v}\r\n\r\n");
+            let h = parse(raw.as_bytes()).unwrap_or_else(|e| panic!("{v:?}: {e:?}"));
+            assert_eq!(h.host.unwrap().get(raw.as_bytes()), v.trim().as_bytes());
+        }
+        for v in ["a b", "a/b", "user@a", "[::1", "a:b:c", "a:80x", ":80"] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {v}\r\n\r\n");
+            assert_eq!(
+                parse(raw.as_bytes()).err(),
+                Some(HttpError::BadRequest("invalid Host header")),
+                "{v:?}"
+            );
+        }
+        // HTTP/1.0 may omit it.
+        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().host.is_none());
+        let raw = b"GET / HTTP/1.0\r\nHost: a@b\r\n\r\n";
+        assert_eq!(
+            parse(raw).err(),
+            Some(HttpError::BadRequest("invalid Host header"))
+        );
+    }
+
+    #[test]
+    fn absolute_form_authority_obeys_the_host_grammar() {
+        for t in [
+            "http://[::1]:8080/x",
+            "http://a:/",
+            "HTTP://A.test?q",
+            "http://a",
+        ] {
+            let raw = format!("GET {t} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert!(parse(raw.as_bytes()).is_ok(), "{t}");
+        }
+        for t in [
+            "http://user@a/x",
+            "http://user:pw@a/x",
+            "http://:80/x",
+            "http://a:b/x",
+            "http://[::1/x",
+            "http:///x",
+            "http://a%zz/",
+        ] {
+            let raw = format!("GET {t} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert!(
+                matches!(parse(raw.as_bytes()), Err(HttpError::BadRequest(_))),
+                "{t}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use super::error::{reason_phrase, HttpError};
-use super::head::{eq_ci, is_hop_by_hop, named_in_connection, HeaderSpan};
+use super::head::{eq_ci, is_hop_by_hop, list_items, named_in_connection, HeaderSpan};
 use super::request::RequestHead;
 use super::response::ResponseHead;
 use super::upgrade::allowed_offers;
@@ -49,6 +49,7 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
         b" HTTP/1.1\r\n"
     });
     let mut has_xff = false;
+    let mut content_length_sent = false;
     let mut run = Run::default();
     for h in &head.headers {
         let name = h.name.get(buf);
@@ -65,6 +66,22 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
         // Ours replace the client's: a backend must be able to trust them.
         if eq_ci(name, b"x-request-id") || eq_ci(name, b"x-forwarded-proto") {
             continue;
+        }
+        if eq_ci(name, b"content-length") {
+            // Parsing accepted `5` twice, or `5, 5` (RFC 9110 §8.6), only
+            // when every value agrees; the backend gets one line with one
+            // value, so no hop after us is left a list to read its own way.
+            if content_length_sent {
+                continue;
+            }
+            content_length_sent = true;
+            let value = h.value.get(buf);
+            if value.contains(&b',') {
+                run.flush(out, buf);
+                let first = list_items(value).next().unwrap_or(b"0");
+                push_field(out, b"Content-Length", first);
+                continue;
+            }
         }
         if eq_ci(name, b"host") {
             if let Some(authority) = head.authority {
@@ -424,6 +441,41 @@ mod tests {
             out,
             "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: \r\nF: 6\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid-1\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn identical_content_lengths_are_forwarded_as_one_line() {
+        let tail =
+            "X-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid-1\r\n\r\n";
+        for (raw, fields) in [
+            (
+                &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nA: 1\r\ncontent-length: 5\r\n\r\n"[..],
+                "Host: x\r\nContent-Length: 5\r\nA: 1\r\n",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\nA: 1\r\n\r\n",
+                "Host: x\r\nContent-Length: 5\r\nA: 1\r\n",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5 ,5\r\nContent-Length: 5\r\n\r\n",
+                "Host: x\r\nContent-Length: 5\r\n",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0,0\r\nHost: x\r\n\r\n",
+                "Content-Length: 0\r\nHost: x\r\n",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n",
+                "Host: x\r\nContent-Length: 7\r\n",
+            ),
+        ] {
+            assert_eq!(
+                rewrite(raw),
+                format!("POST / HTTP/1.1\r\n{fields}{tail}"),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     #[test]
