@@ -45,7 +45,10 @@ fn two_pipelined_requests_then_fin_are_both_answered() {
     assert_eq!(bodies(&rs), ["GET /one", "GET /two"]);
     assert!(rs.iter().all(|r| r.status == 200));
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-    assert_eq!(rs[1].header("connection"), Some("close"));
+    // The connection then closed (`read_to_end` above returned). The last
+    // response says `Connection: close` only if the FIN was read before
+    // its head was written: on a loaded machine the client's `shutdown`
+    // can come later than that, so the header is not asserted.
     gw.shutdown();
 }
 
