@@ -13,6 +13,8 @@
 //! - [`backend`]: the shared backend table (switches, in-flight, breakers,
 //!   statistics) and the panic mode of selection.
 //! - [`http`]: heads parsed in place, framing rules, rewriting, local replies.
+//! - [`route`]: the compiled route table: host + path + method → route
+//!   (precedence, segment-boundary prefixes, wildcard hosts, 404/405).
 //! - [`pipeline`]: the stages' request-side rules (CORS, rate-limit headers)
 //!   and the access log.
 //! - [`algo`]: rate limiters, load balancers, circuit breaker (pure in `now`;
@@ -38,6 +40,7 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
+pub mod route;
 pub mod shared;
 pub mod token;
 pub mod transport;
