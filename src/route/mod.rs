@@ -53,6 +53,8 @@
 mod error;
 mod hash;
 mod host;
+#[cfg(test)]
+mod model;
 mod path;
 mod table;
 
