@@ -62,6 +62,8 @@ fn heads(c: &mut Criterion) {
         client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
         request_id: b"1a2b3c4d00000001",
         allowed_upgrades: &["websocket".to_string()],
+        path: None,
+        edits: &api_gateway::http::edits::NONE,
     };
     for (name, raw) in [("curl", CURL), ("browser", BROWSER)] {
         let mut g = c.benchmark_group(format!("head/{name}"));

@@ -21,6 +21,7 @@ use socket2::{Domain, Socket, Type};
 use crate::algo::{balance, limit};
 use crate::config::Config;
 use crate::control::{Controller, Mailbox};
+use crate::route::{route_limiters, RouteSet};
 use crate::shared::Shared;
 use crate::worker::{Worker, WorkerParts};
 
@@ -66,12 +67,21 @@ impl Gateway {
         let listen = listeners[0].local_addr()?;
         let mut config = config;
         config.listen = listen;
+        let routes = Arc::new(
+            RouteSet::new(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        );
         let shared = Arc::new(Shared::new(config));
         let limiter = limit::global::build(
             &shared.config.rate_limit.spec,
             shared.config.rate_limit.max_keys,
             &shared.metrics.limit_evictions,
             shared.limit_store.as_ref(),
+        );
+        let limiters = route_limiters(
+            &shared.config,
+            &routes,
+            &limiter,
+            &shared.metrics.limit_evictions,
         );
         let balancers: Vec<_> = shared
             .config
@@ -89,7 +99,8 @@ impl Gateway {
                 id,
                 listener,
                 shared: shared.clone(),
-                limiter: limiter.clone(),
+                routes: routes.clone(),
+                limiters: limiters.clone(),
                 balancers: balancers.clone(),
                 rx,
             })?;
@@ -107,7 +118,7 @@ impl Gateway {
 
         let (commands, command_rx) = bounded::<Envelope>(64);
         let (stop, stop_rx) = bounded::<()>(1);
-        let controller = Controller::new(shared.clone(), mailboxes, limiter, balancers);
+        let controller = Controller::new(shared.clone(), mailboxes, limiters, balancers);
         let control = thread::Builder::new()
             .name("control".into())
             .spawn(move || control_loop(controller, command_rx, stop_rx, threads))?;

@@ -20,6 +20,9 @@ api-gateway: a small, fast HTTP/1.1 API gateway
 USAGE:
     api-gateway                   start the demo (3 backends on :3001-3003, gateway on :4000, admin on :4001)
     api-gateway --config FILE     start with a JSON config file
+    api-gateway --config FILE --demo-backends
+                                  same, and start a demo backend on every backend address
+                                  (to try a config such as examples/routes.json on one machine)
     api-gateway --check FILE      validate a config file and exit
 
 ENVIRONMENT:
@@ -31,17 +34,30 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (config, demo) = match args.as_slice() {
         [] => (Config::demo(), true),
-        [flag, path] if flag == "--config" || flag == "-c" || flag == "--check" => {
+        [flag, path] | [flag, path, _]
+            if flag == "--config" || flag == "-c" || flag == "--check" =>
+        {
+            let demo_backends = match args.get(2).map(String::as_str) {
+                None => false,
+                Some("--demo-backends") if flag != "--check" => true,
+                Some(_) => {
+                    eprint!("{USAGE}");
+                    return ExitCode::from(1);
+                }
+            };
             match Config::load(&PathBuf::from(path)) {
                 Ok(c) if flag == "--check" => {
+                    let ups = c.all_upstreams();
                     println!(
-                        "{path}: OK ({} backends, listen {})",
-                        c.backends.len(),
+                        "{path}: OK ({} backends in {} upstreams, {} routes, listen {})",
+                        ups.iter().map(|u| u.backends.len()).sum::<usize>(),
+                        ups.len(),
+                        c.routes.len(),
                         c.listen
                     );
                     return ExitCode::SUCCESS;
                 }
-                Ok(c) => (c, false),
+                Ok(c) => (c, demo_backends),
                 Err(e) => {
                     eprintln!("api-gateway: config error: {e}");
                     return ExitCode::from(1);
@@ -65,7 +81,7 @@ fn main() -> ExitCode {
     // Demo backends live as long as `main`; dropping them stops them.
     let mut backends = Vec::new();
     if demo {
-        for b in &config.backends {
+        for b in config.all_upstreams().iter().flat_map(|u| &u.backends) {
             match DemoBackend::spawn(&b.name, b.addr) {
                 Ok(d) => backends.push(d),
                 Err(e) => {
@@ -99,7 +115,7 @@ fn main() -> ExitCode {
             stop.stop();
         }
     });
-    if demo {
+    if demo && args.is_empty() {
         print_banner(&gateway, &backends);
     }
     gateway.wait();

@@ -94,6 +94,43 @@ impl BackendStats {
     }
 }
 
+/// One route's live counters (`/gateway/routes`, the `route` label).
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    /// Requests the route took.
+    pub requests: AtomicU64,
+    /// Answers by class: 1xx..5xx at index 0..4 (the gateway's own included).
+    pub status: [AtomicU64; 5],
+    /// Of the 4xx, those that were 429 (rate limited).
+    pub limited: AtomicU64,
+    /// Time from the request head to the end of the exchange.
+    pub latency: Histogram,
+}
+
+impl RouteStats {
+    /// Counts one finished request.
+    pub fn record(&self, status: u16, duration_us: u64) {
+        Metrics::inc(&self.requests);
+        if let Some(slot) = status_class(status).and_then(|i| self.status.get(i)) {
+            Metrics::inc(slot);
+        }
+        if status == 429 {
+            Metrics::inc(&self.limited);
+        }
+        self.latency.observe_us(duration_us);
+    }
+
+    /// Zeroes everything.
+    pub fn reset(&self) {
+        self.requests.store(0, Ordering::Relaxed);
+        self.limited.store(0, Ordering::Relaxed);
+        for s in &self.status {
+            s.store(0, Ordering::Relaxed);
+        }
+        self.latency.reset();
+    }
+}
+
 /// Gateway-wide totals.
 #[derive(Debug, Default)]
 pub struct Metrics {

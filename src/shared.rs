@@ -18,7 +18,7 @@ use crate::algo::{MonotonicClock, Nanos};
 use crate::backend::{Backend, BackendTable, SelectionMode};
 use crate::config::{Config, DEFAULT_UPSTREAM};
 use crate::events::{EventKind, EventLog};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteStats};
 use crate::upstream::PoolId;
 
 /// One upstream pool as every thread sees it.
@@ -47,6 +47,8 @@ pub struct Shared {
     pub backends: Arc<BackendTable>,
     /// Totals.
     pub metrics: Metrics,
+    /// Per route, in config order (the catch-all alone without routes).
+    pub route_stats: Box<[RouteStats]>,
     /// Operator-visible events.
     pub events: EventLog,
     /// The one clock epoch, so every worker's `now` means the same instant.
@@ -79,11 +81,15 @@ impl Shared {
         let clock = MonotonicClock::new();
         let key_hasher = KeyHasher::for_store(&config.rate_limit.store);
         let limit_store = GlobalStore::start(&config.rate_limit.store, &clock);
+        let route_stats = (0..config.routes.len().max(1))
+            .map(|_| RouteStats::default())
+            .collect();
         Shared {
             config,
             upstreams,
             backends,
             metrics: Metrics::default(),
+            route_stats,
             events: EventLog::default(),
             clock,
             key_hasher,

@@ -220,6 +220,8 @@ fn forward(raw: &[u8]) -> (RequestHead, Vec<u8>, RequestHead) {
         client_ip: "192.0.2.1".parse().unwrap(),
         request_id: b"rid",
         allowed_upgrades: &[],
+        path: None,
+        edits: &api_gateway::http::edits::NONE,
     };
     write_request(&mut out, raw, &head, &info);
     let mut again = RequestHead::default();
@@ -311,6 +313,7 @@ fn regression_response_connection_option_strips_content_length() {
         extra: b"",
         close: false,
         keep_alive_1_0: false,
+        edits: &api_gateway::http::edits::NONE,
     };
     write_response(&mut out, &raw, &head, &info);
     let mut again = ResponseHead::default();

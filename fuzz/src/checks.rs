@@ -215,7 +215,7 @@ pub fn check_request_head(data: &[u8]) -> Outcome<RequestFraming, HttpError> {
 /// a segment that decodes to `.`/`..` (before any `;`) is refused; nothing
 /// else is.
 fn check_request_rules(data: &[u8], head: &RequestHead) -> Result<(), HttpError> {
-    let got = rules::check(data, head);
+    let got = rules::check(data, head, false);
     let path = head.path.get(data);
     let path = path.split(|&b| b == b'?').next().unwrap_or(path);
     let lower = path.to_ascii_lowercase();
@@ -358,6 +358,8 @@ fn check_accepted_request(data: &[u8], head: &RequestHead) {
         client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
         request_id: b"fuzz-rid",
         allowed_upgrades: &allowed,
+        path: None,
+        edits: &api_gateway::http::edits::NONE,
     };
     write_request(&mut out, data, head, &info);
     check_forwarded_request(data, head, &conn_values, &out);
@@ -544,6 +546,7 @@ fn check_accepted_response(data: &[u8], head: &ResponseHead, head_request: bool)
         extra: b"",
         close: false,
         keep_alive_1_0: false,
+        edits: &api_gateway::http::edits::NONE,
     };
     write_response(&mut out, data, head, &info);
     let mut again = ResponseHead::default();

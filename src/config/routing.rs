@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::{as_object, check_keys, err, field, from_value, ConfigError, RateLimitConfig};
 use crate::backend::BackendDef;
+pub use crate::route::PathRule;
 
 /// The name of the upstream made of the top-level `backends`.
 pub const DEFAULT_UPSTREAM: &str = "default";
@@ -34,24 +35,6 @@ pub struct UpstreamConfig {
     pub load_balancer: BalanceSpec,
     /// Its breaker thresholds (default: the top-level `circuit_breaker`).
     pub circuit_breaker: BreakerSpec,
-}
-
-/// What part of the path a route matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathRule {
-    /// `path`: this path only.
-    Exact(String),
-    /// `path_prefix`: this prefix, on segment boundaries.
-    Prefix(String),
-}
-
-impl PathRule {
-    /// The configured path or prefix.
-    pub fn as_str(&self) -> &str {
-        match self {
-            PathRule::Exact(p) | PathRule::Prefix(p) => p,
-        }
-    }
 }
 
 /// `request_headers` / `response_headers`.
@@ -399,7 +382,24 @@ const PROTECTED_HEADERS: [&str; 11] = [
     "proxy-authorization",
 ];
 
+/// Fields the gateway writes itself on each side: a rule on them would
+/// duplicate or contradict what the gateway asserts.
+const GATEWAY_REQUEST_HEADERS: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-request-id"];
+const GATEWAY_RESPONSE_HEADERS: [&str; 6] = [
+    "x-gateway",
+    "x-backend",
+    "x-response-time",
+    "x-lb-algorithm",
+    "x-circuit-state",
+    "x-request-id",
+];
+
 fn header_rules(v: &Value, path: &str) -> Result<HeaderRules, ConfigError> {
+    let owned: &[&str] = if path.ends_with("request_headers") {
+        &GATEWAY_REQUEST_HEADERS
+    } else {
+        &GATEWAY_RESPONSE_HEADERS
+    };
     let o = as_object(v, path)?;
     check_keys(o, &format!("{path}."), &["set", "remove"])?;
     let mut rules = HeaderRules::default();
@@ -407,10 +407,17 @@ fn header_rules(v: &Value, path: &str) -> Result<HeaderRules, ConfigError> {
         if !crate::http::upgrade::is_token(name) {
             return err(at, format!("\"{name}\" is not a header name"));
         }
-        if PROTECTED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        let lower = name.to_ascii_lowercase();
+        if PROTECTED_HEADERS.contains(&lower.as_str()) {
             return err(
                 at,
                 format!("\"{name}\" is a hop-by-hop or framing header and cannot be changed"),
+            );
+        }
+        if owned.contains(&lower.as_str()) {
+            return err(
+                at,
+                format!("\"{name}\" is written by the gateway itself and cannot be changed"),
             );
         }
         Ok(())
@@ -569,6 +576,14 @@ mod tests {
             (
                 r#", "routes": [{"path": "/a", "upstream": "users", "request_headers": {"remove": ["Host"]}}]"#,
                 "routes[0].request_headers.remove[0]:",
+            ),
+            (
+                r#", "routes": [{"path": "/a", "upstream": "users", "request_headers": {"set": {"X-Request-Id": "1"}}}]"#,
+                "routes[0].request_headers.set.X-Request-Id: \"X-Request-Id\" is written by the gateway itself",
+            ),
+            (
+                r#", "routes": [{"path": "/a", "upstream": "users", "response_headers": {"remove": ["x-backend"]}}]"#,
+                "routes[0].response_headers.remove[0]: \"x-backend\" is written by the gateway",
             ),
             (
                 r#", "routes": [{"path": "/a", "upstream": "users", "timeouts": {"idle_ms": 5}}]"#,

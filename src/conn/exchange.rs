@@ -66,6 +66,17 @@ pub struct Exchange {
     pub log_target: Vec<u8>,
     /// Header lines the pipeline adds to the response (CORS, RateLimit-*).
     pub extra: Vec<u8>,
+    /// The route that took the request (an index in the worker's
+    /// `RouteSet`; 0, the catch-all, when no routes are configured);
+    /// `None` until it is routed (or when it never was: a 400, a 404).
+    pub route: Option<usize>,
+    /// The path and query forwarded to the backend when routes are
+    /// configured (normalized, then rewritten by the route); unused (and
+    /// the client's target forwarded as sent) without routes.
+    pub target: Vec<u8>,
+    /// How long the backend may take to answer, and may stay silent while
+    /// a body streams (`timeouts.backend_response_ms`, or the route's own).
+    pub response_timeout: Nanos,
     /// The upstream the request goes to (decided by its route).
     pub pool: PoolId,
     /// The backend chosen, with its breaker permit and in-flight lease.

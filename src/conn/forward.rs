@@ -46,6 +46,7 @@ impl Session {
         // client: each hop appends its own peer.
         let peer_ip = self.peer_ip();
         let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        let routing = ctx.routes.is_routing();
         self.to_backend.clear();
         write_request(
             &mut self.to_backend.bytes,
@@ -55,6 +56,11 @@ impl Session {
                 client_ip: peer_ip,
                 request_id: &self.ex.request_id,
                 allowed_upgrades: &config.allowed_upgrades,
+                path: routing.then_some(&self.ex.target[..]),
+                edits: &ctx
+                    .routes
+                    .policy(self.ex.route.unwrap_or(0))
+                    .request_headers,
             },
         );
         let scan = match self.head.framing() {
@@ -80,12 +86,27 @@ impl Session {
         }
         Metrics::inc(&ctx.shared.metrics.proxied);
         self.ex.attempts = 1;
-        self.enter(Phase::Connecting(scan), now.saturating_add(t.connect));
+        let connect = self.connect_timeout(ctx);
+        self.enter(Phase::Connecting(scan), now.saturating_add(connect));
         Step::Connect {
             pool: self.ex.pool,
             backend,
             fresh: false,
         }
+    }
+
+    /// `timeouts.connect_ms`, or the route's own.
+    #[inline]
+    fn connect_timeout(&self, ctx: &Ctx<'_>) -> Nanos {
+        let route = ctx.routes.policy(self.ex.route.unwrap_or(0));
+        route.connect.unwrap_or(ctx.timeouts.connect)
+    }
+
+    /// `timeouts.backend_response_ms`, or the route's own (decided when
+    /// the request was routed).
+    #[inline]
+    pub(super) fn response_timeout(&self, _ctx: &Ctx<'_>) -> Nanos {
+        self.ex.response_timeout
     }
 
     pub(super) fn on_connecting(&mut self, io: &IoView, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
@@ -101,7 +122,7 @@ impl Session {
                     Phase::Connecting(scan) => std::mem::replace(scan, BodyScan::Complete),
                     _ => return Step::Continue,
                 };
-                let at = now.saturating_add(ctx.timeouts.response);
+                let at = now.saturating_add(self.response_timeout(ctx));
                 self.enter(
                     Phase::Proxying {
                         req: ReqSide::Sending(scan),
@@ -184,7 +205,7 @@ impl Session {
             progress = true;
             // The response-head deadline starts now and is not pushed by
             // progress (see `touch`).
-            self.rearm(now.saturating_add(ctx.timeouts.response));
+            self.rearm(now.saturating_add(self.response_timeout(ctx)));
         }
         let body_incomplete = matches!(
             self.phase(),
@@ -367,6 +388,10 @@ impl Session {
                 extra: &self.ex.extra,
                 close,
                 keep_alive_1_0: self.ex.minor_version == 0 && !close,
+                edits: &ctx
+                    .routes
+                    .policy(self.ex.route.unwrap_or(0))
+                    .response_headers,
             },
         );
         let n = self.resp_head.len;
@@ -450,7 +475,7 @@ impl Session {
                         log::debug!("stale pooled connection; retrying on a fresh one");
                         self.ex.attempts += 1;
                         self.to_backend.pos = 0;
-                        let at = now.saturating_add(ctx.timeouts.connect);
+                        let at = now.saturating_add(self.connect_timeout(ctx));
                         self.enter(Phase::Connecting(BodyScan::Complete), at);
                         Some(Step::Connect {
                             pool: self.ex.pool,

@@ -9,14 +9,16 @@ use crate::algo::balance::PickKey;
 use crate::algo::limit::Verdict;
 use crate::algo::Nanos;
 use crate::http::head::named_in_connection;
+use crate::http::normalize::normalize_target;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
 use crate::http::rewrite::{error_body, write_local, LocalReply};
 use crate::http::HttpError;
-use crate::http::{rules, upgrade};
+use crate::http::{host, rules, upgrade};
 use crate::metrics::Metrics;
 use crate::pipeline::access_log::Entry;
 use crate::pipeline::cors::{self, CorsKind};
 use crate::pipeline::{rate_limit, Stage};
+use crate::route::RouteMatch;
 use crate::shared::client_hash;
 use crate::upstream::{Gate, PoolEvent, PoolId};
 
@@ -151,7 +153,9 @@ impl Session {
         ex.client_wants = After::KeepAlive;
         ex.after = After::KeepAlive;
         ex.extra.clear();
+        ex.route = None;
         ex.pool = PoolId::DEFAULT;
+        ex.response_timeout = ctx.timeouts.response;
         ex.selection = None;
         ex.attempts = 0;
         ex.answer = Answer::Nothing;
@@ -204,20 +208,83 @@ impl Session {
         let target = head.target.get(buf);
         ex.log_target
             .extend_from_slice(&target[..target.len().min(512)]);
-        if let Err(e) = rules::check(buf, head) {
+        // With routes, normalization judges the path (and resolves what
+        // the raw check refuses); without, the raw check stands.
+        if let Err(e) = rules::check(buf, head, ctx.routes.is_routing()) {
             return self.reject(e, ctx, now);
         }
-        let path = head.path.get(buf);
-        let routed = !config.routing()
-            || config
-                .routes
-                .iter()
-                .any(|r| path.starts_with(r.path.as_str().as_bytes()))
-            || (path == b"*" && head.method() == Method::Options);
-        if !routed {
-            return self.reject(HttpError::NoRoute, ctx, now);
+        if let Err(e) = self.route(ctx) {
+            return self.reject(e, ctx, now);
         }
         self.run_pipeline(ctx, now)
+    }
+
+    /// Picks the request's route (404/405 when none takes it) and, with
+    /// routes configured, writes the path to forward into `ex.target`: the
+    /// normalized path, rewritten by the route, then the query as sent.
+    fn route(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HttpError> {
+        let routes = ctx.routes;
+        if !routes.is_routing() {
+            let policy = routes.policy(0);
+            self.ex.route = Some(0);
+            self.ex.pool = policy.pool;
+            self.ex.response_timeout = policy.response.unwrap_or(ctx.timeouts.response);
+            return Ok(());
+        }
+        let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        let head = &self.head;
+        let normalized = &mut *ctx.scratch;
+        let path_len = normalize_target(head.path.get(buf), normalized)
+            .map_err(|e| HttpError::BadRequest(e.reason()))?;
+        // The host (RFC 9112 §3.2.2: an absolute-form target's authority
+        // wins over Host), as routes match it: lower case, no port.
+        let host = head.authority.or(head.host).map_or(&[][..], |s| s.get(buf));
+        let ex = &mut self.ex;
+        host::route_name(host, &mut ex.target);
+        let path = match &normalized[..path_len] {
+            // `OPTIONS *` asks about the server: routed as its root.
+            b"*" => &b"/"[..],
+            p => p,
+        };
+        // A CORS preflight is routed as the request it announces, so a
+        // route that takes PUT also answers the preflight for PUT.
+        let preflight = ctx.shared.config.pipeline.contains(&Stage::Cors)
+            && cors::classify(buf, head) == CorsKind::Preflight;
+        let method = match preflight {
+            true => head
+                .header(buf, b"access-control-request-method")
+                .unwrap_or(b""),
+            false => head.method_span.get(buf),
+        };
+        let mut allow = std::mem::take(&mut ex.extra);
+        let found = routes.find(&ex.target, path, method, &mut allow);
+        ex.extra = allow;
+        match found {
+            RouteMatch::NoRoute => {
+                ex.extra.clear();
+                Err(HttpError::NoRoute)
+            }
+            RouteMatch::MethodNotAllowed => {
+                ex.extra.splice(0..0, b"Allow: ".iter().copied());
+                ex.extra.extend_from_slice(b"\r\n");
+                Err(HttpError::RouteMethodNotAllowed)
+            }
+            RouteMatch::Found { id, prefix_len } => {
+                ex.extra.clear();
+                let policy = routes.policy(id);
+                ex.route = Some(id);
+                ex.pool = policy.pool;
+                ex.response_timeout = policy.response.unwrap_or(ctx.timeouts.response);
+                if &normalized[..path_len] == b"*" {
+                    ex.target.clear();
+                    ex.target.push(b'*');
+                } else {
+                    policy.forward_path(&normalized[..path_len], prefix_len, &mut ex.target);
+                }
+                ex.target.extend_from_slice(&normalized[path_len..]);
+                Ok(())
+            }
+        }
     }
 
     /// Whether the request has a body (that the client may not have sent
@@ -253,14 +320,19 @@ impl Session {
                 }
                 Stage::RateLimit => {
                     let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+                    let route = self.ex.route.unwrap_or(0);
+                    let policy = ctx.routes.policy(route);
                     let key = rate_limit::client_key(
                         &ctx.shared.key_hasher,
-                        &ctx.shared.config.rate_limit.key,
+                        policy
+                            .limit_key
+                            .as_ref()
+                            .unwrap_or(&ctx.shared.config.rate_limit.key),
                         buf,
                         &self.head,
                         self.client_ip(),
                     );
-                    let d = ctx.limiter.check(key, now);
+                    let d = ctx.limiter(route).check(key, now);
                     rate_limit::write_headers(&mut self.ex.extra, &d);
                     let m = &ctx.shared.metrics;
                     match d.verdict {
@@ -453,6 +525,9 @@ impl Session {
         m.count_status(status);
         let duration_us = now.saturating_sub(ex.start).0 / 1000;
         m.latency.observe_us(duration_us);
+        if let Some(stats) = ex.route.and_then(|r| ctx.shared.route_stats.get(r)) {
+            stats.record(status, duration_us);
+        }
         let selection = ex.selection.take();
         if ctx.log_requests {
             let backend = selection
@@ -500,7 +575,8 @@ impl Session {
                 req: super::ReqSide::Sent,
                 resp: super::RespSide::AwaitingHead,
             } => return,
-            Phase::Proxying { .. } => timeouts.response,
+            // The route's `backend_response_ms` (the default's without one).
+            Phase::Proxying { .. } => self.ex.response_timeout,
             Phase::Tunnelling => timeouts.idle,
             _ => return,
         };

@@ -17,6 +17,7 @@
 //!   to the peer, so a message is never forwarded past its framing.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use crate::algo::limit::RateLimiter;
 use crate::algo::{BackendId, Nanos};
@@ -24,6 +25,7 @@ use crate::http::head::{HeaderSpan, Span};
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 use crate::pipeline::access_log::AccessLog;
+use crate::route::RouteSet;
 use crate::shared::Shared;
 use crate::transport::{Fill, Outbox, Seen};
 use crate::upstream::{Pool, PoolId};
@@ -77,7 +79,7 @@ impl Outgoing {
 /// idle connection holds no heap memory but its slab slot.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    bytes: [Vec<u8>; 5],
+    bytes: [Vec<u8>; 6],
     headers: [Vec<HeaderSpan>; 2],
     spans: [Vec<Span>; 2],
 }
@@ -115,8 +117,12 @@ pub struct RequestIds {
 pub struct Ctx<'a> {
     /// Configuration, metrics, events, the key hasher.
     pub shared: &'a Shared,
-    /// The rate limiter this worker uses.
-    pub limiter: &'a dyn RateLimiter,
+    /// The routes this worker serves.
+    pub routes: &'a RouteSet,
+    /// The rate limiters this worker uses: slot 0 the top-level one, slot
+    /// `r + 1` route `r`'s (the top-level one again while the route has
+    /// none of its own).
+    pub limiters: &'a [Arc<dyn RateLimiter>],
     /// The upstream pools, indexed by [`PoolId`].
     pub pools: &'a [Pool],
     /// Timeouts.
@@ -138,6 +144,12 @@ impl Ctx<'_> {
     #[inline]
     pub fn pool(&self, id: PoolId) -> &Pool {
         &self.pools[id.index()]
+    }
+
+    /// The limiter that counts route `route`'s requests.
+    #[inline]
+    pub fn limiter(&self, route: usize) -> &dyn RateLimiter {
+        &*self.limiters[route + 1]
     }
 }
 
@@ -460,6 +472,7 @@ impl Session {
                 take(&mut self.ex.extra),
                 take(&mut self.ex.log_target),
                 take(&mut self.ex.request_id),
+                take(&mut self.ex.target),
             ],
             headers: [
                 take(&mut self.head.headers),
@@ -480,7 +493,7 @@ impl Session {
     /// current ones, which must be empty too (the connection was idle).
     fn restore_scratch(&mut self, s: Scratch) {
         let Scratch {
-            bytes: [to_client, to_backend, extra, log_target, request_id],
+            bytes: [to_client, to_backend, extra, log_target, request_id, target],
             headers: [head_headers, resp_headers],
             spans: [head_conn, resp_conn],
         } = s;
@@ -492,6 +505,7 @@ impl Session {
         self.ex.extra = extra;
         self.ex.log_target = log_target;
         self.ex.request_id = request_id;
+        self.ex.target = target;
         self.head.headers = head_headers;
         self.resp_head.headers = resp_headers;
         self.head.connection = head_conn;

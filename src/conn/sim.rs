@@ -48,6 +48,7 @@ use crate::config::{AccessLogTarget, Config};
 use crate::http::request::{RequestFraming, RequestHead, RequestLimits};
 use crate::http::response::{ResponseFraming, ResponseHead};
 use crate::pipeline::access_log::AccessLog;
+use crate::route::{route_limiters, RouteSet};
 use crate::shared::Shared;
 use crate::transport::{Fill, Link, Outbound, Outbox, Seen};
 use crate::upstream::{Pool, PoolId};
@@ -282,8 +283,10 @@ pub struct Attachment {
 pub struct World {
     /// Configuration, metrics, the backend table.
     pub shared: Arc<Shared>,
-    /// The rate limiter.
-    pub limiter: Arc<dyn RateLimiter>,
+    /// The routes (one upstream: the sim has the `default` pool only).
+    pub routes: RouteSet,
+    /// The rate limiters by slot (see `Ctx::limiters`).
+    pub limiters: Vec<Arc<dyn RateLimiter>>,
     /// The upstream pool (the real one; its idle list holds indices into
     /// [`World::ups`]).
     pub pool: Pool,
@@ -383,6 +386,8 @@ impl World {
             &shared.metrics.limit_evictions,
             shared.limit_store.as_ref(),
         );
+        let routes = RouteSet::new(cfg).expect("the sim's routes go to default");
+        let limiters = route_limiters(cfg, &routes, &limiter, &shared.metrics.limit_evictions);
         let balancer = balance::build(&cfg.load_balancer, &shared.backends);
         let pool = Pool::new(PoolId::DEFAULT, shared.backends.clone(), balancer);
         let ms = Nanos::from_millis;
@@ -407,7 +412,8 @@ impl World {
         crate::metrics::Metrics::inc(&shared.metrics.connections_open);
         World {
             shared,
-            limiter,
+            routes,
+            limiters,
             pool,
             timeouts,
             log,
@@ -686,7 +692,8 @@ impl World {
     fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Session, &mut Ctx<'_>, Nanos) -> R) -> R {
         let mut ctx = Ctx {
             shared: &self.shared,
-            limiter: &*self.limiter,
+            routes: &self.routes,
+            limiters: &self.limiters,
             pools: std::slice::from_ref(&self.pool),
             timeouts: &self.timeouts,
             log: &mut self.log,

@@ -48,7 +48,11 @@ impl Mailbox {
 pub struct Controller {
     shared: Arc<Shared>,
     mailboxes: Vec<Mailbox>,
-    limiter: Arc<dyn RateLimiter>,
+    /// Rate limiters by slot: 0 the top-level one, `r + 1` route `r`'s.
+    limiters: Vec<Arc<dyn RateLimiter>>,
+    /// Per route: it has no limiter of its own and follows the top-level
+    /// one (switched with it).
+    inherits: Vec<bool>,
     /// Each upstream's balancer (in [`Shared::upstreams`] order).
     balancers: Vec<Arc<dyn Balancer>>,
     generation: u64,
@@ -59,13 +63,18 @@ impl Controller {
     pub fn new(
         shared: Arc<Shared>,
         mailboxes: Vec<Mailbox>,
-        limiter: Arc<dyn RateLimiter>,
+        limiters: Vec<Arc<dyn RateLimiter>>,
         balancers: Vec<Arc<dyn Balancer>>,
     ) -> Controller {
+        let inherits = limiters[1..]
+            .iter()
+            .map(|l| Arc::ptr_eq(l, &limiters[0]))
+            .collect();
         Controller {
             shared,
             mailboxes,
-            limiter,
+            limiters,
+            inherits,
             balancers,
             generation: 0,
         }
@@ -134,9 +143,19 @@ impl Controller {
             &self.shared.metrics.limit_evictions,
             self.shared.limit_store.as_ref(),
         );
-        self.limiter = limiter.clone();
-        for m in &self.mailboxes {
-            m.send(WorkerMsg::SetLimiter(limiter.clone()));
+        // Routes without a limiter of their own follow the top-level one.
+        let slots: Vec<usize> = std::iter::once(0)
+            .chain(
+                (0..self.inherits.len())
+                    .filter(|&r| self.inherits[r])
+                    .map(|r| r + 1),
+            )
+            .collect();
+        for &slot in &slots {
+            self.limiters[slot] = limiter.clone();
+            for m in &self.mailboxes {
+                m.send(WorkerMsg::SetLimiter(slot, limiter.clone()));
+            }
         }
         self.generation += 1;
         let now = self.shared.clock_now();
@@ -217,7 +236,7 @@ impl Controller {
             "listen": s.config.listen.to_string(),
             "workers": s.config.workers,
             "pipeline": s.config.pipeline.iter().map(|st| st.name()).collect::<Vec<_>>(),
-            "rateLimiter": limiter_json(self.limiter.spec(), s),
+            "rateLimiter": limiter_json(self.limiters[0].spec(), s),
             "loadBalancer": self.default_balancer().map_or(Value::Null, |b| serde_json::to_value(b.spec()).unwrap_or(Value::Null)),
             "circuitBreaker": serde_json::to_value(s.config.circuit_breaker).unwrap_or(Value::Null),
             "upstream": {

@@ -7,10 +7,13 @@
 pub enum HttpError {
     /// 400: malformed or ambiguous request (the reason is safe to show).
     BadRequest(&'static str),
-    /// 404: no route matches the path.
+    /// 404: no route matches the host and path.
     NoRoute,
     /// 405: a method the gateway does not forward (CONNECT, TRACE).
     MethodNotAllowed,
+    /// 405: routes match the host and path but none takes the method (the
+    /// `Allow` line, listing what they take, is added by the router).
+    RouteMethodNotAllowed,
     /// 408: the head did not arrive in time.
     HeaderTimeout,
     /// 408: the rest of the request body did not arrive in time.
@@ -44,7 +47,7 @@ impl HttpError {
         match self {
             HttpError::BadRequest(_) => 400,
             HttpError::NoRoute => 404,
-            HttpError::MethodNotAllowed => 405,
+            HttpError::MethodNotAllowed | HttpError::RouteMethodNotAllowed => 405,
             HttpError::HeaderTimeout | HttpError::BodyTimeout => 408,
             HttpError::PayloadTooLarge => 413,
             HttpError::UriTooLong => 414,
@@ -61,8 +64,8 @@ impl HttpError {
     pub fn message(self) -> &'static str {
         match self {
             HttpError::BadRequest(reason) => reason,
-            HttpError::NoRoute => "no route for this path",
-            HttpError::MethodNotAllowed => "method not allowed",
+            HttpError::NoRoute => "no route",
+            HttpError::MethodNotAllowed | HttpError::RouteMethodNotAllowed => "method not allowed",
             HttpError::HeaderTimeout => "request header timeout",
             HttpError::BodyTimeout => "request body timeout",
             HttpError::PayloadTooLarge => "request body too large",

@@ -4,6 +4,7 @@
 
 pub mod chunked;
 pub mod client_ip;
+pub mod edits;
 pub mod error;
 pub mod head;
 pub mod host;

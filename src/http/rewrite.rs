@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
+use super::edits::HeaderEdits;
 use super::error::{reason_phrase, HttpError};
 use super::head::{eq_ci, is_hop_by_hop, list_items, named_in_connection, HeaderSpan};
 use super::request::RequestHead;
@@ -28,13 +29,18 @@ pub struct ForwardInfo<'a> {
     /// Upgrade protocols that may be forwarded (`allowed_upgrades`); any
     /// other protocol the client offers is dropped.
     pub allowed_upgrades: &'a [String],
+    /// The path and query to send instead of the client's (a routed
+    /// request's normalized, rewritten path); `None`: as the client sent it.
+    pub path: Option<&'a [u8]>,
+    /// The route's request header edits.
+    pub edits: &'a HeaderEdits,
 }
 
 /// Writes the request head for the backend into `out`.
 pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &ForwardInfo) {
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
-    let path = head.path.get(buf);
+    let path = info.path.unwrap_or_else(|| head.path.get(buf));
     // `GET http://host HTTP/1.1` (or `http://host?q`) has an empty path:
     // origin-form needs at least "/" (RFC 9112 §3.2.1).
     if !path.starts_with(b"/") && path != b"*" {
@@ -56,6 +62,9 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
         if is_hop_by_hop(name)
             || (head.conn.names_fields && named_in_connection(buf, &head.connection, name))
         {
+            continue;
+        }
+        if info.edits.drops(name) {
             continue;
         }
         if eq_ci(name, b"x-forwarded-for") {
@@ -93,6 +102,7 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
         run.push(out, buf, h);
     }
     run.flush(out, buf);
+    out.extend_from_slice(info.edits.lines());
     out.extend_from_slice(b"X-Forwarded-For: ");
     if has_xff {
         for h in head
@@ -150,6 +160,8 @@ pub struct ResponseInfo<'a> {
     pub close: bool,
     /// The client spoke HTTP/1.0 and keeps the connection: say so.
     pub keep_alive_1_0: bool,
+    /// The route's response header edits.
+    pub edits: &'a HeaderEdits,
 }
 
 /// Writes the final response head for the client into `out`.
@@ -171,9 +183,13 @@ pub fn write_response(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, info: 
         if head.drop_content_length && eq_ci(name, b"content-length") {
             continue;
         }
+        if info.edits.drops(name) {
+            continue;
+        }
         run.push(out, buf, h);
     }
     run.flush(out, buf);
+    out.extend_from_slice(info.edits.lines());
     // Appended piecewise rather than with `write!`: the formatting
     // machinery was a visible share of the per-request user time.
     out.extend_from_slice(b"x-gateway: ");
@@ -377,6 +393,8 @@ mod tests {
             client_ip: "10.0.0.9".parse().unwrap(),
             request_id: b"rid-1",
             allowed_upgrades,
+            path: None,
+            edits: &crate::http::edits::NONE,
         };
         write_request(&mut out, raw, &head, &info);
         String::from_utf8(out).unwrap()

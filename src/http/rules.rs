@@ -19,13 +19,19 @@ use super::HttpError;
 /// listed.
 pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
-/// Checks a parsed head (`buf` is the buffer it was parsed from).
-pub fn check(buf: &[u8], head: &RequestHead) -> Result<(), HttpError> {
+/// Checks a parsed head (`buf` is the buffer it was parsed from). When
+/// `normalizing` (routes are configured), the path is left to
+/// `super::normalize`, which resolves dot segments rather than refusing them
+/// and refuses the rest of what `path_check` does.
+pub fn check(buf: &[u8], head: &RequestHead, normalizing: bool) -> Result<(), HttpError> {
     // CONNECT never gets here: its target is not a path, so parsing refuses
     // it. Methods are case-sensitive (RFC 9110 §9.1), but a backend that
     // folds case would still run `trace` as TRACE, so no spelling passes.
     if eq_ci(head.method_span.get(buf), b"TRACE") {
         return Err(HttpError::MethodNotAllowed);
+    }
+    if normalizing {
+        return Ok(());
     }
     path_check::check(head.path.get(buf)).map_err(|v| HttpError::BadRequest(v.reason()))
 }
@@ -42,7 +48,7 @@ mod tests {
             max_body: 1 << 20,
         };
         assert_eq!(head.parse(raw, &limits), Ok(true));
-        check(raw, &head)
+        check(raw, &head, false)
     }
 
     #[test]

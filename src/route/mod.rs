@@ -56,9 +56,13 @@ mod host;
 #[cfg(test)]
 mod model;
 mod path;
+pub mod policy;
+pub mod set;
 mod table;
 
 pub use error::RouteError;
+pub use policy::RoutePolicy;
+pub use set::{route_limiters, RouteSet};
 pub use table::RouteTable;
 
 /// A route's identity: its index in the defs slice, i.e. its config order.

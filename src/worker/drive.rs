@@ -114,7 +114,8 @@ impl Worker {
             clients,
             pools,
             shared,
-            limiter,
+            routes,
+            limiters,
             sinks,
             shutdown_at,
             now,
@@ -122,7 +123,8 @@ impl Worker {
         } = self;
         let mut ctx = Ctx {
             shared,
-            limiter: &**limiter,
+            routes,
+            limiters,
             pools,
             timeouts: &sinks.timeouts,
             log: &mut sinks.log,

@@ -41,6 +41,7 @@ use crate::algo::limit::RateLimiter;
 use crate::algo::Nanos;
 use crate::conn::{RequestIds, Session, Timeouts};
 use crate::pipeline::access_log::AccessLog;
+use crate::route::RouteSet;
 use crate::shared::Shared;
 use crate::token;
 use crate::transport::Side;
@@ -61,8 +62,9 @@ pub const LINGER: Nanos = Nanos::from_millis(2000);
 
 /// Sent to a worker by the control loop (then the worker's waker is woken).
 pub enum WorkerMsg {
-    /// Use this rate limiter for the next requests.
-    SetLimiter(Arc<dyn RateLimiter>),
+    /// Use this rate limiter in this slot (0: the top-level limiter;
+    /// `r + 1`: route `r`'s) for the next requests.
+    SetLimiter(usize, Arc<dyn RateLimiter>),
     /// Use this balancer for the next requests to this upstream.
     SetBalancer(PoolId, Arc<dyn Balancer>),
     /// Stop accepting, finish in-flight requests within `grace`, then exit.
@@ -75,7 +77,7 @@ pub enum WorkerMsg {
 impl std::fmt::Debug for WorkerMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WorkerMsg::SetLimiter(l) => write!(f, "SetLimiter({})", l.spec().name()),
+            WorkerMsg::SetLimiter(slot, l) => write!(f, "SetLimiter({slot}, {})", l.spec().name()),
             WorkerMsg::SetBalancer(id, b) => {
                 write!(f, "SetBalancer({}, {})", id.0, b.spec().name())
             }
@@ -118,7 +120,8 @@ pub struct Worker {
     ups: Slab<Upstream>,
     pools: Vec<Pool>,
     shared: Arc<Shared>,
-    limiter: Arc<dyn RateLimiter>,
+    routes: Arc<RouteSet>,
+    limiters: Vec<Arc<dyn RateLimiter>>,
     rx: Receiver<WorkerMsg>,
     now: Nanos,
     timers: Timers,
@@ -148,8 +151,11 @@ pub struct WorkerParts {
     pub listener: std::net::TcpListener,
     /// Shared state.
     pub shared: Arc<Shared>,
-    /// Initial rate limiter (shared by all workers).
-    pub limiter: Arc<dyn RateLimiter>,
+    /// The routes (shared by all workers).
+    pub routes: Arc<RouteSet>,
+    /// Initial rate limiters by slot (see [`crate::conn::Ctx::limiters`];
+    /// shared by all workers).
+    pub limiters: Vec<Arc<dyn RateLimiter>>,
     /// Initial balancers, one per upstream in [`Shared::upstreams`] order
     /// (shared by all workers).
     pub balancers: Vec<Arc<dyn Balancer>>,
@@ -199,7 +205,8 @@ impl Worker {
             now: parts.shared.clock_now(),
             spares: Spares::new(buffer_size, ms(cfg.tuning.pool_trim_ms)),
             shared: parts.shared,
-            limiter: parts.limiter,
+            routes: parts.routes,
+            limiters: parts.limiters,
             rx: parts.rx,
             timers: Timers::default(),
             sinks: Sinks {
@@ -291,7 +298,11 @@ impl Worker {
     fn drain_messages(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                WorkerMsg::SetLimiter(l) => self.limiter = l,
+                WorkerMsg::SetLimiter(slot, l) => {
+                    if let Some(old) = self.limiters.get_mut(slot) {
+                        *old = l;
+                    }
+                }
                 WorkerMsg::SetBalancer(id, b) => {
                     if let Some(pool) = self.pools.get_mut(id.index()) {
                         pool.balancer = b;
