@@ -36,6 +36,14 @@ const BYPASS: &[&[u8]] = &[
     b"HTTP://test/public/%2e%2e/echo",
 ];
 
+/// `GET target` with `Host: test`, on its own connection.
+fn get_target(addr: std::net::SocketAddr, target: &[u8]) -> Response {
+    let mut raw = b"GET ".to_vec();
+    raw.extend_from_slice(target);
+    raw.extend_from_slice(b" HTTP/1.1\r\nHost: test\r\n\r\n");
+    request(addr, &raw)
+}
+
 /// Without routes (the target is forwarded as sent), the whole class is
 /// refused with 400 before anything else looks at the path.
 #[test]
@@ -44,10 +52,7 @@ fn dot_segments_and_encoded_separators_get_400_and_never_reach_the_backend() {
     let gw = start(config(&[backend.addr]));
     let addr = gw.listen_addr();
     for target in BYPASS {
-        let mut raw = b"GET ".to_vec();
-        raw.extend_from_slice(target);
-        raw.extend_from_slice(b" HTTP/1.1\r\nHost: test\r\n\r\n");
-        let r = request(addr, &raw);
+        let r = get_target(addr, target);
         let shown = String::from_utf8_lossy(target);
         assert_eq!(r.status, 400, "{shown}: {}", r.text());
         assert_eq!(r.header("content-type"), Some("application/json"));
@@ -76,10 +81,7 @@ fn with_routes_bypass_shapes_never_escape_a_prefix() {
     let gw = start(cfg);
     let addr = gw.listen_addr();
     for target in BYPASS {
-        let mut raw = b"GET ".to_vec();
-        raw.extend_from_slice(target);
-        raw.extend_from_slice(b" HTTP/1.1\r\nHost: test\r\n\r\n");
-        let r = request(addr, &raw);
+        let r = get_target(addr, target);
         let shown = String::from_utf8_lossy(target);
         match r.status {
             400 | 404 => {}

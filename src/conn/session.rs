@@ -103,6 +103,23 @@ pub struct Timeouts {
     pub body_rate_window: Nanos,
 }
 
+impl Timeouts {
+    /// The timeouts `cfg` sets, converted; `linger` is the lingering-close
+    /// period after our FIN.
+    pub fn from_config(cfg: &crate::config::Config, linger: Nanos) -> Timeouts {
+        let ms = Nanos::from_millis;
+        Timeouts {
+            connect: ms(cfg.timeouts.connect_ms),
+            header: ms(cfg.timeouts.header_read_ms),
+            response: ms(cfg.timeouts.backend_response_ms),
+            idle: ms(cfg.timeouts.idle_ms),
+            linger,
+            min_body_rate: cfg.limits.min_body_bytes_per_sec,
+            body_rate_window: ms(cfg.tuning.body_rate_window_ms),
+        }
+    }
+}
+
 /// Request ids: a per-worker prefix and a counter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestIds {

@@ -390,16 +390,7 @@ impl World {
         let limiters = route_limiters(cfg, &routes, &limiter, &shared.metrics.limit_evictions);
         let balancer = balance::build(&cfg.load_balancer, &shared.backends);
         let pool = Pool::new(PoolId::DEFAULT, shared.backends.clone(), balancer);
-        let ms = Nanos::from_millis;
-        let timeouts = Timeouts {
-            connect: ms(cfg.timeouts.connect_ms),
-            header: ms(cfg.timeouts.header_read_ms),
-            response: ms(cfg.timeouts.backend_response_ms),
-            idle: ms(cfg.timeouts.idle_ms),
-            linger: crate::worker::LINGER,
-            min_body_rate: cfg.limits.min_body_bytes_per_sec,
-            body_rate_window: ms(cfg.tuning.body_rate_window_ms),
-        };
+        let timeouts = Timeouts::from_config(cfg, crate::worker::LINGER);
         let log = AccessLog::open(&AccessLogTarget::Off).expect("an access log that is off opens");
         let now = Nanos::from_millis(1000);
         let first = if cfg.proxy_protocol {

@@ -23,6 +23,8 @@
 //! `/.well-known/x`) are not dot segments and pass untouched. Nothing here
 //! allocates: it runs on every request.
 
+use super::normalize::hex_val;
+
 /// Why a path is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathViolation {
@@ -111,15 +113,6 @@ impl Iterator for Decoded<'_> {
         }
         self.0 = rest;
         Some(first)
-    }
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -172,15 +172,7 @@ impl Worker {
         let acceptor = Acceptor::new(&poll, parts.listener)?;
         let cfg = &parts.shared.config;
         let ms = Nanos::from_millis;
-        let timeouts = Timeouts {
-            connect: ms(cfg.timeouts.connect_ms),
-            header: ms(cfg.timeouts.header_read_ms),
-            response: ms(cfg.timeouts.backend_response_ms),
-            idle: ms(cfg.timeouts.idle_ms),
-            linger: LINGER,
-            min_body_rate: cfg.limits.min_body_bytes_per_sec,
-            body_rate_window: ms(cfg.tuning.body_rate_window_ms),
-        };
+        let timeouts = Timeouts::from_config(cfg, LINGER);
         let log = AccessLog::open(&cfg.access_log)?;
         let log_requests = log.enabled() && cfg.pipeline.contains(&crate::pipeline::Stage::Logger);
         let buffer_size = cfg.limits.max_header_bytes.max(16 * 1024);
