@@ -18,6 +18,10 @@
 #
 # Environment: DURATION (s per wrk run, default 5), ROUNDS (default 3),
 # IDLE_CONNS (default 10000), SKIP_BUILD=1, SKIP_IDLE=1, OUT (results dir),
+# CONFIGS (default "1w 2w"), ROUTES (default 0: no routes, one pool, the
+# target forwarded as sent; N > 0: N routes, N-1 decoys with hosts,
+# wildcards and prefixes plus the `/api` route the load hits, and nginx gets
+# the same N `location`s),
 # BIN_BEFORE (path of an older gateway binary: it runs as a fourth target,
 # "before", interleaved with the others in the same rounds, and the report
 # adds an after/before table, so a refactor is compared under the same load).
@@ -43,6 +47,8 @@ NGINX_PORT=18090
 GW_PORT=18091
 BEFORE_PORT=18092
 BIN_BEFORE=${BIN_BEFORE:-}
+CONFIGS=${CONFIGS:-1w 2w}
+ROUTES=${ROUTES:-0}
 
 PIDS=()
 cleanup() {
@@ -103,10 +109,37 @@ nginx_proxy_conf() { # workers
         echo "    keepalive 64; keepalive_requests 100000000; keepalive_timeout 300s;"
         echo "  }"
         echo "  server { listen 127.0.0.1:$NGINX_PORT;"
-        echo "    location / { proxy_pass http://backends; proxy_http_version 1.1;"
-        echo "      proxy_set_header Connection \"\"; proxy_set_header X-Forwarded-For \$remote_addr; } }"
+        local loc
+        for loc in $(nginx_locations); do
+            echo "    location $loc { proxy_pass http://backends; proxy_http_version 1.1;"
+            echo "      proxy_set_header Connection \"\"; proxy_set_header X-Forwarded-For \$remote_addr; }"
+        done
+        echo "  }"
         echo "}"
     } >"$OUT/proxy/nginx.conf"
+}
+
+# The locations nginx gets: `/` alone, or the same paths as the routes.
+nginx_locations() {
+    if [ "$ROUTES" = 0 ]; then echo "/"; return; fi
+    for i in $(seq 1 $((ROUTES - 1))); do echo "/svc$i/"; done
+    echo "/api"
+}
+
+# The gateway's `routes` (none when ROUTES=0).
+routes_json() {
+    [ "$ROUTES" = 0 ] && return
+    local out="" i host
+    for i in $(seq 1 $((ROUTES - 1))); do
+        case $((i % 3)) in
+        0) host="" ;;
+        1) host="\"hosts\": [\"svc$i.example.test\"], " ;;
+        2) host="\"hosts\": [\"*.svc$i.example.test\"], " ;;
+        esac
+        out+="{\"name\": \"svc$i\", ${host}\"path_prefix\": \"/svc$i/\", \"upstream\": \"default\"}, "
+    done
+    out+="{\"name\": \"api\", \"path_prefix\": \"/api\", \"upstream\": \"default\"}"
+    echo "  \"routes\": [$out],"
 }
 
 gateway_conf() { # workers
@@ -127,7 +160,7 @@ gateway_conf() { # workers
   "limits": { "max_connections": 30000, "max_idle_per_backend": 64 },
   "pipeline": ["logger", "cors", "rate-limit", "circuit-breaker", "proxy"],
   "cors": { "allow_origins": ["*"] },
-  "routes": ["/"],
+$(routes_json)
   "access_log": "off"
 }
 EOF
@@ -247,7 +280,7 @@ run_wrk() { # config scenario target port wrk-cpus proxy-pid
 RSS="$OUT/rss.tsv"
 : >"$RSS"
 
-for config in 1w 2w; do
+for config in $CONFIGS; do
     if [ $config = 1w ]; then
         start_proxies 1 "$CPU_PROXY"
         WRK_CPU=$CPU_LOAD
@@ -256,9 +289,9 @@ for config in 1w 2w; do
         WRK_CPU=""
     fi
     # Warm up both (pools, page faults) before the first measured round.
-    wrk -t1 -c50 -d1s "http://127.0.0.1:$NGINX_PORT/" >/dev/null 2>&1 || true
-    wrk -t1 -c50 -d1s "http://127.0.0.1:$GW_PORT/" >/dev/null 2>&1 || true
-    if [ -n "$BIN_BEFORE" ]; then wrk -t1 -c50 -d1s "http://127.0.0.1:$BEFORE_PORT/" >/dev/null 2>&1 || true; fi
+    wrk -t1 -c50 -d1s "http://127.0.0.1:$NGINX_PORT/api/items" >/dev/null 2>&1 || true
+    wrk -t1 -c50 -d1s "http://127.0.0.1:$GW_PORT/api/items" >/dev/null 2>&1 || true
+    if [ -n "$BIN_BEFORE" ]; then wrk -t1 -c50 -d1s "http://127.0.0.1:$BEFORE_PORT/api/items" >/dev/null 2>&1 || true; fi
     for round in $(seq 1 "$ROUNDS"); do
         log "config $config round $round/$ROUNDS"
         for scenario in ka50 ka1 close; do
