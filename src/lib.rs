@@ -12,9 +12,12 @@
 //!   that holds a breaker permit and an in-flight count.
 //! - [`backend`]: the shared backend table (switches, in-flight, breakers,
 //!   statistics) and the panic mode of selection.
-//! - [`http`]: heads parsed in place, framing rules, rewriting, local replies.
+//! - [`http`]: heads parsed in place, framing rules, path normalization and
+//!   the Host grammar, rewriting, local replies.
 //! - [`route`]: the compiled route table: host + path + method → route
-//!   (precedence, segment-boundary prefixes, wildcard hosts, 404/405).
+//!   (precedence, segment-boundary prefixes, wildcard hosts, 404/405), and
+//!   each route's policy (upstream, limiter, prefix rewriting, header
+//!   edits, timeouts).
 //! - [`pipeline`]: the stages' request-side rules (CORS, rate-limit headers)
 //!   and the access log.
 //! - [`algo`]: rate limiters, load balancers, circuit breaker (pure in `now`;
@@ -22,7 +25,8 @@
 //! - [`config`]: the configuration file and its validation.
 //! - [`control`]: the control loop: admin commands, health, Prometheus text.
 //! - [`shared`], [`metrics`], [`events`]: state every thread reads
-//!   (configuration, backend table, counters, the operator event log).
+//!   (configuration, the upstreams and their backend tables, per-route and
+//!   global counters, the operator event log).
 //! - [`net`]: address sets from the configuration (trusted proxies).
 //! - [`gateway`]: starting and stopping it all; [`demo`]: the demo backends.
 
