@@ -48,6 +48,12 @@ fn fake_reply(cmd: &Command, backend_addr: &str) -> Reply {
         Command::ToggleBackend(n) => Reply::Json(json!({"backend": n, "up": false})),
         Command::ResetCircuit(n) => Reply::Json(json!({"backend": n, "circuitState": "CLOSED"})),
         Command::ResetMetrics => Reply::Json(json!({"reset": true})),
+        Command::Routes => Reply::Json(json!({"routes": []})),
+        Command::Upstreams => Reply::Json(json!({"upstreams": []})),
+        Command::SetUpstreamBalancer { upstream, .. }
+        | Command::SetRouteLimiter {
+            route: upstream, ..
+        } => Reply::NotFound(format!("no '{upstream}'")),
     }
 }
 
