@@ -371,6 +371,7 @@ impl Controller {
                 json!({
                     "name": u.name,
                     "loadBalancer": self.balancer_json(u.id.index()),
+                    "panic": matches!(u.table.selection(now), SelectionMode::Panic { .. }),
                     "backends": u.table.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
                 })
             })
@@ -392,6 +393,7 @@ impl Controller {
             },
             "backends": backends,
             "upstreams": upstreams,
+            "routing": s.config.routing(),
             "routes": topology::route_names(&s.config),
             "totals": {
                 "requests": get(&m.requests),
