@@ -74,6 +74,7 @@ mod tests {
                 EventKind::LimiterSwitched {
                     algorithm: "token-bucket".into(),
                     generation: g,
+                    route: None,
                 },
             );
         }

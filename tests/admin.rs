@@ -373,7 +373,10 @@ fn prometheus_text_has_every_family_with_backend_labels() {
     assert_eq!(prom(&text, "gateway_requests_total"), 9.0);
     // The demo lets every circuit open: nothing suppressed, never panic.
     assert_eq!(prom(&text, "gateway_circuit_trips_suppressed_total"), 0.0);
-    assert_eq!(prom(&text, "gateway_upstream_panic"), 0.0);
+    assert_eq!(
+        prom(&text, "gateway_upstream_panic{upstream=\"default\"}"),
+        0.0
+    );
     assert_eq!(prom(&text, "gateway_responses_total{class=\"2xx\"}"), 8.0);
     assert_eq!(prom(&text, "gateway_responses_total{class=\"5xx\"}"), 1.0);
     assert_eq!(
@@ -387,21 +390,25 @@ fn prometheus_text_has_every_family_with_backend_labels() {
         assert_eq!(
             prom(
                 &text,
-                &format!("gateway_backend_requests_total{{backend=\"{name}\"}}")
+                &format!(
+                    "gateway_backend_requests_total{{backend=\"{name}\",upstream=\"default\"}}"
+                )
             ),
             n
         );
         assert_eq!(
             prom(
                 &text,
-                &format!("gateway_circuit_state{{backend=\"{name}\",state=\"CLOSED\"}}")
+                &format!(
+                    "gateway_circuit_state{{backend=\"{name}\",upstream=\"default\",state=\"CLOSED\"}}"
+                )
             ),
             1.0
         );
         assert_eq!(
             prom(
                 &text,
-                &format!("gateway_backend_inflight{{backend=\"{name}\"}}")
+                &format!("gateway_backend_inflight{{backend=\"{name}\",upstream=\"default\"}}")
             ),
             0.0
         );
@@ -409,7 +416,7 @@ fn prometheus_text_has_every_family_with_backend_labels() {
     assert_eq!(
         prom(
             &text,
-            "gateway_backend_responses_total{backend=\"Backend-C\",class=\"5xx\"}"
+            "gateway_backend_responses_total{backend=\"Backend-C\",upstream=\"default\",class=\"5xx\"}"
         ),
         1.0
     );
@@ -430,7 +437,7 @@ fn prometheus_text_has_every_family_with_backend_labels() {
     assert_eq!(
         prom(
             &text,
-            "gateway_backend_requests_total{backend=\"Backend-A\"}"
+            "gateway_backend_requests_total{backend=\"Backend-A\",upstream=\"default\"}"
         ),
         0.0
     );

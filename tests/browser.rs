@@ -10,18 +10,28 @@
 //! The admin runs with a token and the page is opened as `/#token=...`,
 //! which is how an operator opens a token-protected dashboard.
 //!
-//! Without `/usr/bin/chromium` (or `$CHROMIUM`) the test prints why and
-//! passes, unless `CI` is set: then a missing browser is a failure.
+//! A second test runs the page on a config with two upstreams and routes:
+//! one box per upstream, and clicking one upstream's balancer switch changes
+//! that upstream only (read back through the API and `x-lb-algorithm`); the
+//! route table counts live. Its screenshot is `target/dashboard-routes.png`.
+//! The two tests take turns (one browser at a time).
+//!
+//! Without `/usr/bin/chromium` (or `$CHROMIUM`) the tests print why and
+//! pass, unless `CI` is set: then a missing browser is a failure.
 
 mod admin_rig;
 mod support;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use admin_rig::Rig;
+use api_gateway::backend::BackendDef;
+use api_gateway::config::{RouteConfig, UpstreamConfig};
+use api_gateway::demo::DemoBackend;
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use headless_chrome::protocol::cdp::Page::{self, CaptureScreenshotFormatOption};
 use headless_chrome::{Browser, LaunchOptions, Tab};
@@ -29,6 +39,10 @@ use serde_json::Value;
 
 const TOKEN: &str = "browser-test-token";
 const WAIT: Duration = Duration::from_secs(20);
+
+/// One browser at a time: each test drives its own Chromium, and two at
+/// once would only compete for the same cores.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("CHROMIUM")
@@ -151,6 +165,7 @@ fn target_dir() -> PathBuf {
 #[test]
 fn dashboard_in_a_real_browser() {
     let Some(chromium) = chromium() else { return };
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let rig = Rig::start_with(|c| {
         c.admin_token = Some(TOKEN.into());
         // Keep the tripped circuit OPEN for the whole test and screenshot.
@@ -311,4 +326,158 @@ fn dashboard_in_a_real_browser() {
     drop(tab);
     drop(browser);
     let _ = std::fs::remove_dir_all(&profile);
+}
+
+#[test]
+fn upstream_balancer_switch_and_route_table_in_a_real_browser() {
+    let Some(chromium) = chromium() else { return };
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let users: Vec<DemoBackend> = ["Users-1", "Users-2"]
+        .iter()
+        .map(|n| DemoBackend::spawn(n, "127.0.0.1:0".parse().unwrap()).unwrap())
+        .collect();
+    let rig = Rig::start_with(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.upstreams = vec![UpstreamConfig {
+            name: "users".into(),
+            backends: users
+                .iter()
+                .map(|d| BackendDef {
+                    name: d.name().into(),
+                    addr: d.addr(),
+                    weight: 1,
+                })
+                .collect(),
+            load_balancer: c.load_balancer.clone(),
+            circuit_breaker: c.circuit_breaker,
+        }];
+        let mut api = RouteConfig::prefix(0, "/api/users");
+        api.name = "users-api".into();
+        api.upstream = "users".into();
+        let mut site = RouteConfig::prefix(1, "/");
+        site.name = "site".into();
+        c.routes = vec![api, site];
+    });
+    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-profile-routes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let browser = launch(chromium, &profile);
+    let tab = browser.new_tab().expect("tab");
+    tab.set_default_timeout(WAIT);
+    let url = format!("http://{}/#token={TOKEN}", rig.admin);
+    tab.navigate_to(&url)
+        .and_then(|t| t.wait_until_navigated())
+        .expect("dashboard loads");
+    wait_for(&tab, "live status", &text_of("#conn-status"), "live".into());
+    wait_for(
+        &tab,
+        "one box per upstream",
+        "[...document.querySelectorAll('.upstream')].map(u => u.dataset.upstream).join(',')",
+        "default,users".into(),
+    );
+    wait_for(
+        &tab,
+        "the users box holds its two cards",
+        "[...document.querySelectorAll('[data-upstream=\"users\"] .backend')].map(b => b.dataset.backend).join(',')",
+        "Users-1,Users-2".into(),
+    );
+    wait_for(
+        &tab,
+        "route table shown",
+        "!document.querySelector('#routes-card').hidden && \
+         [...document.querySelectorAll('#routes tr')].map(r => r.dataset.route).join(',')",
+        "users-api,site".into(),
+    );
+
+    // Click one upstream's balancer switch: that upstream changes, not `default`.
+    let lb_of = |path: &str| {
+        let r = rig.proxied_path(path);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.header("x-lb-algorithm").unwrap_or("-").to_string()
+    };
+    assert_eq!(lb_of("/api/users"), "round-robin");
+    click(
+        &tab,
+        "[data-upstream='users'] [data-upstream-balancer='ip-hash']",
+    );
+    wait_for(
+        &tab,
+        "users box shows ip-hash",
+        "document.querySelector('[data-upstream=\"users\"]').dataset.balancer",
+        "ip-hash".into(),
+    );
+    wait_for(
+        &tab,
+        "active switch",
+        "document.querySelector('[data-upstream=\"users\"] [data-upstream-balancer=\"ip-hash\"]').classList.contains('active')",
+        true.into(),
+    );
+    let ups = rig.get("/gateway/upstreams").json();
+    let algo = |name: &str| {
+        ups["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .map(|u| u["loadBalancer"]["algorithm"].clone())
+            .unwrap()
+    };
+    assert_eq!(algo("users"), "ip-hash");
+    assert_eq!(algo("default"), "round-robin");
+    assert_eq!(rig.health()["loadBalancer"]["algorithm"], "round-robin");
+    assert_eq!(
+        dataset_of(&tab, "[data-upstream='default']", "balancer"),
+        "round-robin"
+    );
+    assert_eq!(lb_of("/api/users"), "ip-hash");
+    assert_eq!(lb_of("/elsewhere"), "round-robin");
+
+    // The route table counts live: 2 + 3 requests on users-api.
+    for _ in 0..3 {
+        assert_eq!(lb_of("/api/users/7"), "ip-hash");
+    }
+    wait_for(
+        &tab,
+        "users-api counted",
+        &text_of("[data-route='users-api'] [data-col='requests']"),
+        "5".into(),
+    );
+    wait_for(
+        &tab,
+        "site counted",
+        &text_of("[data-route='site'] [data-col='2xx']"),
+        "1".into(),
+    );
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelectorAll('.event[data-source=\"ui\"]').length"
+        ),
+        Value::from(0),
+        "no UI-side failures"
+    );
+    eval(
+        &tab,
+        "document.querySelectorAll('.toast').forEach(t => t.remove()); window.scrollTo(0, 0)",
+    );
+    let png = full_page(&tab, 1.0);
+    let out = target_dir().join("dashboard-routes.png");
+    std::fs::write(&out, &png).expect("write screenshot");
+    eprintln!(
+        "dashboard screenshot: {} ({} bytes)",
+        out.display(),
+        png.len()
+    );
+    drop(tab);
+    drop(browser);
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// `dataset[key]` of the element `selector`.
+fn dataset_of(tab: &Tab, selector: &str, key: &str) -> Value {
+    let quoted = serde_json::to_string(selector).unwrap();
+    eval(
+        tab,
+        &format!("(document.querySelector({quoted}) || {{dataset: {{}}}}).dataset.{key}"),
+    )
 }

@@ -155,6 +155,7 @@
     samples: [], // {t, ok, limited, err, broken} per poll, req/s
     adminEvents: [],
     crashed: {}, // backend name -> true/false from the demo backend, null: not a demo backend
+    routes: null, // the last /gateway/routes (configs with routes only)
     limiterDirty: false,
     balancerDirty: false,
   };
@@ -419,7 +420,8 @@
 
   // ---- backends -----------------------------------------------------------
 
-  const cards = new Map(); // name -> { root, refs }
+  const cards = new Map(); // backend name -> { root, refs }
+  const groups = new Map(); // upstream name -> { root, refs }, only with several upstreams
 
   function makeCard(name) {
     const refs = {};
@@ -454,57 +456,127 @@
     return { root, refs };
   }
 
+  // One upstream's box (several upstreams only): its name, its balancer
+  // switch (one button per algorithm, default parameters), its cards.
+  function makeGroup(name) {
+    const refs = {};
+    const r = (k, node) => (refs[k] = node);
+    refs.buttons = Object.entries(BALANCERS).map(([algo, info]) =>
+      el("button", { class: "seg-btn", type: "button", "data-upstream-balancer": algo, title: info.desc,
+        onclick: (e) => switchUpstreamBalancer(name, algo, e.currentTarget) }, info.label));
+    const root = el("div", { class: "upstream", "data-upstream": name },
+      el("div", { class: "upstream-head" },
+        el("div", { class: "upstream-title" },
+          el("span", { class: "upstream-name", text: name }),
+          r("meta", el("span", { class: "hint" })),
+          r("panic", el("span", { class: "badge badge-open", text: "PANIC", hidden: true,
+            title: "Too few backends with a closed circuit: traffic is spread over every switched-on backend" }))),
+        el("div", { class: "seg", role: "group", "aria-label": `Load balancer of upstream ${name}` }, refs.buttons)),
+      r("grid", el("div", { class: "backend-grid" })));
+    return { root, refs };
+  }
+
+  function updateGroup(g, u) {
+    const algo = (u.loadBalancer && u.loadBalancer.algorithm) || "";
+    g.root.dataset.balancer = algo;
+    const n = (u.backends || []).length;
+    setText(g.refs.meta, `${n} backend${n === 1 ? "" : "s"} · ${algo || "no balancer"}`);
+    for (const b of g.refs.buttons) {
+      const on = b.dataset.upstreamBalancer === algo;
+      b.classList.toggle("active", on);
+      b.setAttribute("aria-pressed", String(on));
+    }
+    g.refs.panic.hidden = !u.panic;
+  }
+
+  function updateCard(card, b, total) {
+    const f = card.refs;
+    const circuit = String(b.circuitState || "UNKNOWN").toUpperCase().replace("-", "_");
+    setText(f.badge, circuit);
+    f.badge.dataset.state = circuit;
+    f.badge.className = `circuit-state badge badge-${circuit.toLowerCase()}`;
+    card.root.classList.toggle("is-down", !b.up);
+    card.root.dataset.up = String(!!b.up);
+    card.root.dataset.circuit = circuit;
+    f.dot.className = `dot ${b.up ? "dot-up" : "dot-down"}`;
+    f.dot.title = b.up ? "up" : "down (operator)";
+    setText(f.addr, `${b.address || ""}${b.up ? "" : " · down"}`);
+    const share = total ? (100 * (Number(b.requests) || 0)) / total : 0;
+    f.bar.style.width = `${share.toFixed(1)}%`;
+    setText(f.sharePct, `${Math.round(share)}%`);
+    setText(f.requests, fmtInt(b.requests));
+    setText(f.failures, fmtInt(b.failures));
+    f.failures.classList.toggle("bad", (Number(b.failures) || 0) > 0);
+    const lat = b.latency_ms || {};
+    setText(f.p50, fmtMs(lat.p50));
+    setText(f.p99, fmtMs(lat.p99));
+    setText(f.inflight, fmtInt(b.inflight));
+    setText(f.weight, b.weight === undefined ? "–" : String(b.weight));
+    setText(f.toggle, b.up ? "Take down" : "Bring up");
+    const demo = state.crashed[b.name];
+    const crashed = demo === true;
+    setText(f.crash, crashed ? "Recover" : "Crash");
+    f.crash.dataset.crashed = String(crashed);
+    f.crash.classList.toggle("btn-danger", !crashed);
+    f.crash.classList.toggle("btn-ok", crashed);
+    // null: the backend did not answer GET /admin/crash (not a demo one).
+    const notDemo = demo === null;
+    if (f.crash.dataset.notDemo !== String(notDemo)) {
+      f.crash.dataset.notDemo = String(notDemo);
+      f.crash.title = notDemo ? "Not a demo backend: crash simulation unavailable"
+        : "Demo backends: toggle crash mode (they answer 500, slowly)";
+    }
+    f.crashTag.hidden = !crashed;
+  }
+
+  // With only `default` the cards sit in one grid, as they always did; with
+  // several upstreams each upstream gets its box, balancer switch included,
+  // and a card's share is of its own upstream's requests.
   function renderBackends(h) {
     const box = $("#backends");
     const list = h.backends || [];
-    const total = list.reduce((a, b) => a + (Number(b.requests) || 0), 0);
+    const ups = Array.isArray(h.upstreams) ? h.upstreams : [];
+    const grouped = ups.length > 1;
+    box.className = grouped ? "upstream-list" : "backend-grid";
+    setText($("#backends-hint"), grouped
+      ? "grouped by upstream · share = part of the upstream's proxied requests since the last reset"
+      : "share = part of all proxied requests since the last reset");
+    setText($("#balancer-scope"), grouped ? "· upstream default" : "");
+    let placements = [{ container: box, backends: list }];
+    const seenGroups = new Set();
+    if (grouped) {
+      placements = ups.map((u, i) => {
+        let g = groups.get(u.name);
+        if (!g) {
+          g = makeGroup(u.name);
+          groups.set(u.name, g);
+        }
+        seenGroups.add(u.name);
+        if (box.children[i] !== g.root) box.insertBefore(g.root, box.children[i] || null);
+        updateGroup(g, u);
+        return { container: g.refs.grid, backends: list.filter((b) => b.upstream === u.name) };
+      });
+    }
+    for (const [name, g] of groups) {
+      if (!seenGroups.has(name)) {
+        g.root.remove();
+        groups.delete(name);
+      }
+    }
     const seen = new Set();
-    list.forEach((b, i) => {
-      seen.add(b.name);
-      let card = cards.get(b.name);
-      if (!card) {
-        card = makeCard(b.name);
-        cards.set(b.name, card);
-      }
-      if (box.children[i] !== card.root) box.insertBefore(card.root, box.children[i] || null);
-      const f = card.refs;
-      const circuit = String(b.circuitState || "UNKNOWN").toUpperCase().replace("-", "_");
-      setText(f.badge, circuit);
-      f.badge.dataset.state = circuit;
-      f.badge.className = `circuit-state badge badge-${circuit.toLowerCase()}`;
-      card.root.classList.toggle("is-down", !b.up);
-      card.root.dataset.up = String(!!b.up);
-      card.root.dataset.circuit = circuit;
-      f.dot.className = `dot ${b.up ? "dot-up" : "dot-down"}`;
-      f.dot.title = b.up ? "up" : "down (operator)";
-      setText(f.addr, `${b.address || ""}${b.up ? "" : " · down"}`);
-      const share = total ? (100 * (Number(b.requests) || 0)) / total : 0;
-      f.bar.style.width = `${share.toFixed(1)}%`;
-      setText(f.sharePct, `${Math.round(share)}%`);
-      setText(f.requests, fmtInt(b.requests));
-      setText(f.failures, fmtInt(b.failures));
-      f.failures.classList.toggle("bad", (Number(b.failures) || 0) > 0);
-      const lat = b.latency_ms || {};
-      setText(f.p50, fmtMs(lat.p50));
-      setText(f.p99, fmtMs(lat.p99));
-      setText(f.inflight, fmtInt(b.inflight));
-      setText(f.weight, b.weight === undefined ? "–" : String(b.weight));
-      setText(f.toggle, b.up ? "Take down" : "Bring up");
-      const demo = state.crashed[b.name];
-      const crashed = demo === true;
-      setText(f.crash, crashed ? "Recover" : "Crash");
-      f.crash.dataset.crashed = String(crashed);
-      f.crash.classList.toggle("btn-danger", !crashed);
-      f.crash.classList.toggle("btn-ok", crashed);
-      // null: the backend did not answer GET /admin/crash (not a demo one).
-      const notDemo = demo === null;
-      if (f.crash.dataset.notDemo !== String(notDemo)) {
-        f.crash.dataset.notDemo = String(notDemo);
-        f.crash.title = notDemo ? "Not a demo backend: crash simulation unavailable"
-          : "Demo backends: toggle crash mode (they answer 500, slowly)";
-      }
-      f.crashTag.hidden = !crashed;
-    });
+    for (const { container, backends } of placements) {
+      const total = backends.reduce((a, b) => a + (Number(b.requests) || 0), 0);
+      backends.forEach((b, i) => {
+        seen.add(b.name);
+        let card = cards.get(b.name);
+        if (!card) {
+          card = makeCard(b.name);
+          cards.set(b.name, card);
+        }
+        if (container.children[i] !== card.root) container.insertBefore(card.root, container.children[i] || null);
+        updateCard(card, b, total);
+      });
+    }
     for (const [name, card] of cards) {
       if (!seen.has(name)) {
         card.root.remove();
@@ -513,6 +585,88 @@
     }
     if (!list.length && !box.querySelector(".empty")) box.append(el("p", { class: "empty", text: "No backends configured." }));
     if (list.length) for (const e of box.querySelectorAll(".empty")) e.remove();
+  }
+
+  function switchUpstreamBalancer(upstream, algo, button) {
+    return act(button, `switch load balancer of ${upstream} to ${algo}`, async () => {
+      await api("POST", `/gateway/upstreams/${encodeURIComponent(upstream)}/load-balancer/${encodeURIComponent(algo)}`);
+      toast(`Load balancer of ${upstream}: ${algo}`, "ok");
+    });
+  }
+
+  // ---- routes -------------------------------------------------------------
+
+  const routeRows = new Map(); // route name -> { root, refs }
+
+  function makeRouteRow(name) {
+    const refs = {};
+    const cell = (k, cls) => (refs[k] = el("td", { class: cls, "data-col": k }));
+    const root = el("tr", { "data-route": name },
+      el("td", { class: "route-name", text: name }),
+      cell("match", "mono"), cell("upstream", "mono"), cell("limiter", "mono"),
+      cell("requests", "num"), cell("2xx", "num ok"), cell("4xx", "num"), cell("429", "num warn"),
+      cell("5xx", "num bad"), cell("p50", "num"), cell("p99", "num"));
+    return { root, refs };
+  }
+
+  function matchText(m) {
+    const hosts = (m.hosts || []).length ? m.hosts.join(", ") : "any host";
+    const path = m.path !== undefined ? `${m.path} (exact)` : `${m.path_prefix || "/"} (prefix)`;
+    const methods = (m.methods || []).length ? m.methods.join(" ") : "any method";
+    return `${hosts} · ${path} · ${methods}`;
+  }
+
+  function renderRoutes(data) {
+    const list = (data && data.routes) || [];
+    $("#routes-card").hidden = !(data && data.routing);
+    const body = $("#routes");
+    const seen = new Set();
+    list.forEach((rt, i) => {
+      seen.add(rt.name);
+      let row = routeRows.get(rt.name);
+      if (!row) {
+        row = makeRouteRow(rt.name);
+        routeRows.set(rt.name, row);
+      }
+      if (body.children[i] !== row.root) body.insertBefore(row.root, body.children[i] || null);
+      const f = row.refs;
+      const c = rt.counters || {};
+      const pol = rt.policies || {};
+      const rl = pol.rateLimiter || {};
+      setText(f.match, matchText(rt.match || {}));
+      setText(f.upstream, rt.upstream || "");
+      setText(f.limiter, rl.algorithm ? `${rl.algorithm} · ${rl.inherited ? "top-level" : "own"}` : "none");
+      f.limiter.title = rl.key ? `keyed by ${rl.key}` : "";
+      for (const k of ["requests", "2xx", "4xx", "429", "5xx"]) {
+        setText(f[k], fmtInt(c[k]));
+        // Colour only what happened: a zero stays muted.
+        f[k].classList.toggle("zero", !(Number(c[k]) > 0));
+      }
+      const lat = c.latency_ms || {};
+      setText(f.p50, fmtMs(lat.p50));
+      setText(f.p99, fmtMs(lat.p99));
+    });
+    for (const [name, row] of routeRows) {
+      if (!seen.has(name)) {
+        row.root.remove();
+        routeRows.delete(name);
+      }
+    }
+  }
+
+  // Only a config with routes has a table worth showing (without routes
+  // the one catch-all would repeat the totals).
+  async function pollRoutes(h) {
+    if (!h.routing) {
+      renderRoutes(null);
+      return;
+    }
+    try {
+      state.routes = await api("GET", "/gateway/routes");
+      renderRoutes(state.routes);
+    } catch (_) {
+      // The health poll already reports connectivity problems.
+    }
   }
 
   function backendAction(name, action, button) {
@@ -684,6 +838,7 @@
       renderTotals(h);
       renderAlgos(h);
       renderBackends(h);
+      await pollRoutes(h);
       renderEvents();
       drawChart();
     } catch (err) {

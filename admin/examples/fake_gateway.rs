@@ -232,6 +232,21 @@ impl Sim {
                 }
                 Reply::Json(json!({"reset": true}))
             }
+            // The fake has no routes and one upstream, `default`.
+            Command::Routes => Reply::Json(json!({"routing": false, "routes": []})),
+            Command::Upstreams => Reply::Json(json!({"upstreams": [{
+                "name": "default",
+                "loadBalancer": serde_json::to_value(&self.balancer).unwrap_or_default(),
+            }]})),
+            Command::SetUpstreamBalancer { upstream, spec } if upstream == "default" => {
+                self.apply(Command::SetLoadBalancer(spec), listen)
+            }
+            Command::SetUpstreamBalancer { upstream, .. } => {
+                Reply::NotFound(format!("no upstream named '{upstream}'"))
+            }
+            Command::SetRouteLimiter { route, .. } => {
+                Reply::NotFound(format!("no route named '{route}'"))
+            }
         }
     }
 }

@@ -23,6 +23,24 @@ pub(crate) enum Route {
     SetLimiter(String),
     /// `POST /gateway/load-balancer/:name`
     SetBalancer(String),
+    /// `GET /gateway/routes`
+    Routes,
+    /// `GET /gateway/upstreams`
+    Upstreams,
+    /// `POST /gateway/upstreams/:upstream/load-balancer/:algo`
+    SetUpstreamBalancer {
+        /// The upstream's name.
+        upstream: String,
+        /// The balancer's API name.
+        algo: String,
+    },
+    /// `POST /gateway/routes/:route/rate-limiter/:algo`
+    SetRouteLimiter {
+        /// The route's name.
+        route: String,
+        /// The limiter's API name.
+        algo: String,
+    },
     /// `POST /gateway/backend/:name/toggle`
     Toggle(String),
     /// `POST /gateway/circuit/:name/reset`
@@ -66,6 +84,22 @@ pub(crate) fn resolve(method: &str, target: &str) -> Result<Route, RouteError> {
         ["gateway", "loadtest"] => ("POST", Route::LoadTest),
         ["gateway", "rate-limiter", n] if !n.is_empty() => ("POST", Route::SetLimiter(name(n))),
         ["gateway", "load-balancer", n] if !n.is_empty() => ("POST", Route::SetBalancer(name(n))),
+        ["gateway", "routes"] => ("GET", Route::Routes),
+        ["gateway", "upstreams"] => ("GET", Route::Upstreams),
+        ["gateway", "upstreams", u, "load-balancer", a] if !u.is_empty() && !a.is_empty() => (
+            "POST",
+            Route::SetUpstreamBalancer {
+                upstream: name(u),
+                algo: name(a),
+            },
+        ),
+        ["gateway", "routes", r, "rate-limiter", a] if !r.is_empty() && !a.is_empty() => (
+            "POST",
+            Route::SetRouteLimiter {
+                route: name(r),
+                algo: name(a),
+            },
+        ),
         ["gateway", "backend", n, "toggle"] if !n.is_empty() => ("POST", Route::Toggle(name(n))),
         ["gateway", "circuit", n, "reset"] if !n.is_empty() => {
             ("POST", Route::ResetCircuit(name(n)))
@@ -108,6 +142,18 @@ pub(crate) fn command_for(route: &Route, body: Option<&Value>) -> Result<Option<
         Route::SetBalancer(n) => {
             Command::SetLoadBalancer(build_named(n, body, BalanceSpec::from_name)?)
         }
+        Route::Routes => Command::Routes,
+        Route::Upstreams => Command::Upstreams,
+        // Same parameters and validation as the seed's endpoints; whether
+        // the upstream or route exists is the gateway's answer (404).
+        Route::SetUpstreamBalancer { upstream, algo } => Command::SetUpstreamBalancer {
+            upstream: upstream.clone(),
+            spec: build_named(algo, body, BalanceSpec::from_name)?,
+        },
+        Route::SetRouteLimiter { route, algo } => Command::SetRouteLimiter {
+            route: route.clone(),
+            spec: build_named(algo, body, LimitSpec::from_name)?,
+        },
         Route::Events
         | Route::LoadTest
         | Route::DemoCrash(_)
@@ -205,6 +251,41 @@ mod tests {
             resolve("POST", "/gateway/health"),
             Err(RouteError::MethodNotAllowed("GET"))
         );
+        assert_eq!(resolve("GET", "/gateway/routes"), Ok(Route::Routes));
+        assert_eq!(resolve("GET", "/gateway/upstreams"), Ok(Route::Upstreams));
+        assert_eq!(
+            resolve("POST", "/gateway/upstreams/us%20ers/load-balancer/ip-hash"),
+            Ok(Route::SetUpstreamBalancer {
+                upstream: "us ers".into(),
+                algo: "ip-hash".into()
+            })
+        );
+        assert_eq!(
+            resolve(
+                "POST",
+                "/gateway/routes/users-api/rate-limiter/fixed-window?x"
+            ),
+            Ok(Route::SetRouteLimiter {
+                route: "users-api".into(),
+                algo: "fixed-window".into()
+            })
+        );
+        assert_eq!(
+            resolve("GET", "/gateway/upstreams/users/load-balancer/ip-hash"),
+            Err(RouteError::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/routes"),
+            Err(RouteError::MethodNotAllowed("GET"))
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/upstreams//load-balancer/ip-hash"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/routes/r/rate-limiter/"),
+            Err(RouteError::NotFound)
+        );
         assert_eq!(resolve("GET", "/nope"), Err(RouteError::NotFound));
         assert_eq!(
             resolve("POST", "/gateway/rate-limiter/"),
@@ -246,5 +327,35 @@ mod tests {
             command_for(&Route::SetBalancer("consistent-hash".into()), Some(&body)).unwrap_err();
         assert!(err.contains("virtual_nodes"), "{err}");
         assert_eq!(command_for(&Route::LoadTest, None), Ok(None));
+    }
+
+    #[test]
+    fn scoped_switches_validate_like_the_seed_ones() {
+        let r = Route::SetUpstreamBalancer {
+            upstream: "users".into(),
+            algo: "consistent-hash".into(),
+        };
+        assert_eq!(
+            command_for(&r, Some(&json!({"virtual_nodes": 50}))),
+            Ok(Some(Command::SetUpstreamBalancer {
+                upstream: "users".into(),
+                spec: BalanceSpec::ConsistentHash { virtual_nodes: 50 },
+            }))
+        );
+        let err = command_for(&r, Some(&json!({"virtual_nodes": 0}))).unwrap_err();
+        assert!(err.contains("virtual_nodes"), "{err}");
+        let r = Route::SetRouteLimiter {
+            route: "users-api".into(),
+            algo: "token-bucket".into(),
+        };
+        let body = json!({"capacity": "lots", "refill_per_sec": 3});
+        let err = command_for(&r, Some(&body)).unwrap_err();
+        assert!(err.starts_with("capacity"), "{err}");
+        let r = Route::SetRouteLimiter {
+            route: "users-api".into(),
+            algo: "nope".into(),
+        };
+        let err = command_for(&r, None).unwrap_err();
+        assert!(LIMITER_NAMES.iter().all(|n| err.contains(n)), "{err}");
     }
 }

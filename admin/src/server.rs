@@ -217,7 +217,7 @@ fn dispatch(shared: &Shared, route: &Route, body: Option<&Value>) -> Answer {
 /// Event-log kind and message for commands that change something.
 fn describe(cmd: &Command) -> Option<(&'static str, String)> {
     Some(match cmd {
-        Command::Health | Command::Metrics => return None,
+        Command::Health | Command::Metrics | Command::Routes | Command::Upstreams => return None,
         Command::SetRateLimiter(s) => (
             "rate-limiter",
             format!(
@@ -232,6 +232,22 @@ fn describe(cmd: &Command) -> Option<(&'static str, String)> {
                 "load balancer -> {}{}",
                 s.name(),
                 params_text(serde_json::to_value(s))
+            ),
+        ),
+        Command::SetUpstreamBalancer { upstream, spec } => (
+            "load-balancer",
+            format!(
+                "load balancer of upstream {upstream} -> {}{}",
+                spec.name(),
+                params_text(serde_json::to_value(spec))
+            ),
+        ),
+        Command::SetRouteLimiter { route, spec } => (
+            "rate-limiter",
+            format!(
+                "rate limiter of route {route} -> {}{}",
+                spec.name(),
+                params_text(serde_json::to_value(spec))
             ),
         ),
         Command::ToggleBackend(n) => ("toggle", format!("toggled backend {n}")),

@@ -48,6 +48,12 @@ fn fake_reply(cmd: &Command, backend_addr: &str) -> Reply {
         Command::ToggleBackend(n) => Reply::Json(json!({"backend": n, "up": false})),
         Command::ResetCircuit(n) => Reply::Json(json!({"backend": n, "circuitState": "CLOSED"})),
         Command::ResetMetrics => Reply::Json(json!({"reset": true})),
+        Command::Routes => Reply::Json(json!({"routes": []})),
+        Command::Upstreams => Reply::Json(json!({"upstreams": []})),
+        Command::SetUpstreamBalancer { upstream, .. }
+        | Command::SetRouteLimiter {
+            route: upstream, ..
+        } => Reply::NotFound(format!("no '{upstream}'")),
     }
 }
 
@@ -233,6 +239,56 @@ fn switching_algorithms_sends_validated_specs() {
             }),
             Command::SetLoadBalancer(BalanceSpec::ConsistentHash { virtual_nodes: 50 }),
             Command::SetLoadBalancer(BalanceSpec::WeightedRoundRobin),
+        ]
+    );
+}
+
+#[test]
+fn routes_and_upstreams_endpoints_send_scoped_commands() {
+    let h = Harness::simple();
+    assert_eq!(get(h.addr, "/gateway/routes").json(), json!({"routes": []}));
+    assert_eq!(
+        get(h.addr, "/gateway/upstreams").json(),
+        json!({"upstreams": []})
+    );
+    let r = post(
+        h.addr,
+        "/gateway/upstreams/us%20ers/load-balancer/consistent-hash",
+        r#"{"virtual_nodes": 50}"#,
+    );
+    // The gateway's NotFound passes through as a JSON 404.
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.error().contains("us ers"), "{}", r.body);
+    let r = post(
+        h.addr,
+        "/gateway/routes/users-api/rate-limiter/fixed-window",
+        r#"{"limit": 7}"#,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Invalid params never reach the gateway.
+    let r = post(h.addr, "/gateway/routes/users-api/rate-limiter/nope", "");
+    assert_eq!(r.status, 400);
+    let r = get(
+        h.addr,
+        "/gateway/routes/users-api/rate-limiter/fixed-window",
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(
+        h.commands(),
+        vec![
+            Command::Routes,
+            Command::Upstreams,
+            Command::SetUpstreamBalancer {
+                upstream: "us ers".into(),
+                spec: BalanceSpec::ConsistentHash { virtual_nodes: 50 },
+            },
+            Command::SetRouteLimiter {
+                route: "users-api".into(),
+                spec: LimitSpec::FixedWindow {
+                    limit: 7,
+                    window_ms: 10000
+                },
+            },
         ]
     );
 }

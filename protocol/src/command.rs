@@ -16,8 +16,30 @@ pub enum Command {
     Metrics,
     /// Switch the rate limiter (state starts fresh).
     SetRateLimiter(LimitSpec),
-    /// Switch the load balancer.
+    /// Switch the load balancer of the `default` upstream.
     SetLoadBalancer(BalanceSpec),
+    /// Every route: its match, upstream, policies and live counters
+    /// (`GET /gateway/routes`).
+    Routes,
+    /// Every upstream: balancer, breaker figures and backends
+    /// (`GET /gateway/upstreams`).
+    Upstreams,
+    /// Switch one upstream's load balancer
+    /// (`POST /gateway/upstreams/:name/load-balancer/:algo`).
+    SetUpstreamBalancer {
+        /// The upstream's name (`default` for the top-level backends).
+        upstream: String,
+        /// The new balancer.
+        spec: BalanceSpec,
+    },
+    /// Give one route a limiter of its own, with fresh state
+    /// (`POST /gateway/routes/:name/rate-limiter/:algo`).
+    SetRouteLimiter {
+        /// The route's name.
+        route: String,
+        /// The new limiter.
+        spec: LimitSpec,
+    },
     /// Flip a backend between operator-up and operator-down.
     ToggleBackend(String),
     /// Force a backend's circuit back to CLOSED.

@@ -72,6 +72,10 @@ pub enum EventKind {
         algorithm: String,
         /// Configuration generation after the switch.
         generation: u64,
+        /// The route that got it as its own; `None`: the top-level limiter
+        /// (and every route that follows it).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        route: Option<String>,
     },
     /// A new load balancer is in force.
     #[serde(rename = "load-balancer")]
@@ -80,6 +84,10 @@ pub enum EventKind {
         algorithm: String,
         /// Configuration generation after the switch.
         generation: u64,
+        /// The upstream switched through the per-upstream endpoint; `None`:
+        /// the seed's endpoint, which acts on `default`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        upstream: Option<String>,
     },
     /// Every counter and histogram was zeroed.
     MetricsReset,
@@ -115,20 +123,35 @@ impl fmt::Display for EventKind {
                 let to = if *up { "up" } else { "down" };
                 write!(f, "backend {backend} switched {to}")
             }
+            // The scoped forms are new; the unscoped ones keep their text.
             EventKind::LimiterSwitched {
                 algorithm,
                 generation,
-            } => write!(
-                f,
-                "rate limiter switched to {algorithm} (generation {generation})"
-            ),
+                route,
+            } => match route {
+                None => write!(
+                    f,
+                    "rate limiter switched to {algorithm} (generation {generation})"
+                ),
+                Some(r) => write!(
+                    f,
+                    "rate limiter of route {r} switched to {algorithm} (generation {generation})"
+                ),
+            },
             EventKind::BalancerSwitched {
                 algorithm,
                 generation,
-            } => write!(
-                f,
-                "load balancer switched to {algorithm} (generation {generation})"
-            ),
+                upstream,
+            } => match upstream {
+                None => write!(
+                    f,
+                    "load balancer switched to {algorithm} (generation {generation})"
+                ),
+                Some(u) => write!(
+                    f,
+                    "load balancer of upstream {u} switched to {algorithm} (generation {generation})"
+                ),
+            },
             EventKind::MetricsReset => f.write_str("metrics reset"),
         }
     }
@@ -189,6 +212,7 @@ mod tests {
                 EventKind::LimiterSwitched {
                     algorithm: "token-bucket".into(),
                     generation: 3,
+                    route: None,
                 },
                 "rate limiter switched to token-bucket (generation 3)",
             ),
@@ -196,8 +220,25 @@ mod tests {
                 EventKind::BalancerSwitched {
                     algorithm: "ip-hash".into(),
                     generation: 4,
+                    upstream: None,
                 },
                 "load balancer switched to ip-hash (generation 4)",
+            ),
+            (
+                EventKind::LimiterSwitched {
+                    algorithm: "fixed-window".into(),
+                    generation: 5,
+                    route: Some("users-api".into()),
+                },
+                "rate limiter of route users-api switched to fixed-window (generation 5)",
+            ),
+            (
+                EventKind::BalancerSwitched {
+                    algorithm: "ip-hash".into(),
+                    generation: 6,
+                    upstream: Some("users".into()),
+                },
+                "load balancer of upstream users switched to ip-hash (generation 6)",
             ),
             (EventKind::MetricsReset, "metrics reset"),
         ];
@@ -233,6 +274,25 @@ mod tests {
         assert_eq!(
             serde_json::to_value(EventKind::MetricsReset).unwrap(),
             json!({"kind": "metrics-reset"})
+        );
+        // The scope appears only when there is one.
+        assert_eq!(
+            serde_json::to_value(EventKind::BalancerSwitched {
+                algorithm: "ip-hash".into(),
+                generation: 2,
+                upstream: None,
+            })
+            .unwrap(),
+            json!({"kind": "load-balancer", "algorithm": "ip-hash", "generation": 2})
+        );
+        assert_eq!(
+            serde_json::to_value(EventKind::LimiterSwitched {
+                algorithm: "fixed-window".into(),
+                generation: 3,
+                route: Some("users-api".into()),
+            })
+            .unwrap(),
+            json!({"kind": "rate-limiter", "algorithm": "fixed-window", "generation": 3, "route": "users-api"})
         );
     }
 }

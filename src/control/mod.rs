@@ -1,16 +1,24 @@
 //! The gateway side of the control plane: turns admin commands into
 //! algorithm swaps broadcast to every worker, and builds the status reports
-//! (health JSON with the typed events, Prometheus text; `store`: the
-//! rate-limit store's part of both).
+//! (health JSON with the typed events; `topology`: the routes and upstreams
+//! reports; `prometheus`: the metrics text; `store`: the rate-limit store's
+//! part of both).
+//!
+//! Scope of the commands: the seed's ones act on the `default` upstream and
+//! the top-level limiter (which every route without a limiter of its own
+//! follows); `SetUpstreamBalancer` and `SetRouteLimiter` act on one named
+//! upstream or route. Backend names are unique across upstreams, so toggling
+//! or resetting a backend by name reaches it in whichever upstream it is.
 //!
 //! Validation happened in the admin thread (typed specs); building the new
 //! algorithm happens here, once, off the request path, and the workers only
 //! swap an `Arc`. Reports read the shared atomics directly, so asking for
 //! metrics never touches a worker.
 
+mod prometheus;
 mod store;
+mod topology;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use api_gateway_protocol::{BalanceSpec, Command, LimitSpec, Reply};
@@ -22,7 +30,7 @@ use crate::algo::balance::{self, Balancer};
 use crate::algo::limit::{self, RateLimiter};
 use crate::backend::SelectionMode;
 use crate::events::{Event, EventKind};
-use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
+use crate::metrics::{get, Histogram};
 use crate::shared::Shared;
 use crate::worker::WorkerMsg;
 
@@ -94,11 +102,17 @@ impl Controller {
         match cmd {
             Command::Health => Reply::Json(self.health()),
             Command::Metrics => Reply::Text(self.prometheus()),
+            Command::Routes => Reply::Json(self.routes()),
+            Command::Upstreams => Reply::Json(self.upstreams()),
             Command::SetRateLimiter(spec) => self.set_limiter(spec),
             Command::SetLoadBalancer(spec) => self.set_balancer(spec),
-            Command::ToggleBackend(name) => match self.shared.backends.by_name(&name) {
+            Command::SetUpstreamBalancer { upstream, spec } => {
+                self.set_upstream_balancer(&upstream, spec, true)
+            }
+            Command::SetRouteLimiter { route, spec } => self.set_route_limiter(&route, spec),
+            Command::ToggleBackend(name) => match self.shared.backend_by_name(&name) {
                 None => Reply::NotFound(format!("no backend named '{name}'")),
-                Some(b) => {
+                Some((u, b)) => {
                     let up = b.toggle();
                     self.shared.events.record(
                         now,
@@ -107,24 +121,31 @@ impl Controller {
                             up,
                         },
                     );
-                    Reply::Json(json!({"name": name, "up": up}))
+                    Reply::Json(json!({"name": name, "upstream": u.name, "up": up}))
                 }
             },
-            Command::ResetCircuit(name) => match self.shared.backends.by_name(&name) {
+            Command::ResetCircuit(name) => match self.shared.backend_by_name(&name) {
                 None => Reply::NotFound(format!("no backend named '{name}'")),
-                Some(b) => {
+                Some((u, b)) => {
                     if let Some(t) = b.breaker.reset(now) {
                         self.shared.circuit_event(b, t, now);
                     }
-                    Reply::Json(
-                        json!({"name": name, "circuitState": b.breaker.state(now).as_str()}),
-                    )
+                    Reply::Json(json!({
+                        "name": name,
+                        "upstream": u.name,
+                        "circuitState": b.breaker.state(now).as_str(),
+                    }))
                 }
             },
             Command::ResetMetrics => {
                 self.shared.metrics.reset();
-                for b in self.shared.backends.iter() {
-                    b.stats.reset();
+                for u in &self.shared.upstreams {
+                    for b in u.table.iter() {
+                        b.stats.reset();
+                    }
+                }
+                for r in self.shared.route_stats.iter() {
+                    r.reset();
                 }
                 self.shared.events.record(now, EventKind::MetricsReset);
                 Reply::Json(json!({"reset": true}))
@@ -164,6 +185,7 @@ impl Controller {
             EventKind::LimiterSwitched {
                 algorithm: spec.name().to_string(),
                 generation: self.generation,
+                route: None,
             },
         );
         Reply::Json(
@@ -171,13 +193,59 @@ impl Controller {
         )
     }
 
-    /// Switches the `default` upstream's balancer (the seed's endpoint).
-    fn set_balancer(&mut self, spec: BalanceSpec) -> Reply {
-        self.set_upstream_balancer(crate::config::DEFAULT_UPSTREAM, spec)
+    /// Gives route `name` a limiter of its own (slot `r + 1`, fresh state):
+    /// from now on a switch of the top-level limiter no longer touches it.
+    /// It counts in this process only, like a route's configured limiter,
+    /// and is keyed as the data path keys the route: by the route's own
+    /// `rate_limit.key` if it has one, else by the top-level key (which is
+    /// what `RoutePolicy::limit_key` falling back to `rate_limit.key`
+    /// does, so the data path needs no change). It tracks as many clients
+    /// as the route's own `max_keys`, else the top-level one.
+    fn set_route_limiter(&mut self, name: &str, spec: LimitSpec) -> Reply {
+        let names = topology::route_names(&self.shared.config);
+        let Some(r) = names.iter().position(|n| *n == name) else {
+            return Reply::NotFound(format!("no route named '{name}'"));
+        };
+        if let Err(e) = spec.validate() {
+            return Reply::Invalid(e);
+        }
+        let cfg = &self.shared.config;
+        let max_keys = cfg
+            .routes
+            .get(r)
+            .and_then(|c| c.rate_limit.as_ref())
+            .map_or(cfg.rate_limit.max_keys, |rl| rl.max_keys);
+        let limiter = limit::build(&spec, max_keys, &self.shared.metrics.limit_evictions);
+        self.limiters[r + 1] = limiter.clone();
+        self.inherits[r] = false;
+        for m in &self.mailboxes {
+            m.send(WorkerMsg::SetLimiter(r + 1, limiter.clone()));
+        }
+        self.generation += 1;
+        let now = self.shared.clock_now();
+        self.shared.events.record(
+            now,
+            EventKind::LimiterSwitched {
+                algorithm: spec.name().to_string(),
+                generation: self.generation,
+                route: Some(name.to_string()),
+            },
+        );
+        Reply::Json(json!({
+            "route": name,
+            "rateLimiter": self.route_limiter_json(r),
+            "generation": self.generation,
+        }))
     }
 
-    /// Switches upstream `name`'s balancer in every worker.
-    fn set_upstream_balancer(&mut self, name: &str, spec: BalanceSpec) -> Reply {
+    /// Switches the `default` upstream's balancer (the seed's endpoint).
+    fn set_balancer(&mut self, spec: BalanceSpec) -> Reply {
+        self.set_upstream_balancer(crate::config::DEFAULT_UPSTREAM, spec, false)
+    }
+
+    /// Switches upstream `name`'s balancer in every worker; `scoped`: asked
+    /// through the per-upstream endpoint (the event names the upstream).
+    fn set_upstream_balancer(&mut self, name: &str, spec: BalanceSpec, scoped: bool) -> Reply {
         let Some(u) = self.shared.upstream(name) else {
             return Reply::NotFound(format!("no upstream named '{name}'"));
         };
@@ -193,11 +261,17 @@ impl Controller {
             EventKind::BalancerSwitched {
                 algorithm: spec.name().to_string(),
                 generation: self.generation,
+                upstream: scoped.then(|| name.to_string()),
             },
         );
-        Reply::Json(
-            json!({"loadBalancer": serde_json::to_value(&spec).unwrap_or(Value::Null), "generation": self.generation}),
-        )
+        let mut reply = json!({
+            "loadBalancer": serde_json::to_value(&spec).unwrap_or(Value::Null),
+            "generation": self.generation,
+        });
+        if scoped {
+            reply["upstream"] = json!(name);
+        }
+        Reply::Json(reply)
     }
 
     /// The `default` upstream's balancer, when there is that upstream.
@@ -206,26 +280,99 @@ impl Controller {
         self.balancers.get(u.id.index())
     }
 
-    /// The `/gateway/health` report.
+    /// The JSON of the balancer the upstream at `index` runs.
+    fn balancer_json(&self, index: usize) -> Value {
+        self.balancers.get(index).map_or(Value::Null, |b| {
+            serde_json::to_value(b.spec()).unwrap_or(Value::Null)
+        })
+    }
+
+    /// The limiter counting route `r`: its spec and key, its store, and
+    /// whether it is the top-level one (`inherited`) or its own.
+    fn route_limiter_json(&self, r: usize) -> Value {
+        let s = &self.shared;
+        let spec = self.limiters[r + 1].spec();
+        let inherited = self.inherits[r];
+        let mut v = if inherited {
+            limiter_json(spec, s)
+        } else {
+            let key = s
+                .config
+                .routes
+                .get(r)
+                .and_then(|c| c.rate_limit.as_ref())
+                .map_or(&s.config.rate_limit.key, |rl| &rl.key);
+            let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+            if let Value::Object(o) = &mut v {
+                o.insert("key".into(), Value::String(key.describe()));
+                o.insert("store".into(), store::store_json(None));
+            }
+            v
+        };
+        if let Value::Object(o) = &mut v {
+            o.insert("inherited".into(), Value::Bool(inherited));
+        }
+        v
+    }
+
+    /// The `/gateway/routes` report.
+    pub fn routes(&self) -> Value {
+        let s = &self.shared;
+        let routes: Vec<Value> = topology::route_names(&s.config)
+            .into_iter()
+            .enumerate()
+            .zip(s.route_stats.iter())
+            .map(|((r, name), stats)| {
+                topology::route_json(
+                    s,
+                    name,
+                    s.config.routes.get(r),
+                    self.route_limiter_json(r),
+                    stats,
+                )
+            })
+            .collect();
+        json!({"routing": s.config.routing(), "routes": routes})
+    }
+
+    /// The `/gateway/upstreams` report.
+    pub fn upstreams(&self) -> Value {
+        let s = &self.shared;
+        let now = s.clock_now();
+        let list: Vec<Value> = s
+            .upstreams
+            .iter()
+            .map(|u| topology::upstream_json(s, u, self.balancer_json(u.id.index()), now))
+            .collect();
+        json!({"upstreams": list})
+    }
+
+    /// The `/gateway/health` report: the seed's fields (the top-level
+    /// limiter, `default`'s balancer, breaker settings and panic figures),
+    /// every backend of every upstream (each naming its upstream, `default`
+    /// first), and a summary of the upstreams and routes.
     pub fn health(&self) -> Value {
         let s = &self.shared;
         let now = s.clock_now();
         let m = &s.metrics;
         let backends: Vec<Value> = s
-            .backends
+            .upstreams
             .iter()
-            .map(|b| {
+            .flat_map(|u| {
+                u.table
+                    .iter()
+                    .map(move |b| topology::backend_json(u, b, now))
+            })
+            .collect();
+        let upstreams: Vec<Value> = s
+            .upstreams
+            .iter()
+            .map(|u| {
                 json!({
-                    "name": b.name,
-                    "address": b.addr.to_string(),
-                    "weight": b.weight,
-                    "up": b.is_up(),
-                    "circuitState": b.breaker.state(now).as_str(),
-                    "inflight": b.inflight(),
-                    "requests": get(&b.stats.requests),
-                    "failures": get(&b.stats.failures),
-                    "status": class_json(&b.stats.status),
-                    "latency_ms": quantiles(&b.stats.latency),
+                    "name": u.name,
+                    "loadBalancer": self.balancer_json(u.id.index()),
+                    "panic": matches!(u.table.selection(now), SelectionMode::Panic { .. }),
+                    "backends": u.table.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -245,6 +392,9 @@ impl Controller {
                 "maxOpenCircuits": s.backends.open_budget().max_open(),
             },
             "backends": backends,
+            "upstreams": upstreams,
+            "routing": s.config.routing(),
+            "routes": topology::route_names(&s.config),
             "totals": {
                 "requests": get(&m.requests),
                 "proxied": get(&m.proxied),
@@ -263,173 +413,7 @@ impl Controller {
 
     /// The `/metrics` report (Prometheus text format 0.0.4).
     pub fn prometheus(&self) -> String {
-        let s = &self.shared;
-        let m = &s.metrics;
-        let now = s.clock_now();
-        let mut o = String::with_capacity(8192);
-        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        counter(
-            &mut o,
-            "gateway_requests_total",
-            "Requests received (heads read).",
-            get(&m.requests),
-        );
-        counter(
-            &mut o,
-            "gateway_proxied_total",
-            "Requests forwarded to a backend.",
-            get(&m.proxied),
-        );
-        counter(
-            &mut o,
-            "gateway_rate_limited_total",
-            "Requests answered 429.",
-            get(&m.rate_limited),
-        );
-        counter(
-            &mut o,
-            "gateway_circuit_broken_total",
-            "Requests answered 503: no closed circuit.",
-            get(&m.circuit_broken),
-        );
-        counter(
-            &mut o,
-            "gateway_circuit_trips_suppressed_total",
-            "Circuit trips refused by max_open_ratio (the circuit stayed closed).",
-            get(&m.circuit_trips_suppressed),
-        );
-        counter(
-            &mut o,
-            "gateway_errors_total",
-            "Other gateway-made errors.",
-            get(&m.errors),
-        );
-        counter(
-            &mut o,
-            "gateway_connections_accepted_total",
-            "Client connections accepted.",
-            get(&m.connections_accepted),
-        );
-        counter(
-            &mut o,
-            "gateway_accept_errors_total",
-            "Failed accepts (e.g. EMFILE); accepting pauses 100 ms after each.",
-            get(&m.accept_errors),
-        );
-        let _ = writeln!(o, "# HELP gateway_responses_total Responses sent to clients by status class.\n# TYPE gateway_responses_total counter");
-        for (i, c) in m.status.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "gateway_responses_total{{class=\"{}xx\"}} {}",
-                i + 1,
-                get(c)
-            );
-        }
-        let _ = writeln!(o, "# HELP gateway_ratelimit_decisions_total Rate-limiter decisions.\n# TYPE gateway_ratelimit_decisions_total counter");
-        for (d, c) in [
-            ("allowed", &m.limit_allowed),
-            ("delayed", &m.limit_delayed),
-            ("denied", &m.limit_denied),
-        ] {
-            let _ = writeln!(
-                o,
-                "gateway_ratelimit_decisions_total{{decision=\"{d}\"}} {}",
-                get(c)
-            );
-        }
-        counter(
-            &mut o,
-            "gateway_ratelimit_evictions_total",
-            "Rate-limit keys evicted from a full table bucket while their state was live.",
-            m.limit_evictions.get(),
-        );
-        let panic = matches!(s.backends.selection(now), SelectionMode::Panic { .. });
-        let _ = writeln!(o, "# HELP gateway_upstream_panic 1 while too few backends have a closed circuit and traffic is spread over all switched-on backends.\n# TYPE gateway_upstream_panic gauge\ngateway_upstream_panic {}", u8::from(panic));
-        let _ = writeln!(o, "# HELP gateway_inflight_requests Requests being handled.\n# TYPE gateway_inflight_requests gauge\ngateway_inflight_requests {}", get(&m.inflight));
-        let _ = writeln!(o, "# HELP gateway_connections_open Client connections open.\n# TYPE gateway_connections_open gauge\ngateway_connections_open {}", get(&m.connections_open));
-        let _ = writeln!(o, "# HELP gateway_buffer_pool_spare Spare connection buffers held for reuse (all workers).\n# TYPE gateway_buffer_pool_spare gauge\ngateway_buffer_pool_spare {}", get(&m.buffer_pool_spare));
-        let _ = writeln!(o, "# HELP gateway_buffer_pool_in_use Connection buffers held by connections (all workers).\n# TYPE gateway_buffer_pool_in_use gauge\ngateway_buffer_pool_in_use {}", get(&m.buffer_pool_in_use));
-        let _ = writeln!(o, "# HELP gateway_uptime_seconds Seconds since start.\n# TYPE gateway_uptime_seconds gauge\ngateway_uptime_seconds {}", now.as_millis() / 1000);
-        let _ = writeln!(o, "# HELP gateway_backend_requests_total Requests sent to each backend.\n# TYPE gateway_backend_requests_total counter");
-        for b in s.backends.iter() {
-            let _ = writeln!(
-                o,
-                "gateway_backend_requests_total{{backend=\"{}\"}} {}",
-                b.name,
-                get(&b.stats.requests)
-            );
-        }
-        let _ = writeln!(o, "# HELP gateway_backend_responses_total Backend responses by status class.\n# TYPE gateway_backend_responses_total counter");
-        for b in s.backends.iter() {
-            for (i, c) in b.stats.status.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "gateway_backend_responses_total{{backend=\"{}\",class=\"{}xx\"}} {}",
-                    b.name,
-                    i + 1,
-                    get(c)
-                );
-            }
-        }
-        let _ = writeln!(o, "# HELP gateway_backend_failures_total Failures counted against each backend's circuit.\n# TYPE gateway_backend_failures_total counter");
-        for b in s.backends.iter() {
-            let _ = writeln!(
-                o,
-                "gateway_backend_failures_total{{backend=\"{}\"}} {}",
-                b.name,
-                get(&b.stats.failures)
-            );
-        }
-        let _ = writeln!(o, "# HELP gateway_backend_inflight Requests in flight per backend.\n# TYPE gateway_backend_inflight gauge");
-        for b in s.backends.iter() {
-            let _ = writeln!(
-                o,
-                "gateway_backend_inflight{{backend=\"{}\"}} {}",
-                b.name,
-                b.inflight()
-            );
-        }
-        let _ = writeln!(o, "# HELP gateway_circuit_state Circuit state per backend (1 for the current state).\n# TYPE gateway_circuit_state gauge");
-        for b in s.backends.iter() {
-            let cur = b.breaker.state(now).as_str();
-            for st in ["CLOSED", "OPEN", "HALF_OPEN"] {
-                let _ = writeln!(
-                    o,
-                    "gateway_circuit_state{{backend=\"{}\",state=\"{st}\"}} {}",
-                    b.name,
-                    u8::from(cur == st)
-                );
-            }
-        }
-        let _ = writeln!(o, "# HELP gateway_backend_up Operator switch per backend.\n# TYPE gateway_backend_up gauge");
-        for b in s.backends.iter() {
-            let _ = writeln!(
-                o,
-                "gateway_backend_up{{backend=\"{}\"}} {}",
-                b.name,
-                u8::from(b.is_up())
-            );
-        }
-        histogram(
-            &mut o,
-            "gateway_request_duration_seconds",
-            "Whole-request latency at the gateway.",
-            "",
-            &m.latency,
-        );
-        let _ = writeln!(o, "# HELP gateway_backend_response_seconds Time to the backend's response head.\n# TYPE gateway_backend_response_seconds histogram");
-        for b in s.backends.iter() {
-            histogram_lines(
-                &mut o,
-                "gateway_backend_response_seconds",
-                &format!("backend=\"{}\",", b.name),
-                &b.stats.latency,
-            );
-        }
-        store::prometheus(&mut o, s.limit_store.as_ref());
-        o
+        prometheus::render(&self.shared)
     }
 }
 
@@ -466,39 +450,6 @@ fn class_json(counters: &[std::sync::atomic::AtomicU64; 5]) -> Value {
 
 fn quantiles(h: &Histogram) -> Value {
     json!({"p50": h.quantile_ms(0.5), "p90": h.quantile_ms(0.9), "p99": h.quantile_ms(0.99)})
-}
-
-fn histogram(o: &mut String, name: &str, help: &str, labels: &str, h: &Histogram) {
-    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
-    histogram_lines(o, name, labels, h);
-}
-
-fn histogram_lines(o: &mut String, name: &str, labels: &str, h: &Histogram) {
-    let counts = h.counts();
-    let mut cum = 0;
-    for (i, c) in counts.iter().enumerate() {
-        cum += c;
-        match LATENCY_BUCKETS_MS.get(i) {
-            Some(ms) => {
-                let _ = writeln!(
-                    o,
-                    "{name}_bucket{{{labels}le=\"{}\"}} {cum}",
-                    *ms as f64 / 1000.0
-                );
-            }
-            None => {
-                let _ = writeln!(o, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
-            }
-        }
-    }
-    let trimmed = labels.trim_end_matches(',');
-    let braces = if trimmed.is_empty() {
-        String::new()
-    } else {
-        format!("{{{trimmed}}}")
-    };
-    let _ = writeln!(o, "{name}_sum{braces} {}", h.sum_us() as f64 / 1e6);
-    let _ = writeln!(o, "{name}_count{braces} {cum}");
 }
 
 #[cfg(test)]

@@ -105,6 +105,11 @@ impl Rig {
         support::get(self.gw.listen_addr(), "/api/users")
     }
 
+    /// One proxied `GET path` on a fresh connection.
+    pub fn proxied_path(&self, path: &str) -> Response {
+        support::get(self.gw.listen_addr(), path)
+    }
+
     /// `x-backend` of each of the next `n` proxied requests.
     pub fn next_backends(&self, n: usize) -> Vec<String> {
         (0..n)

@@ -1,0 +1,429 @@
+//! The `/metrics` report: Prometheus text format 0.0.4, read straight from
+//! the shared atomics.
+//!
+//! Label values come from config names only (upstream, backend, route names)
+//! plus fixed vocabularies (status class, circuit state, decision), so the
+//! number of series is bounded by the config, never by traffic: no raw
+//! path, host or client ever becomes a label. Values are escaped anyway
+//! (`\`, `"`, newline), since config names are free text.
+//!
+//! Every backend series carries `backend` and `upstream`; the per-route
+//! series (`gateway_route_*`) carry `route` and `upstream`. A config without
+//! routes reports its catch-all as `route="default"`.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use crate::backend::SelectionMode;
+use crate::config::DEFAULT_UPSTREAM;
+use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
+use crate::shared::Shared;
+
+use super::store;
+use super::topology::route_names;
+
+/// Escapes a label value (text format: backslash, double quote, newline).
+fn esc(v: &str) -> Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(v);
+    }
+    Cow::Owned(
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
+}
+
+fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn counter(o: &mut String, name: &str, help: &str, v: u64) {
+    family(o, name, "counter", help);
+    let _ = writeln!(o, "{name} {v}");
+}
+
+fn gauge(o: &mut String, name: &str, help: &str, v: u64) {
+    family(o, name, "gauge", help);
+    let _ = writeln!(o, "{name} {v}");
+}
+
+/// The whole report.
+pub fn render(s: &Shared) -> String {
+    let m = &s.metrics;
+    let now = s.clock_now();
+    let mut o = String::with_capacity(8192);
+    counter(
+        &mut o,
+        "gateway_requests_total",
+        "Requests received (heads read).",
+        get(&m.requests),
+    );
+    counter(
+        &mut o,
+        "gateway_proxied_total",
+        "Requests forwarded to a backend.",
+        get(&m.proxied),
+    );
+    counter(
+        &mut o,
+        "gateway_rate_limited_total",
+        "Requests answered 429.",
+        get(&m.rate_limited),
+    );
+    counter(
+        &mut o,
+        "gateway_circuit_broken_total",
+        "Requests answered 503: no closed circuit.",
+        get(&m.circuit_broken),
+    );
+    counter(
+        &mut o,
+        "gateway_circuit_trips_suppressed_total",
+        "Circuit trips refused by max_open_ratio (the circuit stayed closed).",
+        get(&m.circuit_trips_suppressed),
+    );
+    counter(
+        &mut o,
+        "gateway_errors_total",
+        "Other gateway-made errors.",
+        get(&m.errors),
+    );
+    counter(
+        &mut o,
+        "gateway_connections_accepted_total",
+        "Client connections accepted.",
+        get(&m.connections_accepted),
+    );
+    counter(
+        &mut o,
+        "gateway_accept_errors_total",
+        "Failed accepts (e.g. EMFILE); accepting pauses 100 ms after each.",
+        get(&m.accept_errors),
+    );
+    family(
+        &mut o,
+        "gateway_responses_total",
+        "counter",
+        "Responses sent to clients by status class.",
+    );
+    for (i, c) in m.status.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "gateway_responses_total{{class=\"{}xx\"}} {}",
+            i + 1,
+            get(c)
+        );
+    }
+    family(
+        &mut o,
+        "gateway_ratelimit_decisions_total",
+        "counter",
+        "Rate-limiter decisions.",
+    );
+    for (d, c) in [
+        ("allowed", &m.limit_allowed),
+        ("delayed", &m.limit_delayed),
+        ("denied", &m.limit_denied),
+    ] {
+        let _ = writeln!(
+            o,
+            "gateway_ratelimit_decisions_total{{decision=\"{d}\"}} {}",
+            get(c)
+        );
+    }
+    counter(
+        &mut o,
+        "gateway_ratelimit_evictions_total",
+        "Rate-limit keys evicted from a full table bucket while their state was live.",
+        m.limit_evictions.get(),
+    );
+    family(
+        &mut o,
+        "gateway_upstream_panic",
+        "gauge",
+        "1 while too few backends of the upstream have a closed circuit and its traffic is spread over all its switched-on backends.",
+    );
+    for u in &s.upstreams {
+        let panic = matches!(u.table.selection(now), SelectionMode::Panic { .. });
+        let _ = writeln!(
+            o,
+            "gateway_upstream_panic{{upstream=\"{}\"}} {}",
+            esc(&u.name),
+            u8::from(panic)
+        );
+    }
+    gauge(
+        &mut o,
+        "gateway_inflight_requests",
+        "Requests being handled.",
+        get(&m.inflight),
+    );
+    gauge(
+        &mut o,
+        "gateway_connections_open",
+        "Client connections open.",
+        get(&m.connections_open),
+    );
+    gauge(
+        &mut o,
+        "gateway_buffer_pool_spare",
+        "Spare connection buffers held for reuse (all workers).",
+        get(&m.buffer_pool_spare),
+    );
+    gauge(
+        &mut o,
+        "gateway_buffer_pool_in_use",
+        "Connection buffers held by connections (all workers).",
+        get(&m.buffer_pool_in_use),
+    );
+    gauge(
+        &mut o,
+        "gateway_uptime_seconds",
+        "Seconds since start.",
+        now.as_millis() / 1000,
+    );
+    backends(&mut o, s, now);
+    histogram(
+        &mut o,
+        "gateway_request_duration_seconds",
+        "Whole-request latency at the gateway.",
+        "",
+        &m.latency,
+    );
+    family(
+        &mut o,
+        "gateway_backend_response_seconds",
+        "histogram",
+        "Time to the backend's response head.",
+    );
+    for u in &s.upstreams {
+        for b in u.table.iter() {
+            histogram_lines(
+                &mut o,
+                "gateway_backend_response_seconds",
+                &format!(
+                    "backend=\"{}\",upstream=\"{}\",",
+                    esc(&b.name),
+                    esc(&u.name)
+                ),
+                &b.stats.latency,
+            );
+        }
+    }
+    routes(&mut o, s);
+    store::prometheus(&mut o, s.limit_store.as_ref());
+    o
+}
+
+/// The per-backend families, each backend labelled with its upstream.
+fn backends(o: &mut String, s: &Shared, now: crate::algo::Nanos) {
+    // (upstream, backend) label pairs, escaped once.
+    let labels: Vec<(String, &crate::backend::Backend)> = s
+        .upstreams
+        .iter()
+        .flat_map(|u| {
+            u.table.iter().map(move |b| {
+                (
+                    format!("backend=\"{}\",upstream=\"{}\"", esc(&b.name), esc(&u.name)),
+                    b,
+                )
+            })
+        })
+        .collect();
+    family(
+        o,
+        "gateway_backend_requests_total",
+        "counter",
+        "Requests sent to each backend.",
+    );
+    for (l, b) in &labels {
+        let _ = writeln!(
+            o,
+            "gateway_backend_requests_total{{{l}}} {}",
+            get(&b.stats.requests)
+        );
+    }
+    family(
+        o,
+        "gateway_backend_responses_total",
+        "counter",
+        "Backend responses by status class.",
+    );
+    for (l, b) in &labels {
+        for (i, c) in b.stats.status.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "gateway_backend_responses_total{{{l},class=\"{}xx\"}} {}",
+                i + 1,
+                get(c)
+            );
+        }
+    }
+    family(
+        o,
+        "gateway_backend_failures_total",
+        "counter",
+        "Failures counted against each backend's circuit.",
+    );
+    for (l, b) in &labels {
+        let _ = writeln!(
+            o,
+            "gateway_backend_failures_total{{{l}}} {}",
+            get(&b.stats.failures)
+        );
+    }
+    family(
+        o,
+        "gateway_backend_inflight",
+        "gauge",
+        "Requests in flight per backend.",
+    );
+    for (l, b) in &labels {
+        let _ = writeln!(o, "gateway_backend_inflight{{{l}}} {}", b.inflight());
+    }
+    family(
+        o,
+        "gateway_circuit_state",
+        "gauge",
+        "Circuit state per backend (1 for the current state).",
+    );
+    for (l, b) in &labels {
+        let cur = b.breaker.state(now).as_str();
+        for st in ["CLOSED", "OPEN", "HALF_OPEN"] {
+            let _ = writeln!(
+                o,
+                "gateway_circuit_state{{{l},state=\"{st}\"}} {}",
+                u8::from(cur == st)
+            );
+        }
+    }
+    family(
+        o,
+        "gateway_backend_up",
+        "gauge",
+        "Operator switch per backend.",
+    );
+    for (l, b) in &labels {
+        let _ = writeln!(o, "gateway_backend_up{{{l}}} {}", u8::from(b.is_up()));
+    }
+}
+
+/// The per-route families (`route` and its `upstream`).
+fn routes(o: &mut String, s: &Shared) {
+    let labels: Vec<String> = route_names(&s.config)
+        .into_iter()
+        .enumerate()
+        .map(|(r, name)| {
+            let upstream = s
+                .config
+                .routes
+                .get(r)
+                .map_or(DEFAULT_UPSTREAM, |c| c.upstream.as_str());
+            format!("route=\"{}\",upstream=\"{}\"", esc(name), esc(upstream))
+        })
+        .collect();
+    let stats = || labels.iter().zip(s.route_stats.iter());
+    family(
+        o,
+        "gateway_route_requests_total",
+        "counter",
+        "Requests each route took (answered by the backend or by the gateway).",
+    );
+    for (l, st) in stats() {
+        let _ = writeln!(
+            o,
+            "gateway_route_requests_total{{{l}}} {}",
+            get(&st.requests)
+        );
+    }
+    family(
+        o,
+        "gateway_route_responses_total",
+        "counter",
+        "Responses to each route's requests by status class (the gateway's own included).",
+    );
+    for (l, st) in stats() {
+        for (i, c) in st.status.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "gateway_route_responses_total{{{l},class=\"{}xx\"}} {}",
+                i + 1,
+                get(c)
+            );
+        }
+    }
+    family(
+        o,
+        "gateway_route_rate_limited_total",
+        "counter",
+        "Each route's requests answered 429 by its rate limiter.",
+    );
+    for (l, st) in stats() {
+        let _ = writeln!(
+            o,
+            "gateway_route_rate_limited_total{{{l}}} {}",
+            get(&st.limited)
+        );
+    }
+    family(
+        o,
+        "gateway_route_duration_seconds",
+        "histogram",
+        "Whole-request latency per route, head read to exchange end.",
+    );
+    for (l, st) in stats() {
+        histogram_lines(
+            o,
+            "gateway_route_duration_seconds",
+            &format!("{l},"),
+            &st.latency,
+        );
+    }
+}
+
+fn histogram(o: &mut String, name: &str, help: &str, labels: &str, h: &Histogram) {
+    family(o, name, "histogram", help);
+    histogram_lines(o, name, labels, h);
+}
+
+/// The bucket, sum and count lines of one histogram; `labels` is empty or
+/// ends with a comma.
+fn histogram_lines(o: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let counts = h.counts();
+    let mut cum = 0;
+    for (i, c) in counts.iter().enumerate() {
+        cum += c;
+        match LATENCY_BUCKETS_MS.get(i) {
+            Some(ms) => {
+                let _ = writeln!(
+                    o,
+                    "{name}_bucket{{{labels}le=\"{}\"}} {cum}",
+                    *ms as f64 / 1000.0
+                );
+            }
+            None => {
+                let _ = writeln!(o, "{name}_bucket{{{labels}le=\"+Inf\"}} {cum}");
+            }
+        }
+    }
+    let trimmed = labels.trim_end_matches(',');
+    let braces = if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("{{{trimmed}}}")
+    };
+    let _ = writeln!(o, "{name}_sum{braces} {}", h.sum_us() as f64 / 1e6);
+    let _ = writeln!(o, "{name}_count{braces} {cum}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("users-api"), "users-api");
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,158 @@
+//! The routes and upstreams as the control plane reports them: the JSON of
+//! `/gateway/routes`, `/gateway/upstreams`, and the per-backend entry that
+//! `/gateway/health` shares with them.
+//!
+//! Rendering only, from the config (what a route matches and does), the
+//! shared atomics (live counters, breakers) and the algorithms the controller
+//! last sent (which limiter and balancer are in force). Names are the
+//! config's: a config without routes reports its one catch-all route, named
+//! `default` like the upstream it goes to, matching every path (`/`).
+
+use api_gateway_protocol::BreakerSpec;
+use serde_json::{json, Map, Value};
+
+use crate::algo::Nanos;
+use crate::backend::{Backend, SelectionMode};
+use crate::config::{Config, HeaderRules, PathRule, RouteConfig, DEFAULT_UPSTREAM};
+use crate::metrics::{get, RouteStats};
+use crate::shared::{Shared, Upstream};
+
+use super::{class_json, quantiles};
+
+/// The names of the routes, in config order (= route ids, = slots `r + 1`
+/// of the limiters): the catch-all `default` alone without routes.
+pub fn route_names(config: &Config) -> Vec<&str> {
+    if config.routes.is_empty() {
+        vec![DEFAULT_UPSTREAM]
+    } else {
+        config.routes.iter().map(|r| r.name.as_str()).collect()
+    }
+}
+
+/// One backend of `upstream` as every report shows it (the health report's
+/// historical fields, plus the upstream's name).
+pub fn backend_json(upstream: &Upstream, b: &Backend, now: Nanos) -> Value {
+    json!({
+        "name": b.name,
+        "upstream": upstream.name,
+        "address": b.addr.to_string(),
+        "weight": b.weight,
+        "up": b.is_up(),
+        "circuitState": b.breaker.state(now).as_str(),
+        "inflight": b.inflight(),
+        "requests": get(&b.stats.requests),
+        "failures": get(&b.stats.failures),
+        "status": class_json(&b.stats.status),
+        "latency_ms": quantiles(&b.stats.latency),
+    })
+}
+
+/// The breaker settings `upstream` was built with.
+fn breaker_of(config: &Config, upstream: &str) -> BreakerSpec {
+    config
+        .upstreams
+        .iter()
+        .find(|u| u.name == upstream)
+        .map_or(config.circuit_breaker, |u| u.circuit_breaker)
+}
+
+/// One entry of `/gateway/upstreams`; `balancer` is the JSON of the spec in
+/// force.
+pub fn upstream_json(s: &Shared, u: &Upstream, balancer: Value, now: Nanos) -> Value {
+    let table = &u.table;
+    let routes: Vec<&str> = if s.config.routes.is_empty() {
+        // The catch-all goes to `default`.
+        (u.name == DEFAULT_UPSTREAM)
+            .then_some(DEFAULT_UPSTREAM)
+            .into_iter()
+            .collect()
+    } else {
+        s.config
+            .routes
+            .iter()
+            .filter(|r| r.upstream == u.name)
+            .map(|r| r.name.as_str())
+            .collect()
+    };
+    json!({
+        "name": u.name,
+        "loadBalancer": balancer,
+        "circuitBreaker": serde_json::to_value(breaker_of(&s.config, &u.name)).unwrap_or(Value::Null),
+        "panic": matches!(table.selection(now), SelectionMode::Panic { .. }),
+        "openCircuits": table.open_budget().open(),
+        "maxOpenCircuits": table.open_budget().max_open(),
+        "routes": routes,
+        "backends": table.iter().map(|b| backend_json(u, b, now)).collect::<Vec<_>>(),
+    })
+}
+
+/// One entry of `/gateway/routes`. `route` is `None` for the catch-all of a
+/// config without routes; `limiter` is the JSON of the limiter counting it.
+pub fn route_json(
+    s: &Shared,
+    name: &str,
+    route: Option<&RouteConfig>,
+    limiter: Value,
+    stats: &RouteStats,
+) -> Value {
+    let t = &s.config.timeouts;
+    let mut matcher = Map::new();
+    let (hosts, methods, upstream) = match route {
+        Some(r) => (&r.hosts[..], &r.methods[..], r.upstream.as_str()),
+        None => (&[][..], &[][..], DEFAULT_UPSTREAM),
+    };
+    // Empty lists mean "any", as in the config.
+    matcher.insert("hosts".into(), json!(hosts));
+    match route.map(|r| &r.path) {
+        Some(PathRule::Exact(p)) => matcher.insert("path".into(), json!(p)),
+        Some(PathRule::Prefix(p)) => matcher.insert("path_prefix".into(), json!(p)),
+        None => matcher.insert("path_prefix".into(), json!("/")),
+    };
+    matcher.insert("methods".into(), json!(methods));
+    let none = HeaderRules::default();
+    let own = route.map(|r| r.timeouts).unwrap_or_default();
+    json!({
+        "name": name,
+        "match": matcher,
+        "upstream": upstream,
+        "policies": {
+            "strip_prefix": route.is_some_and(|r| r.strip_prefix),
+            "add_prefix": route.map_or("", |r| r.add_prefix.as_str()),
+            "rateLimiter": limiter,
+            "request_headers": headers_json(route.map_or(&none, |r| &r.request_headers)),
+            "response_headers": headers_json(route.map_or(&none, |r| &r.response_headers)),
+            // What applies: the route's override, else the top-level value.
+            "timeouts": {
+                "connect_ms": own.connect_ms.unwrap_or(t.connect_ms),
+                "backend_response_ms": own.backend_response_ms.unwrap_or(t.backend_response_ms),
+                "overridden": own.connect_ms.map(|_| "connect_ms").into_iter()
+                    .chain(own.backend_response_ms.map(|_| "backend_response_ms"))
+                    .collect::<Vec<_>>(),
+            },
+        },
+        "counters": counters_json(stats),
+    })
+}
+
+/// A route's live counters: requests, answers by class, 429s, latency.
+fn counters_json(st: &RouteStats) -> Value {
+    json!({
+        "requests": get(&st.requests),
+        "1xx": get(&st.status[0]),
+        "2xx": get(&st.status[1]),
+        "3xx": get(&st.status[2]),
+        "4xx": get(&st.status[3]),
+        "429": get(&st.limited),
+        "5xx": get(&st.status[4]),
+        "latency_ms": quantiles(&st.latency),
+    })
+}
+
+fn headers_json(h: &HeaderRules) -> Value {
+    let set: Map<String, Value> = h
+        .set
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    json!({"set": set, "remove": h.remove})
+}
