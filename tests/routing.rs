@@ -370,3 +370,17 @@ fn the_example_config_loads_and_routes() {
     assert!(cfg.routing());
     assert!(cfg.upstreams.len() >= 2, "several services");
 }
+
+#[test]
+fn a_catch_all_does_not_take_a_method_the_specific_route_refuses() {
+    let r = rig(
+        r#"[{"name": "users", "path_prefix": "/api/users", "methods": ["GET", "POST"], "upstream": "users"},
+            {"name": "site", "path_prefix": "/", "upstream": "default"}]"#,
+    );
+    let resp = r.send("DELETE", "h", "/api/users/1");
+    assert_eq!(resp.status, 405);
+    assert_eq!(resp.header("allow"), Some("GET, POST"));
+    assert_eq!(r.who("h", "/api/users/1"), "u");
+    assert_eq!(r.who("h", "/about"), "d");
+    assert_eq!(r.d.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -27,7 +27,7 @@
 //! - **Method** (`methods`): tokens compared case-sensitively (RFC 9110 §9.1);
 //!   an empty list allows every method. `GET` does not imply `HEAD`.
 //!
-//! # Precedence ("flat", as Kong and Traefik)
+//! # Precedence
 //! Among the routes whose host and path match, ordered by:
 //! 1. host: an exact host, then wildcard hosts by decreasing suffix length
 //!    (`*.b.example.test` before `*.example.test`), then routes without
@@ -36,13 +36,17 @@
 //! 3. then the longer prefix;
 //! 4. then config order,
 //!
-//! the first whose `methods` allow the request's method wins: a request falls
-//! through to a less specific route when a more specific one does not take
-//! its method. If routes match host and path but none takes the method, the
-//! answer is [`RouteMatch::MethodNotAllowed`] and the `Allow` value is the
-//! union of their methods, each once, in that precedence order (and within a
-//! route, in its config order), joined with `", "`. If no route matches host
-//! and path, [`RouteMatch::NoRoute`].
+//! the most specific ones decide: those with the first one's host key and
+//! path rule (a "tier": the same exact host or wildcard suffix or none, and
+//! the same path or prefix). The first of them, in config order, whose
+//! `methods` allow the request's method wins, so one path can send reads
+//! and writes to different upstreams. If none of them allows the method,
+//! the answer is [`RouteMatch::MethodNotAllowed`] with the union of their
+//! methods (each once, in config order) joined with `", "` as `Allow`: a
+//! less specific route is never tried for the method, as a less specific
+//! nginx `location` is not, so a route's method list cannot be sidestepped
+//! through a catch-all. If no route matches host and path,
+//! [`RouteMatch::NoRoute`].
 //!
 //! # Invariants
 //! - A table is immutable once built and is `Send + Sync`.

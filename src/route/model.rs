@@ -1,7 +1,8 @@
 //! The reference model of routing, for the proptest only: scan every def,
 //! keep those whose host and path match, sort them by the precedence key
-//! (host rank, path rank, config order), and take the first that allows the
-//! method. It shares no code with the table (not even host compilation), so
+//! (host rank, path rank, config order), keep the most specific tier (the
+//! same host rank and path rank as the first), and take the first of those
+//! that allows the method (405 with their methods if none does). It shares no code with the table (not even host compilation), so
 //! the two agreeing on random small route sets checks the maps, the prefix
 //! candidates and the visiting order against the rules as written.
 
@@ -69,6 +70,9 @@ fn reference(
         })
         .collect();
     candidates.sort();
+    // Only the most specific tier (same host rank and path rank) decides.
+    let best = candidates.first().map(|&((h, p, _), _)| (h, p));
+    candidates.retain(|&((h, p, _), _)| Some((h, p)) == best);
     let mut union: Vec<&str> = Vec::new();
     for &((_, _, id), prefix_len) in &candidates {
         let methods = &defs[id].methods;

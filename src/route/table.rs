@@ -108,17 +108,11 @@ impl Group {
         let whole = candidates.next()?;
         if self.kinds(whole) != 0 {
             if let Some(e) = self.paths.get(path) {
-                if let Some(id) = e.exact.iter().copied().find(|&id| scan.offer(id)) {
-                    return Some(RouteMatch::Found {
-                        id,
-                        prefix_len: whole,
-                    });
+                if let Some(m) = scan.tier(&e.exact, whole) {
+                    return Some(m);
                 }
-                if let Some(id) = e.prefix.iter().copied().find(|&id| scan.offer(id)) {
-                    return Some(RouteMatch::Found {
-                        id,
-                        prefix_len: path::strip_len(path),
-                    });
+                if let Some(m) = scan.tier(&e.prefix, path::strip_len(path)) {
+                    return Some(m);
                 }
             }
         }
@@ -129,11 +123,8 @@ impl Group {
             let Some(e) = self.paths.get(&path[..n]) else {
                 continue;
             };
-            if let Some(id) = e.prefix.iter().copied().find(|&id| scan.offer(id)) {
-                return Some(RouteMatch::Found {
-                    id,
-                    prefix_len: path::strip_len(&path[..n]),
-                });
+            if let Some(m) = scan.tier(&e.prefix, path::strip_len(&path[..n])) {
+                return Some(m);
             }
         }
         None
@@ -145,17 +136,31 @@ impl Group {
 struct Scan<'a> {
     routes: &'a [Route],
     method: &'a [u8],
-    matched: bool,
     allow: &'a mut Vec<u8>,
 }
 
 impl Scan<'_> {
+    /// The most specific routes that match host and path, all with the
+    /// same host key and path rule (config order): the first that takes
+    /// the method wins; if none does, the answer is 405 with their methods
+    /// in `Allow` (a less specific route is never tried for the method, as
+    /// a less specific nginx `location` is not). `None`: no such routes.
+    #[inline]
+    fn tier(&mut self, ids: &[RouteId], prefix_len: usize) -> Option<RouteMatch> {
+        if ids.is_empty() {
+            return None;
+        }
+        match ids.iter().copied().find(|&id| self.offer(id)) {
+            Some(id) => Some(RouteMatch::Found { id, prefix_len }),
+            None => Some(RouteMatch::MethodNotAllowed),
+        }
+    }
+
     /// A route matched host and path: does it take the method? If not, its
     /// methods join `Allow` (each once; `Allow` only grows while no route
     /// has taken the request, so it holds exactly the refusals so far).
     #[inline]
     fn offer(&mut self, id: RouteId) -> bool {
-        self.matched = true;
         let methods = &self.routes[id].methods;
         if methods.is_empty() || methods.iter().any(|m| **m == *self.method) {
             return true;
@@ -285,18 +290,15 @@ impl RouteTable {
         let mut scan = Scan {
             routes: &self.routes,
             method,
-            matched: false,
             allow,
         };
         if let Some(found) = self.scan_hosts(host, path, &mut scan) {
-            scan.allow.clear();
+            if found != RouteMatch::MethodNotAllowed {
+                scan.allow.clear();
+            }
             return found;
         }
-        if scan.matched {
-            RouteMatch::MethodNotAllowed
-        } else {
-            RouteMatch::NoRoute
-        }
+        RouteMatch::NoRoute
     }
 
     /// Visits the host groups in host precedence.
@@ -579,35 +581,43 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_method_falls_through_to_a_less_specific_route() {
+    fn the_most_specific_match_decides_the_method() {
         let t = table(&[
             ("read", &["api.example.test"], "/users", &["GET"]),
             ("write", ANY, "/users*", &["POST"]),
             ("rest", ANY, "/*", ANY),
         ]);
         assert_eq!(route(&t, "api.example.test", "/users", "GET"), "read");
-        assert_eq!(route(&t, "api.example.test", "/users", "POST"), "write");
-        assert_eq!(route(&t, "api.example.test", "/users", "PUT"), "rest");
+        // A less specific route is not tried for a refused method: 405, as a
+        // less specific nginx `location` is not.
+        assert_eq!(route(&t, "api.example.test", "/users", "POST"), "405 GET");
+        assert_eq!(route(&t, "other.test", "/users", "POST"), "write");
+        assert_eq!(route(&t, "other.test", "/users/1", "PUT"), "405 POST");
+        assert_eq!(route(&t, "other.test", "/elsewhere", "PUT"), "rest");
     }
 
     #[test]
-    fn method_not_allowed_lists_the_union_in_precedence_order() {
+    fn routes_tied_on_host_and_path_share_the_methods() {
         let t = table(&[
-            ("root", ANY, "/*", &["DELETE", "GET"]),
-            ("prefix", ANY, "/api*", &["GET", "POST"]),
-            ("exact", ANY, "/api/x", &["POST", "PUT", "POST"]),
-            ("host", &["h.test"], "/api/x/*", &["PATCH"]),
-            ("elsewhere", ANY, "/other", &["OPTIONS"]),
+            ("reads", ANY, "/api*", &["GET", "HEAD"]),
+            ("writes", ANY, "/api*", &["POST", "PUT", "POST"]),
+            ("root", ANY, "/*", &["DELETE"]),
         ]);
-        assert_eq!(
-            route(&t, "", "/api/x", "HEAD"),
-            "405 POST, PUT, GET, DELETE"
-        );
-        assert_eq!(
-            route(&t, "h.test", "/api/x/1", "HEAD"),
-            "405 PATCH, GET, POST, DELETE"
-        );
-        assert_eq!(route(&t, "", "/api/x", "GET"), "prefix");
+        assert_eq!(route(&t, "", "/api/x", "GET"), "reads");
+        assert_eq!(route(&t, "", "/api/x", "PUT"), "writes");
+        assert_eq!(route(&t, "", "/api/x", "PATCH"), "405 GET, HEAD, POST, PUT");
+        assert_eq!(route(&t, "", "/x", "DELETE"), "root");
+    }
+
+    #[test]
+    fn exact_path_routes_decide_before_prefixes_of_the_same_path() {
+        let t = table(&[
+            ("prefix", ANY, "/api/x*", &["GET"]),
+            ("exact", ANY, "/api/x", &["POST"]),
+        ]);
+        assert_eq!(route(&t, "", "/api/x", "POST"), "exact");
+        assert_eq!(route(&t, "", "/api/x", "GET"), "405 POST");
+        assert_eq!(route(&t, "", "/api/x/1", "GET"), "prefix");
     }
 
     #[test]
@@ -625,7 +635,7 @@ mod tests {
         // "GET" must not count as seen because "GETX" is in the list.
         let t = table(&[
             ("a", ANY, "/x", &["GETX"]),
-            ("b", ANY, "/*", &["GET", "GETX"]),
+            ("b", ANY, "/x", &["GET", "GETX"]),
         ]);
         assert_eq!(route(&t, "", "/x", "PUT"), "405 GETX, GET");
     }
