@@ -252,9 +252,9 @@ pub fn run(input: &[u8]) -> Summary {
         RouteMatch::MethodNotAllowed => check_allow(&defs, &name, path, method, &allow),
         RouteMatch::NoRoute => {
             assert!(allow.is_empty());
-            assert!(defs
-                .iter()
-                .all(|d| host_rank(&d.hosts, &name).is_none() || path_rank(&d.path, path).is_none()));
+            assert!(defs.iter().all(
+                |d| host_rank(&d.hosts, &name).is_none() || path_rank(&d.path, path).is_none()
+            ));
         }
     }
     summary.outcome = Some(got);
@@ -370,7 +370,10 @@ fn check_forwarding(def: &RouteDef, path: &[u8], prefix_len: usize) -> Vec<u8> {
     let mut forwarded = Vec::new();
     policy.forward_path(path, prefix_len, &mut forwarded);
     // What is matched is exactly what is forwarded.
-    assert_eq!(forwarded, path, "forwarded path differs from the matched one");
+    assert_eq!(
+        forwarded, path,
+        "forwarded path differs from the matched one"
+    );
     if let PathRule::Prefix(p) = &def.path {
         let p = p.as_bytes();
         let covered = &p[..p.len() - usize::from(p.ends_with(b"/"))];
@@ -389,7 +392,10 @@ fn check_forwarding(def: &RouteDef, path: &[u8], prefix_len: usize) -> Vec<u8> {
         policy.add_prefix = add.into();
         let mut out = Vec::new();
         policy.forward_path(path, prefix_len, &mut out);
-        assert!(out.starts_with(add) && out.first() == Some(&b'/'), "{out:?}");
+        assert!(
+            out.starts_with(add) && out.first() == Some(&b'/'),
+            "{out:?}"
+        );
         assert!(!out.windows(2).any(|w| w == b"//"), "// in {out:?}");
         assert!(out.ends_with(rest), "{out:?} lost the rest {rest:?}");
         if rest.is_empty() && add.is_empty() {
@@ -428,7 +434,10 @@ fn check_backend_view(path: &[u8]) {
 /// methods of routes whose host and path match (which all refuse it).
 fn check_allow(defs: &[RouteDef], host: &[u8], path: &[u8], method: &str, allow: &[u8]) {
     assert!(!allow.is_empty(), "empty Allow");
-    let items: Vec<&[u8]> = allow.split(|&b| b == b',').map(|s| s.strip_prefix(b" ").unwrap_or(s)).collect();
+    let items: Vec<&[u8]> = allow
+        .split(|&b| b == b',')
+        .map(|s| s.strip_prefix(b" ").unwrap_or(s))
+        .collect();
     let matching: Vec<&RouteDef> = defs
         .iter()
         .filter(|d| host_rank(&d.hosts, host).is_some() && path_rank(&d.path, path).is_some())
