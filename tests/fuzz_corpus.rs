@@ -4,7 +4,8 @@
 //! the name), `bad-*`/`smuggle-*` rejected, `partial-*` incomplete.
 //! `crash-*` files are inputs that once found a bug in src/ (all fixed): the
 //! `regression_*` tests below replay each and assert the fixed behaviour.
-//! The `session` target's seeds are replayed by `tests/session_corpus.rs`.
+//! The `session` target's seeds are replayed by `tests/session_corpus.rs`,
+//! the `route_match` target's by `tests/route_match_corpus.rs`.
 
 #[allow(dead_code)]
 #[path = "../fuzz/src/checks.rs"]
