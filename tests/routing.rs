@@ -139,6 +139,11 @@ fn hosts_match_without_case_or_port_and_absolute_form_uses_the_authority() {
         "u",
         "a trailing dot is the same name"
     );
+    assert_eq!(
+        r.who("%61pi.example.test", "/"),
+        "u",
+        "an escaped name is the same name"
+    );
     assert_eq!(r.who("other.test", "/"), "o");
     // RFC 9112 §3.2.2: the target's authority wins over Host.
     let resp = request(

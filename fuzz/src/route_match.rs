@@ -582,8 +582,9 @@ fn path_rank(rule: &PathRule, path: &[u8]) -> Option<((u8, usize), usize)> {
 }
 
 /// The naive matcher: every def whose host and path match, sorted by (host
-/// rank, path rank, config order); the first that takes the method wins;
-/// else the union of their methods is `Allow`.
+/// rank, path rank, config order); of the most specific tier (those with the
+/// first's ranks), the first that takes the method wins; else the union of
+/// their methods is `Allow`.
 pub fn reference_find(
     defs: &[RouteDef],
     host: &[u8],
@@ -602,6 +603,10 @@ pub fn reference_find(
         })
         .collect();
     candidates.sort();
+    // Only the most specific tier (the first's host rank and path rank)
+    // decides the method.
+    let best = candidates.first().map(|&((h, p, _), _)| (h, p));
+    candidates.retain(|&((h, p, _), _)| Some((h, p)) == best);
     let mut union: Vec<&str> = Vec::new();
     for &((_, _, id), prefix_len) in &candidates {
         let methods = &defs[id].methods;

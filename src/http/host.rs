@@ -37,13 +37,39 @@ pub fn is_valid(value: &[u8]) -> bool {
 /// `is_valid` accepted.
 pub fn route_name(value: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    let (mut host, _) = split_port(value);
-    if !host.starts_with(b"[") {
-        if let [rest @ .., b'.'] = host {
-            host = rest;
-        }
+    let (host, _) = split_port(value);
+    if host.starts_with(b"[") {
+        out.extend(host.iter().map(u8::to_ascii_lowercase));
+        return;
     }
-    out.extend(host.iter().map(u8::to_ascii_lowercase));
+    // A reg-name may spell any byte as `%XX` (RFC 3986 §3.2.2): decoded, so
+    // `%61dmin.test` is the host `admin.test` and cannot slip past a route
+    // that lists `admin.test` onto one that lists no hosts.
+    let mut rest = host;
+    while let Some((&b, tail)) = rest.split_first() {
+        let decoded = match tail {
+            [h, l, more @ ..] if b == b'%' => {
+                match (super::normalize::hex_val(*h), super::normalize::hex_val(*l)) {
+                    (Some(h), Some(l)) => {
+                        rest = more;
+                        h << 4 | l
+                    }
+                    _ => {
+                        rest = tail;
+                        b
+                    }
+                }
+            }
+            _ => {
+                rest = tail;
+                b
+            }
+        };
+        out.push(decoded.to_ascii_lowercase());
+    }
+    if out.last() == Some(&b'.') {
+        out.pop();
+    }
 }
 
 /// Splits `host[:port]`. An IP-literal's colons are inside its brackets,
@@ -200,6 +226,9 @@ mod tests {
             ("[::1]:80", "[::1]"),
             ("[2001:DB8::1]", "[2001:db8::1]"),
             ("127.0.0.1:9", "127.0.0.1"),
+            ("%61dmin.test", "admin.test"),
+            ("%41DMIN.Test%2E:80", "admin.test"),
+            ("a%2eb", "a.b"),
         ] {
             route_name(v.as_bytes(), &mut out);
             assert_eq!(out, want.as_bytes(), "{v:?}");
