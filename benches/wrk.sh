@@ -24,7 +24,10 @@
 # the same N `location`s),
 # BIN_BEFORE (path of an older gateway binary: it runs as a fourth target,
 # "before", interleaved with the others in the same rounds, and the report
-# adds an after/before table, so a refactor is compared under the same load).
+# adds an after/before table, so a refactor is compared under the same load),
+# BEFORE_ROUTES (the "before" target's route count, default ROUTES: with
+# BIN_BEFORE set to this build, ROUTES=10 BEFORE_ROUTES=0 compares routed
+# with single-pool in the same rounds).
 #
 # The gateway runs its full pipeline: logger (access_log "off", the same as
 # nginx's `access_log off`), cors, rate-limit (token bucket that never
@@ -143,15 +146,19 @@ routes_json() {
 }
 
 gateway_conf() { # workers
-    local backends=""
-    local i=0
+    gateway_json "$1" "$GW_PORT" "$ROUTES" >"$OUT/gw.json"
+    gateway_json "$1" "$BEFORE_PORT" "${BEFORE_ROUTES:-$ROUTES}" >"$OUT/gw-before.json"
+}
+
+gateway_json() { # workers port routes
+    local backends="" i=0 p
     for p in "${BACKEND_PORTS[@]}"; do
         i=$((i + 1))
         backends+="${backends:+,}{\"name\":\"b$i\",\"addr\":\"127.0.0.1:$p\"}"
     done
-    cat >"$OUT/gw.json" <<EOF
+    cat <<EOF
 {
-  "listen": "127.0.0.1:$GW_PORT",
+  "listen": "127.0.0.1:$2",
   "admin": null,
   "workers": $1,
   "backends": [$backends],
@@ -160,11 +167,10 @@ gateway_conf() { # workers
   "limits": { "max_connections": 30000, "max_idle_per_backend": 64 },
   "pipeline": ["logger", "cors", "rate-limit", "circuit-breaker", "proxy"],
   "cors": { "allow_origins": ["*"] },
-$(routes_json)
+$(ROUTES=$3 routes_json)
   "access_log": "off"
 }
 EOF
-    sed "s/127.0.0.1:$GW_PORT/127.0.0.1:$BEFORE_PORT/" "$OUT/gw.json" >"$OUT/gw-before.json"
 }
 
 # --- processes -------------------------------------------------------------
