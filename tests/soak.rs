@@ -344,6 +344,12 @@ fn soak_mixed_traffic_faults_and_live_switches() {
     let fds_ok = eventually(Duration::from_secs(20), || fd_count() <= fd_start + 8);
     let fd_end = fd_count();
     let rss_end = rss_bytes();
+    let m = &gw.shared().metrics;
+    eprintln!(
+        "buffer pool at the end: {} spare, {} in use",
+        m.buffer_pool_spare.load(Ordering::Relaxed),
+        m.buffer_pool_in_use.load(Ordering::Relaxed)
+    );
     let by_status = tally.by_status.lock().unwrap().clone();
     eprintln!(
         "soak {secs}s: {} valid requests {by_status:?}, {} bad inputs, {switches} live switches; \
@@ -360,8 +366,20 @@ fn soak_mixed_traffic_faults_and_live_switches() {
         failures.len()
     );
     assert!(fds_ok, "file descriptors leaked: {fd_start} -> {fd_end}");
+    // The bound was start + 50% + 32 MiB until issue 11. Since the typed
+    // events commit (a0892d5, bisected: 8a8010a ends a 40 s soak at 18 MiB,
+    // a0892d5 at 62 MiB) the resident size after the soak is 31-74 MiB
+    // (15 s: 31, 40 s: 60, 60 s: 47, 120 s: 74), not growing with the
+    // length of the run. The same 40 s soak without the rate-limiter
+    // switches ends at 7.7 MiB, and the buffer pools end at their floor: the
+    // retained memory is the allocator keeping the freed limiter tables
+    // (megabytes each, allocated on the control thread between small
+    // long-lived event strings) rather than a replaced limiter kept alive,
+    // which would cost up to 33 MiB per switch over hundreds of switches.
+    // The bound is 96 MiB until the tables are allocated so they go back
+    // to the system (open, noted for the next issue).
     assert!(
-        rss_end <= rss_start + rss_start / 2 + (32 << 20),
+        rss_end <= rss_start + rss_start / 2 + (96 << 20),
         "memory grew: {rss_start} -> {rss_end}"
     );
     // The gateway still answers normally.
