@@ -11,24 +11,10 @@ use std::time::Duration;
 
 use admin_rig::{admin_request, eventually, Rig};
 use api_gateway::{Config, Gateway};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{names, prom};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn names(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Counter `name{labels}` in a Prometheus text body.
-fn prom(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-}
 
 #[test]
 fn health_reports_pipeline_algorithms_backends_and_totals() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use admin_rig::{admin_request, eventually};
 use api_gateway::{Config, Gateway};
 use serde_json::Value;
-use support::{Response, TestBackend};
+use support::{names, prom, Response, TestBackend};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -129,21 +129,6 @@ impl Rig {
             (r["counters"]["requests"] == n).then_some(r)
         })
     }
-}
-
-fn names(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Value of series `series` (name plus exact label set) in a Prometheus text.
-fn prom(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
 #[test]

@@ -129,6 +129,23 @@ fn text_of(selector: &str) -> String {
 }
 
 /// A PNG of the whole page (not just the viewport), scaled by `scale`.
+/// Saves the whole page, toasts removed (they are transient), under
+/// `target/NAME`.
+fn screenshot(tab: &Tab, name: &str) {
+    eval(
+        tab,
+        "document.querySelectorAll('.toast').forEach(t => t.remove()); window.scrollTo(0, 0)",
+    );
+    let png = full_page(tab, 1.0);
+    let out = target_dir().join(name);
+    std::fs::write(&out, &png).expect("write screenshot");
+    eprintln!(
+        "dashboard screenshot: {} ({} bytes)",
+        out.display(),
+        png.len()
+    );
+}
+
 fn full_page(tab: &Tab, scale: f64) -> Vec<u8> {
     let size = eval(
         tab,
@@ -303,19 +320,7 @@ fn dashboard_in_a_real_browser() {
     );
     thread::sleep(Duration::from_millis(1200));
 
-    // Toasts are transient: keep them out of the picture.
-    eval(
-        &tab,
-        "document.querySelectorAll('.toast').forEach(t => t.remove()); window.scrollTo(0, 0)",
-    );
-    let png = full_page(&tab, 1.0);
-    let out = target_dir().join("dashboard.png");
-    std::fs::write(&out, &png).expect("write screenshot");
-    eprintln!(
-        "dashboard screenshot: {} ({} bytes)",
-        out.display(),
-        png.len()
-    );
+    screenshot(&tab, "dashboard.png");
     if std::env::var_os("UPDATE_DASHBOARD_PNG").is_some() {
         // Scaled down for the README: a readable picture well under 300 KB.
         let png = full_page(&tab, 0.75);
@@ -456,18 +461,7 @@ fn upstream_balancer_switch_and_route_table_in_a_real_browser() {
         Value::from(0),
         "no UI-side failures"
     );
-    eval(
-        &tab,
-        "document.querySelectorAll('.toast').forEach(t => t.remove()); window.scrollTo(0, 0)",
-    );
-    let png = full_page(&tab, 1.0);
-    let out = target_dir().join("dashboard-routes.png");
-    std::fs::write(&out, &png).expect("write screenshot");
-    eprintln!(
-        "dashboard screenshot: {} ({} bytes)",
-        out.display(),
-        png.len()
-    );
+    screenshot(&tab, "dashboard-routes.png");
     drop(tab);
     drop(browser);
     let _ = std::fs::remove_dir_all(&profile);

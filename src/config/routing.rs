@@ -291,9 +291,6 @@ fn route(o: &Map<String, Value>, i: usize, path: &str) -> Result<RouteConfig, Co
     r.upstream = field::<String>(o, "upstream", &sub("upstream"))?
         .ok_or_else(|| ConfigError(format!("{path}.upstream: required")))?;
     r.strip_prefix = field(o, "strip_prefix", &sub("strip_prefix"))?.unwrap_or(false);
-    if r.strip_prefix && matches!(r.path, PathRule::Exact(_)) {
-        // Stripping an exact path leaves "/": allowed, it is what it says.
-    }
     if let Some(p) = field::<String>(o, "add_prefix", &sub("add_prefix"))? {
         check_path(&p, &sub("add_prefix"))?;
         r.add_prefix = p;

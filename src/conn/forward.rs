@@ -105,7 +105,7 @@ impl Session {
     /// `timeouts.backend_response_ms`, or the route's own (decided when
     /// the request was routed).
     #[inline]
-    pub(super) fn response_timeout(&self, _ctx: &Ctx<'_>) -> Nanos {
+    pub(super) fn response_timeout(&self) -> Nanos {
         self.ex.response_timeout
     }
 
@@ -122,7 +122,7 @@ impl Session {
                     Phase::Connecting(scan) => std::mem::replace(scan, BodyScan::Complete),
                     _ => return Step::Continue,
                 };
-                let at = now.saturating_add(self.response_timeout(ctx));
+                let at = now.saturating_add(self.response_timeout());
                 self.enter(
                     Phase::Proxying {
                         req: ReqSide::Sending(scan),
@@ -205,7 +205,7 @@ impl Session {
             progress = true;
             // The response-head deadline starts now and is not pushed by
             // progress (see `touch`).
-            self.rearm(now.saturating_add(self.response_timeout(ctx)));
+            self.rearm(now.saturating_add(self.response_timeout()));
         }
         let body_incomplete = matches!(
             self.phase(),

@@ -173,21 +173,13 @@ impl Controller {
             )
             .collect();
         for &slot in &slots {
-            self.limiters[slot] = limiter.clone();
-            for m in &self.mailboxes {
-                m.send(WorkerMsg::SetLimiter(slot, limiter.clone()));
-            }
+            self.install_limiter(slot, &limiter);
         }
-        self.generation += 1;
-        let now = self.shared.clock_now();
-        self.shared.events.record(
-            now,
-            EventKind::LimiterSwitched {
-                algorithm: spec.name().to_string(),
-                generation: self.generation,
-                route: None,
-            },
-        );
+        self.record_switch(|generation| EventKind::LimiterSwitched {
+            algorithm: spec.name().to_string(),
+            generation,
+            route: None,
+        });
         Reply::Json(
             json!({"rateLimiter": limiter_json(&spec, &self.shared), "generation": self.generation}),
         )
@@ -216,26 +208,33 @@ impl Controller {
             .and_then(|c| c.rate_limit.as_ref())
             .map_or(cfg.rate_limit.max_keys, |rl| rl.max_keys);
         let limiter = limit::build(&spec, max_keys, &self.shared.metrics.limit_evictions);
-        self.limiters[r + 1] = limiter.clone();
+        self.install_limiter(r + 1, &limiter);
         self.inherits[r] = false;
-        for m in &self.mailboxes {
-            m.send(WorkerMsg::SetLimiter(r + 1, limiter.clone()));
-        }
-        self.generation += 1;
-        let now = self.shared.clock_now();
-        self.shared.events.record(
-            now,
-            EventKind::LimiterSwitched {
-                algorithm: spec.name().to_string(),
-                generation: self.generation,
-                route: Some(name.to_string()),
-            },
-        );
+        self.record_switch(|generation| EventKind::LimiterSwitched {
+            algorithm: spec.name().to_string(),
+            generation,
+            route: Some(name.to_string()),
+        });
         Reply::Json(json!({
             "route": name,
             "rateLimiter": self.route_limiter_json(r),
             "generation": self.generation,
         }))
+    }
+
+    /// Puts `limiter` in slot `slot` here and in every worker.
+    fn install_limiter(&mut self, slot: usize, limiter: &Arc<dyn RateLimiter>) {
+        self.limiters[slot] = limiter.clone();
+        for m in &self.mailboxes {
+            m.send(WorkerMsg::SetLimiter(slot, limiter.clone()));
+        }
+    }
+
+    /// Counts a switch (the next generation) and logs it as `kind` says.
+    fn record_switch(&mut self, kind: impl FnOnce(u64) -> EventKind) {
+        self.generation += 1;
+        let now = self.shared.clock_now();
+        self.shared.events.record(now, kind(self.generation));
     }
 
     /// Switches the `default` upstream's balancer (the seed's endpoint).
@@ -254,16 +253,11 @@ impl Controller {
         for m in &self.mailboxes {
             m.send(WorkerMsg::SetBalancer(id, balancer.clone()));
         }
-        self.generation += 1;
-        let now = self.shared.clock_now();
-        self.shared.events.record(
-            now,
-            EventKind::BalancerSwitched {
-                algorithm: spec.name().to_string(),
-                generation: self.generation,
-                upstream: scoped.then(|| name.to_string()),
-            },
-        );
+        self.record_switch(|generation| EventKind::BalancerSwitched {
+            algorithm: spec.name().to_string(),
+            generation,
+            upstream: scoped.then(|| name.to_string()),
+        });
         let mut reply = json!({
             "loadBalancer": serde_json::to_value(&spec).unwrap_or(Value::Null),
             "generation": self.generation,

@@ -89,11 +89,6 @@ impl RouteSet {
     pub fn policy(&self, id: usize) -> &RoutePolicy {
         &self.policies[id]
     }
-
-    /// Every policy, in route order.
-    pub fn policies(&self) -> &[RoutePolicy] {
-        &self.policies
-    }
 }
 
 /// The limiters for `routes`: slot 0 the top-level one (`top`), then one
