@@ -64,6 +64,7 @@ fn heads(c: &mut Criterion) {
         allowed_upgrades: &["websocket".to_string()],
         path: None,
         edits: &api_gateway::http::edits::NONE,
+        consumer: b"",
     };
     for (name, raw) in [("curl", CURL), ("browser", BROWSER)] {
         let mut g = c.benchmark_group(format!("head/{name}"));

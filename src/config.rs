@@ -10,11 +10,16 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
+mod auth;
 mod dup_keys;
 mod routing;
 mod stage;
 mod store;
 
+pub use auth::{
+    algorithm_name, family, ApiKeyConfig, ConsumerConfig, Family, JwtConfig, RouteAuthConfig,
+    DEFAULT_KEY_HEADER, DEFAULT_LEEWAY_SECS,
+};
 pub use routing::{
     HeaderRules, PathRule, RouteConfig, RouteTimeouts, UpstreamConfig, DEFAULT_UPSTREAM,
 };
@@ -51,6 +56,9 @@ pub enum KeySource {
     /// The value of this request header (e.g. `X-API-Key`); requests without
     /// it fall back to the client IP.
     Header(String),
+    /// The consumer the route's `auth` proved, whichever key or token it
+    /// used; anonymous requests fall back to the client IP.
+    Consumer,
 }
 
 impl KeySource {
@@ -59,6 +67,7 @@ impl KeySource {
         match self {
             KeySource::ClientIp => "ip".into(),
             KeySource::Header(h) => format!("header:{h}"),
+            KeySource::Consumer => "consumer".into(),
         }
     }
 }
@@ -193,6 +202,8 @@ pub struct Config {
     /// whose request target is forwarded byte for byte (no routing, no
     /// normalization: see `Config::routing`).
     pub routes: Vec<RouteConfig>,
+    /// Consumers: who may call routes with `auth`, and their keys.
+    pub consumers: Vec<ConsumerConfig>,
     /// `Upgrade` protocols that may open a tunnel (case-insensitive tokens);
     /// other offers are forwarded as plain requests without the upgrade.
     pub allowed_upgrades: Vec<String>,
@@ -310,6 +321,7 @@ impl Config {
             cors: CorsConfig::default(),
             upstreams: Vec::new(),
             routes: Vec::new(),
+            consumers: Vec::new(),
             allowed_upgrades: vec!["websocket".into()],
             access_log: AccessLogTarget::Stdout,
             tuning: Tuning::default(),
@@ -379,6 +391,7 @@ impl Config {
                 "pipeline",
                 "cors",
                 "routes",
+                "consumers",
                 "allowed_upgrades",
                 "access_log",
                 "trusted_proxies",
@@ -440,9 +453,15 @@ impl Config {
         if let Some(v) = obj.get("cors") {
             cfg.cors = cors(v)?;
         }
+        if let Some(v) = obj.get("consumers") {
+            cfg.consumers = auth::consumers(v)?;
+        }
         if let Some(v) = obj.get("routes") {
             let names = cfg.upstream_names();
-            cfg.routes = routing::routes(v, &names)?;
+            cfg.routes = routing::routes(v, &names, &cfg.consumers)?;
+            if cfg.routes.iter().any(|r| r.auth.is_some()) {
+                place_auth_stage(&mut cfg.pipeline);
+            }
         } else if cfg.backends.is_empty() {
             return err(
                 "routes",
@@ -683,6 +702,7 @@ fn rate_limit_at(v: &Value, at: &str) -> Result<RateLimitConfig, ConfigError> {
     let key = match params.remove("key") {
         None => KeySource::ClientIp,
         Some(Value::String(s)) if s == "ip" => KeySource::ClientIp,
+        Some(Value::String(s)) if s == "consumer" => KeySource::Consumer,
         Some(Value::String(s)) if s.starts_with("header:") && s.len() > 7 => {
             let h = &s[7..];
             if !h
@@ -693,7 +713,12 @@ fn rate_limit_at(v: &Value, at: &str) -> Result<RateLimitConfig, ConfigError> {
             }
             KeySource::Header(h.to_string())
         }
-        Some(_) => return err(&format!("{at}.key"), "must be \"ip\" or \"header:NAME\""),
+        Some(_) => {
+            return err(
+                &format!("{at}.key"),
+                "must be \"ip\", \"consumer\" or \"header:NAME\"",
+            )
+        }
     };
     let max_keys = match params.remove("max_keys") {
         None => 65_536,
@@ -846,7 +871,31 @@ fn pipeline(v: &Value) -> Result<Vec<Stage>, ConfigError> {
     if stages.last() != Some(&Stage::Proxy) {
         return err("pipeline", "must end with \"proxy\"");
     }
+    let at = |s: Stage| stages.iter().position(|&x| x == s);
+    if let (Some(a), Some(r)) = (at(Stage::Auth), at(Stage::RateLimit)) {
+        if a > r {
+            return err(
+                &format!("pipeline[{a}]"),
+                "\"auth\" must come before \"rate-limit\" (per-consumer limits need the consumer)",
+            );
+        }
+    }
     Ok(stages)
+}
+
+/// With routes that authenticate, a pipeline that does not name `auth`
+/// gets it just before the first stage that must know the caller
+/// (`rate-limit`, else `circuit-breaker`, else `proxy`): after `cors`, so
+/// a preflight (which carries no credentials) is still answered.
+fn place_auth_stage(pipeline: &mut Vec<Stage>) {
+    if pipeline.contains(&Stage::Auth) {
+        return;
+    }
+    let at = pipeline
+        .iter()
+        .position(|s| matches!(s, Stage::RateLimit | Stage::CircuitBreaker | Stage::Proxy))
+        .unwrap_or(pipeline.len());
+    pipeline.insert(at, Stage::Auth);
 }
 
 fn cors(v: &Value) -> Result<CorsConfig, ConfigError> {

@@ -67,10 +67,11 @@ impl Gateway {
         let listen = listeners[0].local_addr()?;
         let mut config = config;
         config.listen = listen;
-        let routes = Arc::new(
-            RouteSet::new(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-        );
         let shared = Arc::new(Shared::new(config));
+        let routes = Arc::new(
+            RouteSet::new(&shared.config, &shared.metrics.limit_evictions)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        );
         let limiter = limit::global::build(
             &shared.config.rate_limit.spec,
             shared.config.rate_limit.max_keys,

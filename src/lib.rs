@@ -18,6 +18,8 @@
 //!   (precedence, segment-boundary prefixes, wildcard hosts, 404/405), and
 //!   each route's policy (upstream, limiter, prefix rewriting, header
 //!   edits, timeouts).
+//! - [`auth`]: consumers, API keys (held as SHA-256 digests), JWT bearer
+//!   tokens, and each route's `auth` rule (401/403, `X-Consumer`).
 //! - [`pipeline`]: the stages' request-side rules (CORS, rate-limit headers)
 //!   and the access log.
 //! - [`algo`]: rate limiters, load balancers, circuit breaker (pure in `now`;
@@ -33,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod algo;
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod conn;

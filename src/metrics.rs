@@ -94,6 +94,47 @@ impl BackendStats {
     }
 }
 
+/// One consumer's live counters (`/gateway/consumers`, the `consumer`
+/// label): requests proved to be theirs, and how many of those were
+/// refused by authentication (a genuine but expired token: 401), by a
+/// route's `allow` list (403) or by a rate limit (429).
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// Requests attributed to the consumer.
+    pub requests: AtomicU64,
+    /// Of those, answered 401.
+    pub unauthorized: AtomicU64,
+    /// Of those, answered 403.
+    pub forbidden: AtomicU64,
+    /// Of those, answered 429.
+    pub limited: AtomicU64,
+}
+
+impl ConsumerStats {
+    /// Counts one finished request of the consumer's.
+    pub fn record(&self, status: u16) {
+        Metrics::inc(&self.requests);
+        match status {
+            401 => Metrics::inc(&self.unauthorized),
+            403 => Metrics::inc(&self.forbidden),
+            429 => Metrics::inc(&self.limited),
+            _ => {}
+        }
+    }
+
+    /// Zeroes everything.
+    pub fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.unauthorized,
+            &self.forbidden,
+            &self.limited,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One route's live counters (`/gateway/routes`, the `route` label).
 #[derive(Debug, Default)]
 pub struct RouteStats {
@@ -174,6 +215,9 @@ pub struct Metrics {
     pub buffer_pool_in_use: AtomicU64,
     /// Whole-request latency as seen by the gateway.
     pub latency: Histogram,
+    /// Requests refused by authentication, by reason (the order of
+    /// `AuthFailure::REASONS`).
+    pub auth_failures: [AtomicU64; 6],
 }
 
 impl Metrics {
@@ -211,7 +255,7 @@ impl Metrics {
         ] {
             c.store(0, Ordering::Relaxed);
         }
-        for s in &self.status {
+        for s in self.status.iter().chain(&self.auth_failures) {
             s.store(0, Ordering::Relaxed);
         }
         self.limit_evictions.reset();

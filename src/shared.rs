@@ -18,7 +18,7 @@ use crate::algo::{MonotonicClock, Nanos};
 use crate::backend::{Backend, BackendTable, SelectionMode};
 use crate::config::{Config, DEFAULT_UPSTREAM};
 use crate::events::{EventKind, EventLog};
-use crate::metrics::{Metrics, RouteStats};
+use crate::metrics::{ConsumerStats, Metrics, RouteStats};
 use crate::upstream::PoolId;
 
 /// One upstream pool as every thread sees it.
@@ -49,6 +49,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Per route, in config order (the catch-all alone without routes).
     pub route_stats: Box<[RouteStats]>,
+    /// Per consumer, in config order (= `ConsumerId`).
+    pub consumer_stats: Box<[ConsumerStats]>,
     /// Operator-visible events.
     pub events: EventLog,
     /// The one clock epoch, so every worker's `now` means the same instant.
@@ -84,12 +86,16 @@ impl Shared {
         let route_stats = (0..config.routes.len().max(1))
             .map(|_| RouteStats::default())
             .collect();
+        let consumer_stats = (0..config.consumers.len())
+            .map(|_| ConsumerStats::default())
+            .collect();
         Shared {
             config,
             upstreams,
             backends,
             metrics: Metrics::default(),
             route_stats,
+            consumer_stats,
             events: EventLog::default(),
             clock,
             key_hasher,

@@ -223,6 +223,7 @@ fn forward(raw: &[u8]) -> (RequestHead, Vec<u8>, RequestHead) {
         allowed_upgrades: &[],
         path: None,
         edits: &api_gateway::http::edits::NONE,
+        consumer: b"",
     };
     write_request(&mut out, raw, &head, &info);
     let mut again = RequestHead::default();

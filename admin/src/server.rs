@@ -217,7 +217,11 @@ fn dispatch(shared: &Shared, route: &Route, body: Option<&Value>) -> Answer {
 /// Event-log kind and message for commands that change something.
 fn describe(cmd: &Command) -> Option<(&'static str, String)> {
     Some(match cmd {
-        Command::Health | Command::Metrics | Command::Routes | Command::Upstreams => return None,
+        Command::Health
+        | Command::Metrics
+        | Command::Routes
+        | Command::Upstreams
+        | Command::Consumers => return None,
         Command::SetRateLimiter(s) => (
             "rate-limiter",
             format!(

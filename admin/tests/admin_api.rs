@@ -50,6 +50,7 @@ fn fake_reply(cmd: &Command, backend_addr: &str) -> Reply {
         Command::ResetMetrics => Reply::Json(json!({"reset": true})),
         Command::Routes => Reply::Json(json!({"routes": []})),
         Command::Upstreams => Reply::Json(json!({"upstreams": []})),
+        Command::Consumers => Reply::Json(json!({"consumers": []})),
         Command::SetUpstreamBalancer { upstream, .. }
         | Command::SetRouteLimiter {
             route: upstream, ..

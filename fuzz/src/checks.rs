@@ -360,6 +360,7 @@ fn check_accepted_request(data: &[u8], head: &RequestHead) {
         allowed_upgrades: &allowed,
         path: None,
         edits: &api_gateway::http::edits::NONE,
+        consumer: b"",
     };
     write_request(&mut out, data, head, &info);
     check_forwarded_request(data, head, &conn_values, &out);
@@ -433,6 +434,11 @@ fn check_forwarded_request(data: &[u8], head: &RequestHead, conn_values: &[&[u8]
             }
             continue;
         }
+        // Only an identity the gateway proved is sent (none here).
+        assert!(
+            !eq_ci(name, b"x-consumer"),
+            "forwarded the client's X-Consumer"
+        );
         if eq_ci(name, b"x-forwarded-proto") {
             protos += 1;
             assert_eq!(value, b"http", "X-Forwarded-Proto is the gateway's");

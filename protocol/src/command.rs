@@ -24,6 +24,9 @@ pub enum Command {
     /// Every upstream: balancer, breaker figures and backends
     /// (`GET /gateway/upstreams`).
     Upstreams,
+    /// Every consumer and their live counters, never their keys
+    /// (`GET /gateway/consumers`).
+    Consumers,
     /// Switch one upstream's load balancer
     /// (`POST /gateway/upstreams/:name/load-balancer/:algo`).
     SetUpstreamBalancer {

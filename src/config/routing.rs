@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use api_gateway_protocol::{BalanceSpec, BreakerSpec};
 use serde_json::{Map, Value};
 
+use super::auth::{route_auth, ConsumerConfig, RouteAuthConfig};
 use super::{as_object, check_keys, err, field, from_value, ConfigError, RateLimitConfig};
 use crate::backend::BackendDef;
 pub use crate::route::PathRule;
@@ -87,6 +88,8 @@ pub struct RouteConfig {
     pub response_headers: HeaderRules,
     /// Timeout overrides.
     pub timeouts: RouteTimeouts,
+    /// Who may call it (`None`: anyone).
+    pub auth: Option<RouteAuthConfig>,
 }
 
 impl RouteConfig {
@@ -104,6 +107,7 @@ impl RouteConfig {
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
             timeouts: RouteTimeouts::default(),
+            auth: None,
         }
     }
 }
@@ -170,7 +174,11 @@ pub(super) fn upstreams(
 
 /// Reads `routes` (strings, objects, or both); `upstreams` are every
 /// upstream name, `default` first when it exists.
-pub(super) fn routes(v: &Value, upstreams: &[&str]) -> Result<Vec<RouteConfig>, ConfigError> {
+pub(super) fn routes(
+    v: &Value,
+    upstreams: &[&str],
+    consumers: &[ConsumerConfig],
+) -> Result<Vec<RouteConfig>, ConfigError> {
     let Value::Array(list) = v else {
         return err("routes", "must be a list of routes");
     };
@@ -189,7 +197,7 @@ pub(super) fn routes(v: &Value, upstreams: &[&str]) -> Result<Vec<RouteConfig>, 
                 check_path(prefix, &path)?;
                 RouteConfig::prefix(i, prefix)
             }
-            Value::Object(o) => route(o, i, &path)?,
+            Value::Object(o) => route(o, i, &path, consumers)?,
             _ => return err(&path, "must be a path prefix or a route object"),
         };
         if !upstreams.contains(&route.upstream.as_str()) {
@@ -209,7 +217,12 @@ pub(super) fn routes(v: &Value, upstreams: &[&str]) -> Result<Vec<RouteConfig>, 
     Ok(out)
 }
 
-fn route(o: &Map<String, Value>, i: usize, path: &str) -> Result<RouteConfig, ConfigError> {
+fn route(
+    o: &Map<String, Value>,
+    i: usize,
+    path: &str,
+    consumers: &[ConsumerConfig],
+) -> Result<RouteConfig, ConfigError> {
     check_keys(
         o,
         &format!("{path}."),
@@ -226,6 +239,7 @@ fn route(o: &Map<String, Value>, i: usize, path: &str) -> Result<RouteConfig, Co
             "request_headers",
             "response_headers",
             "timeouts",
+            "auth",
         ],
     )?;
     let sub = |k: &str| format!("{path}.{k}");
@@ -307,6 +321,9 @@ fn route(o: &Map<String, Value>, i: usize, path: &str) -> Result<RouteConfig, Co
     if let Some(v) = o.get("timeouts") {
         r.timeouts = route_timeouts(v, &sub("timeouts"))?;
     }
+    if let Some(v) = o.get("auth") {
+        r.auth = Some(route_auth(v, &sub("auth"), consumers)?);
+    }
     Ok(r)
 }
 
@@ -333,7 +350,7 @@ fn check_path(p: &str, path: &str) -> Result<(), ConfigError> {
 }
 
 /// Route, upstream and backend names: safe in URLs and metric labels.
-fn is_name(s: &str) -> bool {
+pub(super) fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -381,7 +398,17 @@ const PROTECTED_HEADERS: [&str; 11] = [
 
 /// Fields the gateway writes itself on each side: a rule on them would
 /// duplicate or contradict what the gateway asserts.
-const GATEWAY_REQUEST_HEADERS: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-request-id"];
+const GATEWAY_REQUEST_HEADERS: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-request-id",
+    "x-consumer",
+];
+
+/// Whether `name` (any case) is a hop-by-hop or framing field.
+pub(super) fn is_protected_header(name: &str) -> bool {
+    PROTECTED_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
 const GATEWAY_RESPONSE_HEADERS: [&str; 6] = [
     "x-gateway",
     "x-backend",

@@ -11,6 +11,8 @@ pub enum Stage {
     Logger,
     /// CORS headers; preflight answered at the gateway.
     Cors,
+    /// Authentication on routes with `auth` (401/403); names the consumer.
+    Auth,
     /// The rate limiter (429 with Retry-After, or a leaky-bucket delay).
     RateLimit,
     /// Backend selection among closed circuits (503 when none).
@@ -21,9 +23,10 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in the default order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Logger,
         Stage::Cors,
+        Stage::Auth,
         Stage::RateLimit,
         Stage::CircuitBreaker,
         Stage::Proxy,
@@ -34,6 +37,7 @@ impl Stage {
         match self {
             Stage::Logger => "logger",
             Stage::Cors => "cors",
+            Stage::Auth => "auth",
             Stage::RateLimit => "rate-limit",
             Stage::CircuitBreaker => "circuit-breaker",
             Stage::Proxy => "proxy",

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::algo::Nanos;
+use crate::auth::ConsumerId;
 use crate::http::request::Method;
 use crate::upstream::{PoolId, Selection};
 
@@ -96,6 +97,12 @@ pub struct Exchange {
     /// The client IP resolved from the peer and `X-Forwarded-For`; `None`
     /// until the head is parsed.
     pub client_ip: Option<IpAddr>,
+    /// The configured consumer the route's `auth` proved (its counters,
+    /// its own limit); `None`: anonymous, or a token subject that is not a
+    /// configured consumer.
+    pub consumer: Option<ConsumerId>,
+    /// The caller's name, sent upstream as `X-Consumer`; empty: anonymous.
+    pub consumer_name: Vec<u8>,
 }
 
 /// What the access log shows for a request whose client went away first.

@@ -61,6 +61,7 @@ impl Session {
                     .routes
                     .policy(self.ex.route.unwrap_or(0))
                     .request_headers,
+                consumer: &self.ex.consumer_name,
             },
         );
         let scan = match self.head.framing() {

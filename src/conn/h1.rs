@@ -8,12 +8,15 @@ use std::io::Write;
 use crate::algo::balance::PickKey;
 use crate::algo::limit::Verdict;
 use crate::algo::Nanos;
+use crate::auth::route::KeyPlace;
+use crate::auth::AuthFailure;
+use crate::config::KeySource;
 use crate::http::head::named_in_connection;
 use crate::http::normalize::normalize_target;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
 use crate::http::rewrite::{error_body, write_local, LocalReply};
 use crate::http::HttpError;
-use crate::http::{host, rules, upgrade};
+use crate::http::{host, query, rules, upgrade};
 use crate::metrics::Metrics;
 use crate::pipeline::access_log::Entry;
 use crate::pipeline::cors::{self, CorsKind};
@@ -163,6 +166,8 @@ impl Session {
         ex.bytes_out = 0;
         ex.response_time_ms = 0;
         ex.client_ip = None;
+        ex.consumer = None;
+        ex.consumer_name.clear();
         ex.request_id.clear();
         let _ = write!(ex.request_id, "{prefix:08x}{rid:08x}");
         self.upload.stop();
@@ -318,21 +323,38 @@ impl Session {
                         return self.reply(204, b"", "", false, ctx, now);
                     }
                 }
+                Stage::Auth => {
+                    if let Err(failure) = self.authenticate(ctx) {
+                        return self.reject(HttpError::Auth(failure), ctx, now);
+                    }
+                }
                 Stage::RateLimit => {
                     let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
                     let route = self.ex.route.unwrap_or(0);
                     let policy = ctx.routes.policy(route);
+                    let source = policy
+                        .limit_key
+                        .as_ref()
+                        .unwrap_or(&ctx.shared.config.rate_limit.key);
+                    let caller = rate_limit::Caller {
+                        ip: self.client_ip(),
+                        consumer: self.ex.consumer,
+                        name: &self.ex.consumer_name,
+                    };
                     let key = rate_limit::client_key(
                         &ctx.shared.key_hasher,
-                        policy
-                            .limit_key
-                            .as_ref()
-                            .unwrap_or(&ctx.shared.config.rate_limit.key),
+                        source,
                         buf,
                         &self.head,
-                        self.client_ip(),
+                        &caller,
                     );
-                    let d = ctx.limiter(route).check(key, now);
+                    // A consumer with a limit of their own has it on routes
+                    // whose limiter is keyed by consumer.
+                    let own = match (source, self.ex.consumer) {
+                        (KeySource::Consumer, Some(id)) => ctx.routes.consumer_limiter(route, id),
+                        _ => None,
+                    };
+                    let d = own.unwrap_or_else(|| ctx.limiter(route)).check(key, now);
                     rate_limit::write_headers(&mut self.ex.extra, &d);
                     let m = &ctx.shared.metrics;
                     match d.verdict {
@@ -369,6 +391,43 @@ impl Session {
                     }
                     return self.start_forwarding(ctx, now);
                 }
+            }
+        }
+    }
+
+    /// Runs the route's `auth`, if it has one: on success the consumer is
+    /// known (`ex.consumer`, `ex.consumer_name`) and an API key sent as a
+    /// query parameter is dropped from the target to forward; on failure
+    /// the `WWW-Authenticate` lines are queued and the reason counted.
+    fn authenticate(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AuthFailure> {
+        let routes = ctx.routes;
+        let Some(auth) = self.ex.route.and_then(|r| routes.policy(r).auth.as_ref()) else {
+            return Ok(());
+        };
+        let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        let ex = &mut self.ex;
+        let result = auth.authenticate(
+            buf,
+            &self.head,
+            &ex.target,
+            routes.consumers(),
+            unix_now,
+            &mut ex.consumer_name,
+        );
+        match result {
+            Ok(consumer) => {
+                ex.consumer = consumer;
+                if let Some(KeyPlace::Query(q)) = auth.key_place() {
+                    query::remove(&mut ex.target, q);
+                }
+                Ok(())
+            }
+            Err((failure, consumer)) => {
+                ex.consumer = consumer;
+                ex.consumer_name.clear();
+                Metrics::inc(&ctx.shared.metrics.auth_failures[failure.index()]);
+                ex.extra.extend_from_slice(auth.challenge(failure));
+                Err(failure)
             }
         }
     }
@@ -528,8 +587,15 @@ impl Session {
         if let Some(stats) = ex.route.and_then(|r| ctx.shared.route_stats.get(r)) {
             stats.record(status, duration_us);
         }
+        if let Some(stats) = ex
+            .consumer
+            .and_then(|c| ctx.shared.consumer_stats.get(c.index()))
+        {
+            stats.record(status);
+        }
         let selection = ex.selection.take();
         if ctx.log_requests {
+            ctx.routes.redact_keys(&mut ex.log_target);
             let backend = selection
                 .as_ref()
                 .map(|s| s.entry().name.as_str())
@@ -582,4 +648,12 @@ impl Session {
         };
         self.rearm(now.saturating_add(d));
     }
+}
+
+/// Seconds since the Unix epoch, for token `exp`/`nbf` (read only when a
+/// request carries a token).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -386,7 +386,8 @@ impl World {
             &shared.metrics.limit_evictions,
             shared.limit_store.as_ref(),
         );
-        let routes = RouteSet::new(cfg).expect("the sim's routes go to default");
+        let routes = RouteSet::new(cfg, &shared.metrics.limit_evictions)
+            .expect("the sim's routes go to default");
         let limiters = route_limiters(cfg, &routes, &limiter, &shared.metrics.limit_evictions);
         let balancer = balance::build(&cfg.load_balancer, &shared.backends);
         let pool = Pool::new(PoolId::DEFAULT, shared.backends.clone(), balancer);

@@ -104,6 +104,7 @@ impl Controller {
             Command::Metrics => Reply::Text(self.prometheus()),
             Command::Routes => Reply::Json(self.routes()),
             Command::Upstreams => Reply::Json(self.upstreams()),
+            Command::Consumers => Reply::Json(topology::consumers_json(&self.shared)),
             Command::SetRateLimiter(spec) => self.set_limiter(spec),
             Command::SetLoadBalancer(spec) => self.set_balancer(spec),
             Command::SetUpstreamBalancer { upstream, spec } => {
@@ -146,6 +147,9 @@ impl Controller {
                 }
                 for r in self.shared.route_stats.iter() {
                     r.reset();
+                }
+                for c in self.shared.consumer_stats.iter() {
+                    c.reset();
                 }
                 self.shared.events.record(now, EventKind::MetricsReset);
                 Reply::Json(json!({"reset": true}))

@@ -11,6 +11,7 @@
 //! series (`gateway_route_*`) carry `route` and `upstream`. A config without
 //! routes reports its catch-all as `route="default"`.
 
+use crate::auth::AuthFailure;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
@@ -212,6 +213,7 @@ pub fn render(s: &Shared) -> String {
         }
     }
     routes(&mut o, s);
+    consumers(&mut o, s);
     store::prometheus(&mut o, s.limit_store.as_ref());
     o
 }
@@ -306,6 +308,63 @@ fn backends(o: &mut String, s: &Shared, now: crate::algo::Nanos) {
     );
     for (l, b) in &labels {
         let _ = writeln!(o, "gateway_backend_up{{{l}}} {}", u8::from(b.is_up()));
+    }
+}
+
+/// Authentication failures by reason, and the per-consumer families
+/// (`consumer`: configured names only, so the series are bounded by the
+/// config).
+fn consumers(o: &mut String, s: &Shared) {
+    family(
+        o,
+        "gateway_auth_failures_total",
+        "counter",
+        "Requests refused by a route's auth, by reason.",
+    );
+    for (reason, n) in AuthFailure::REASONS.iter().zip(&s.metrics.auth_failures) {
+        let _ = writeln!(
+            o,
+            "gateway_auth_failures_total{{reason=\"{reason}\"}} {}",
+            get(n)
+        );
+    }
+    if s.config.consumers.is_empty() {
+        return;
+    }
+    let stats = || s.config.consumers.iter().zip(s.consumer_stats.iter());
+    family(
+        o,
+        "gateway_consumer_requests_total",
+        "counter",
+        "Requests each consumer was authenticated for.",
+    );
+    for (c, st) in stats() {
+        let _ = writeln!(
+            o,
+            "gateway_consumer_requests_total{{consumer=\"{}\"}} {}",
+            esc(&c.name),
+            get(&st.requests)
+        );
+    }
+    family(
+        o,
+        "gateway_consumer_responses_total",
+        "counter",
+        "Each consumer's requests refused: 401 (a genuine expired token), 403 (not allowed), 429 (rate limited).",
+    );
+    for (c, st) in stats() {
+        for (status, n) in [
+            ("401", &st.unauthorized),
+            ("403", &st.forbidden),
+            ("429", &st.limited),
+        ] {
+            let _ = writeln!(
+                o,
+                "gateway_consumer_responses_total{{consumer=\"{}\",status=\"{status}\"}} {}",
+                esc(&c.name),
+                get(n)
+            );
+        }
     }
 }
 

@@ -2,6 +2,10 @@
 //! `/gateway/routes`, `/gateway/upstreams`, and the per-backend entry that
 //! `/gateway/health` shares with them.
 //!
+//! Credentials never appear here: a route's `auth` shows where it reads a
+//! key and which algorithms and claims it checks, never a secret; a
+//! consumer shows how many keys it has, never a key or a digest.
+//!
 //! Rendering only, from the config (what a route matches and does), the
 //! shared atomics (live counters, breakers) and the algorithms the controller
 //! last sent (which limiter and balancer are in force). Names are the
@@ -12,9 +16,13 @@ use api_gateway_protocol::BreakerSpec;
 use serde_json::{json, Map, Value};
 
 use crate::algo::Nanos;
+use crate::auth::AuthFailure;
 use crate::backend::{Backend, SelectionMode};
-use crate::config::{Config, HeaderRules, PathRule, RouteConfig, DEFAULT_UPSTREAM};
-use crate::metrics::{get, RouteStats};
+use crate::config::{
+    algorithm_name, ApiKeyConfig, Config, HeaderRules, PathRule, RouteAuthConfig, RouteConfig,
+    DEFAULT_UPSTREAM,
+};
+use crate::metrics::{get, ConsumerStats, RouteStats};
 use crate::shared::{Shared, Upstream};
 
 use super::{class_json, quantiles};
@@ -122,6 +130,7 @@ pub fn route_json(
             "request_headers": headers_json(route.map_or(&none, |r| &r.request_headers)),
             "response_headers": headers_json(route.map_or(&none, |r| &r.response_headers)),
             // What applies: the route's override, else the top-level value.
+            "auth": route.and_then(|r| r.auth.as_ref()).map_or(Value::Null, auth_json),
             "timeouts": {
                 "connect_ms": own.connect_ms.unwrap_or(t.connect_ms),
                 "backend_response_ms": own.backend_response_ms.unwrap_or(t.backend_response_ms),
@@ -155,4 +164,74 @@ fn headers_json(h: &HeaderRules) -> Value {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     json!({"set": set, "remove": h.remove})
+}
+
+/// A route's `auth` without its secrets: where the key is read, which
+/// algorithms and claims a token must satisfy, who is allowed.
+fn auth_json(a: &RouteAuthConfig) -> Value {
+    let api_key = a.api_key.as_ref().map(|k| match k {
+        ApiKeyConfig::Header(h) => json!({"header": h}),
+        ApiKeyConfig::Query(q) => json!({"query": q}),
+    });
+    let jwt = a.jwt.as_ref().map(|j| {
+        json!({
+            "algorithms": j.algorithms.iter().map(|a| algorithm_name(*a)).collect::<Vec<_>>(),
+            // Which kind of key, never the key.
+            "secret": j.secret.is_some(),
+            "public_key_pem_file": j.public_key.as_ref().map(|(file, _)| file),
+            "issuer": j.issuer,
+            "audience": j.audience,
+            "leeway_secs": j.leeway_secs,
+            "consumer_claim": j.consumer_claim,
+        })
+    });
+    json!({"api_key": api_key, "jwt": jwt, "allow": a.allow})
+}
+
+/// The `/gateway/consumers` report: each consumer with how many keys it
+/// has (never which), its own limit, the authenticated routes it may call,
+/// and its live counters; then the authentication failures by reason.
+pub fn consumers_json(s: &Shared) -> Value {
+    let config = &s.config;
+    let consumers: Vec<Value> = config
+        .consumers
+        .iter()
+        .zip(s.consumer_stats.iter())
+        .map(|(c, st)| {
+            let routes: Vec<&str> = config
+                .routes
+                .iter()
+                .filter(|r| {
+                    r.auth.as_ref().is_some_and(|a| {
+                        a.allow
+                            .as_ref()
+                            .is_none_or(|allow| allow.iter().any(|n| *n == c.name))
+                    })
+                })
+                .map(|r| r.name.as_str())
+                .collect();
+            json!({
+                "name": c.name,
+                "api_keys": c.key_digests.len(),
+                "rate_limit": c.rate_limit.as_ref().map(|rl| serde_json::to_value(&rl.spec).unwrap_or(Value::Null)),
+                "routes": routes,
+                "counters": consumer_counters_json(st),
+            })
+        })
+        .collect();
+    let failures: Map<String, Value> = AuthFailure::REASONS
+        .iter()
+        .zip(&s.metrics.auth_failures)
+        .map(|(r, n)| (r.to_string(), json!(get(n))))
+        .collect();
+    json!({"consumers": consumers, "authFailures": failures})
+}
+
+fn consumer_counters_json(st: &ConsumerStats) -> Value {
+    json!({
+        "requests": get(&st.requests),
+        "401": get(&st.unauthorized),
+        "403": get(&st.forbidden),
+        "429": get(&st.limited),
+    })
 }

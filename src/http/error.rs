@@ -1,6 +1,8 @@
 //! Every response the gateway makes up itself, as one typed enum, and the one
 //! place that maps it to a status code and a message.
 
+use crate::auth::AuthFailure;
+
 /// A request the gateway answers itself instead of (or after failing at)
 /// forwarding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub enum HttpError {
     GatewayTimeout,
     /// 505: HTTP version other than 1.0/1.1.
     VersionNotSupported,
+    /// 401 or 403: the route's `auth` refused the request (the
+    /// `WWW-Authenticate` lines are added by the auth stage).
+    Auth(AuthFailure),
 }
 
 impl HttpError {
@@ -57,6 +62,7 @@ impl HttpError {
             HttpError::NoBackend | HttpError::Overloaded => 503,
             HttpError::GatewayTimeout => 504,
             HttpError::VersionNotSupported => 505,
+            HttpError::Auth(f) => f.status(),
         }
     }
 
@@ -77,6 +83,7 @@ impl HttpError {
             HttpError::Overloaded => "gateway overloaded",
             HttpError::GatewayTimeout => "backend timeout",
             HttpError::VersionNotSupported => "HTTP version not supported",
+            HttpError::Auth(f) => f.message(),
         }
     }
 
@@ -118,6 +125,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         100 => "Continue",
         101 => "Switching Protocols",
         200 => "OK",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         204 => "No Content",
         400 => "Bad Request",
         404 => "Not Found",

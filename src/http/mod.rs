@@ -11,6 +11,7 @@ pub mod host;
 pub mod normalize;
 pub mod path_check;
 pub mod proxy_protocol;
+pub mod query;
 pub mod request;
 pub mod response;
 pub mod rewrite;

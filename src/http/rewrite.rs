@@ -34,6 +34,9 @@ pub struct ForwardInfo<'a> {
     pub path: Option<&'a [u8]>,
     /// The route's request header edits.
     pub edits: &'a HeaderEdits,
+    /// The consumer the route's `auth` proved, sent as `X-Consumer`
+    /// (empty: none, and no `X-Consumer` is sent).
+    pub consumer: &'a [u8],
 }
 
 /// Writes the request head for the backend into `out`.
@@ -72,8 +75,12 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
             has_xff = true;
             continue;
         }
-        // Ours replace the client's: a backend must be able to trust them.
-        if eq_ci(name, b"x-request-id") || eq_ci(name, b"x-forwarded-proto") {
+        // Ours replace the client's: a backend must be able to trust them
+        // (a client's `X-Consumer` would be an identity it never proved).
+        if eq_ci(name, b"x-request-id")
+            || eq_ci(name, b"x-forwarded-proto")
+            || eq_ci(name, b"x-consumer")
+        {
             continue;
         }
         if eq_ci(name, b"content-length") {
@@ -120,6 +127,9 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
     // plain-text listener.
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
     push_field(out, b"X-Request-Id", info.request_id);
+    if !info.consumer.is_empty() {
+        push_field(out, b"X-Consumer", info.consumer);
+    }
     let mut offers = head
         .upgrade
         .map(|u| allowed_offers(u.get(buf), info.allowed_upgrades))
@@ -395,6 +405,7 @@ mod tests {
             allowed_upgrades,
             path: None,
             edits: &crate::http::edits::NONE,
+            consumer: b"",
         };
         write_request(&mut out, raw, &head, &info);
         String::from_utf8(out).unwrap()

@@ -6,26 +6,49 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use crate::algo::limit::Decision;
+use crate::auth::ConsumerId;
 use crate::config::KeySource;
 use crate::http::request::RequestHead;
 use crate::http::rewrite::push_decimal;
 
+/// Who a request is from, as far as the limiter can tell.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The resolved client IP.
+    pub ip: IpAddr,
+    /// The configured consumer the route's `auth` proved.
+    pub consumer: Option<ConsumerId>,
+    /// The caller's name (a configured consumer's or a token subject's);
+    /// empty: anonymous.
+    pub name: &'a [u8],
+}
+
 /// The limiter key for a request: a keyed hash (random per process, so
-/// attackers cannot aim at one table slot) of the configured header's value,
-/// or of the client IP when the header is absent or not configured.
+/// attackers cannot aim at one table slot) of the configured header's
+/// value, or of the consumer, or of the client IP when the header is absent
+/// or the request anonymous (or when keyed by IP).
 pub fn client_key(
     hasher: &impl BuildHasher,
     source: &KeySource,
     buf: &[u8],
     head: &RequestHead,
-    ip: IpAddr,
+    caller: &Caller<'_>,
 ) -> u64 {
-    if let KeySource::Header(name) = source {
-        if let Some(v) = head.header(buf, name.as_bytes()) {
-            return hasher.hash_one((1u8, v));
+    match source {
+        KeySource::Header(name) => {
+            if let Some(v) = head.header(buf, name.as_bytes()) {
+                return hasher.hash_one((1u8, v));
+            }
         }
+        // One budget per consumer, whichever key or token they used.
+        KeySource::Consumer => match caller.consumer {
+            Some(id) => return hasher.hash_one((2u8, id.0)),
+            None if !caller.name.is_empty() => return hasher.hash_one((3u8, caller.name)),
+            None => {}
+        },
+        KeySource::ClientIp => {}
     }
-    hasher.hash_one((0u8, ip))
+    hasher.hash_one((0u8, caller.ip))
 }
 
 /// Appends the rate-limit headers for `d` to `extra`.

@@ -6,12 +6,14 @@
 //! only reads it and writes into buffers it is handed (no allocation).
 
 use crate::algo::Nanos;
+use crate::auth::route::KeyPlace;
+use crate::auth::{Consumers, RouteAuth};
 use crate::config::{KeySource, RouteConfig};
 use crate::http::edits::HeaderEdits;
 use crate::upstream::PoolId;
 
 /// A route's policy.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RoutePolicy {
     /// The route's name (metrics, logs, the admin API).
     pub name: String,
@@ -33,24 +35,43 @@ pub struct RoutePolicy {
     pub connect: Option<Nanos>,
     /// `timeouts.backend_response_ms` for this route, if it overrides it.
     pub response: Option<Nanos>,
+    /// Who may call it (`None`: anyone).
+    pub auth: Option<RouteAuth>,
 }
 
 impl RoutePolicy {
     /// The policy of `route`, whose upstream is `pool`. (Its limiter is
     /// slot `id + 1` of the worker's limiters: see `set::route_limiters`.)
-    pub fn new(route: &RouteConfig, pool: PoolId) -> RoutePolicy {
+    pub fn new(
+        route: &RouteConfig,
+        pool: PoolId,
+        consumers: &Consumers,
+    ) -> Result<RoutePolicy, String> {
         let add = route.add_prefix.trim_end_matches('/');
-        RoutePolicy {
+        let auth = route
+            .auth
+            .as_ref()
+            .map(|a| RouteAuth::new(a, consumers))
+            .transpose()?;
+        // The API key goes no further than the gateway.
+        let mut request_rules = route.request_headers.clone();
+        if let Some(KeyPlace::Header(h)) = auth.as_ref().and_then(|a| a.key_place()) {
+            request_rules
+                .remove
+                .push(String::from_utf8_lossy(h).to_ascii_lowercase());
+        }
+        Ok(RoutePolicy {
             name: route.name.clone(),
             pool,
             limit_key: route.rate_limit.as_ref().map(|r| r.key.clone()),
             strip_prefix: route.strip_prefix,
             add_prefix: add.as_bytes().into(),
-            request_headers: HeaderEdits::new(&route.request_headers),
+            request_headers: HeaderEdits::new(&request_rules),
             response_headers: HeaderEdits::new(&route.response_headers),
             connect: route.timeouts.connect_ms.map(Nanos::from_millis),
             response: route.timeouts.backend_response_ms.map(Nanos::from_millis),
-        }
+            auth,
+        })
     }
 
     /// The catch-all of a config without routes: everything to `pool`,
@@ -66,6 +87,7 @@ impl RoutePolicy {
             response_headers: HeaderEdits::default(),
             connect: None,
             response: None,
+            auth: None,
         }
     }
 
@@ -113,7 +135,7 @@ mod tests {
         let mut r = RouteConfig::prefix(0, "/api/users");
         r.strip_prefix = strip;
         r.add_prefix = add.into();
-        RoutePolicy::new(&r, PoolId::DEFAULT)
+        RoutePolicy::new(&r, PoolId::DEFAULT, &Consumers::default()).unwrap()
     }
 
     fn forwarded(p: &RoutePolicy, path: &str, prefix: &str) -> String {

@@ -5,12 +5,19 @@
 //! and requests are forwarded exactly as sent ([`RouteSet::is_routing`] is
 //! false). With routes, a request's normalized host and path pick a route
 //! (or 404/405), and the policy at the same index says what to do with it.
+//!
+//! The consumers live here too: routes' `allow` lists name them by id, so
+//! the two must always come from the same config. So do the limiters of
+//! consumers with their own `rate_limit` (fixed by the config; the admin
+//! switches only the top-level and per-route limiters).
 
 use std::sync::Arc;
 
 use crate::algo::cells::Evictions;
 use crate::algo::limit::{self, RateLimiter};
-use crate::config::{Config, DEFAULT_UPSTREAM};
+use crate::auth::route::KeyPlace;
+use crate::auth::{ConsumerId, Consumers};
+use crate::config::{Config, KeySource, DEFAULT_UPSTREAM};
 use crate::upstream::PoolId;
 
 use super::policy::RoutePolicy;
@@ -23,11 +30,21 @@ pub struct RouteSet {
     table: Option<RouteTable>,
     /// One per route, in config order (the catch-all alone without routes).
     policies: Vec<RoutePolicy>,
+    /// The configured consumers.
+    consumers: Consumers,
+    /// For each consumer with its own `rate_limit` (its place `o`) and each
+    /// limiter slot `s` keyed by consumer (0: top level, `r + 1`: route
+    /// `r`'s own): its limiter, at `o * (routes + 1) + s`.
+    consumer_limiters: ConsumerLimiters,
+    /// Query parameters that carry API keys: masked in the access log.
+    key_params: Vec<Box<[u8]>>,
 }
 
 impl RouteSet {
-    /// Builds the set for `config`.
-    pub fn new(config: &Config) -> Result<RouteSet, String> {
+    /// Builds the set for `config`; `evictions` counts the consumer
+    /// limiters' evictions.
+    pub fn new(config: &Config, evictions: &Evictions) -> Result<RouteSet, String> {
+        let consumers = Consumers::new(&config.consumers);
         let names = config.upstream_names();
         let pool_of = |name: &str| {
             names
@@ -38,10 +55,10 @@ impl RouteSet {
         };
         if !config.routing() {
             let pool = pool_of(DEFAULT_UPSTREAM)?;
-            return Ok(RouteSet {
-                table: None,
-                policies: vec![RoutePolicy::catch_all(DEFAULT_UPSTREAM, pool)],
-            });
+            let policies = vec![RoutePolicy::catch_all(DEFAULT_UPSTREAM, pool)];
+            return Ok(RouteSet::assemble(
+                config, None, policies, consumers, evictions,
+            ));
         }
         let defs: Vec<RouteDef> = config
             .routes
@@ -56,12 +73,56 @@ impl RouteSet {
         let table = RouteTable::new(&defs).map_err(|e| e.to_string())?;
         let mut policies = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            policies.push(RoutePolicy::new(r, pool_of(&r.upstream)?));
+            policies.push(RoutePolicy::new(r, pool_of(&r.upstream)?, &consumers)?);
         }
-        Ok(RouteSet {
-            table: Some(table),
+        Ok(RouteSet::assemble(
+            config,
+            Some(table),
             policies,
-        })
+            consumers,
+            evictions,
+        ))
+    }
+
+    fn assemble(
+        config: &Config,
+        table: Option<RouteTable>,
+        policies: Vec<RoutePolicy>,
+        consumers: Consumers,
+        evictions: &Evictions,
+    ) -> RouteSet {
+        let slots = policies.len() + 1;
+        let by_consumer = |s: usize| match s {
+            0 => config.rate_limit.key == KeySource::Consumer,
+            s => policies[s - 1].limit_key == Some(KeySource::Consumer),
+        };
+        let mut consumer_limiters = Vec::new();
+        for c in config
+            .consumers
+            .iter()
+            .filter_map(|c| c.rate_limit.as_ref())
+        {
+            for s in 0..slots {
+                consumer_limiters
+                    .push(by_consumer(s).then(|| limit::build(&c.spec, c.max_keys, evictions)));
+            }
+        }
+        let mut key_params: Vec<Box<[u8]>> = policies
+            .iter()
+            .filter_map(|p| match p.auth.as_ref()?.key_place()? {
+                KeyPlace::Query(q) => Some(q.clone()),
+                KeyPlace::Header(_) => None,
+            })
+            .collect();
+        key_params.sort();
+        key_params.dedup();
+        RouteSet {
+            table,
+            policies,
+            consumers,
+            consumer_limiters: ConsumerLimiters(consumer_limiters),
+            key_params,
+        }
     }
 
     /// Whether requests are routed (routes configured): matched on their
@@ -88,6 +149,56 @@ impl RouteSet {
     #[inline]
     pub fn policy(&self, id: usize) -> &RoutePolicy {
         &self.policies[id]
+    }
+
+    /// How many routes (1, the catch-all, without routes).
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Never: there is always at least the catch-all.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// The configured consumers.
+    #[inline]
+    pub fn consumers(&self) -> &Consumers {
+        &self.consumers
+    }
+
+    /// The limiter of `consumer`'s own `rate_limit` on route `route`, when
+    /// it has one and the route's limiter is keyed by consumer.
+    #[inline]
+    pub fn consumer_limiter(&self, route: usize, consumer: ConsumerId) -> Option<&dyn RateLimiter> {
+        let o = self.consumers.own_limit(consumer)?;
+        let slot = match self.policies[route].limit_key {
+            Some(_) => route + 1,
+            None => 0,
+        };
+        let l = self
+            .consumer_limiters
+            .0
+            .get(o * (self.policies.len() + 1) + slot)?;
+        l.as_deref()
+    }
+
+    /// Masks API keys sent as query parameters in `log_target` (a logged
+    /// `METHOD target`).
+    #[inline]
+    pub fn redact_keys(&self, log_target: &mut Vec<u8>) {
+        for p in &self.key_params {
+            crate::http::query::redact(log_target, p);
+        }
+    }
+}
+
+/// Consumers' own limiters (see `RouteSet::consumer_limiters`).
+struct ConsumerLimiters(Vec<Option<Arc<dyn RateLimiter>>>);
+
+impl std::fmt::Debug for ConsumerLimiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} consumer limiters", self.0.iter().flatten().count())
     }
 }
 
