@@ -16,8 +16,10 @@
 //! is forwarded byte for byte), and a routed config (10 routes over 2
 //! upstreams, issue 12) whose hit route normalizes the path, strips and adds
 //! a prefix, sets and removes request and response headers and has its own
-//! limiter. Each gateway is shut down before the next one starts, so a
-//! window only ever sees one worker.
+//! limiter. A third case (issue 13) puts API-key auth on that route, with
+//! an `allow` list and a limiter keyed by consumer: the key is hashed,
+//! looked up, stripped, and `X-Consumer` sent. Each gateway is shut down
+//! before the next one starts, so a window only ever sees one worker.
 //!
 //! Kept to one test: only one dhat profiler may run per process, and a
 //! second test would run in parallel (the harness's own allocations would
@@ -96,6 +98,18 @@ const ROUTES: &str = r#"[
   {"name": "rest", "path_prefix": "/", "upstream": "default"}
 ]"#;
 
+/// `ROUTED_REQUEST` with an API key (and a spoofed `X-Consumer`), for
+/// the authenticated case.
+const AUTHED_REQUEST: &[u8] = b"GET /api/users//%61ctive/42?page=2 HTTP/1.1\r\n\
+Host: www.Example.test:8080\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0\r\n\
+Accept: application/json, text/plain, */*\r\n\
+X-API-Key: k-alice-0123456789abcdef\r\n\
+X-Consumer: mallory\r\n\
+X-Debug: 1\r\n\
+Connection: keep-alive\r\n\
+\r\n";
+
 /// Position just past the first `\r\n\r\n` in `buf`.
 fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
@@ -163,6 +177,15 @@ fn routed_request(head: &[u8]) -> bool {
     head.starts_with(b"GET /v2/active/42?page=2 HTTP/1.1\r\n")
         && contains(head, b"\r\nx-route: users-api\r\n")
         && !contains(head, b"\r\nx-debug:")
+}
+
+/// The authenticated case's backend: the routed rules, plus the proved
+/// consumer, and neither the key nor the client's `X-Consumer`.
+fn authed_request(head: &[u8]) -> bool {
+    routed_request(head)
+        && contains(head, b"\r\nX-Consumer: alice\r\n")
+        && !contains(head, b"mallory")
+        && !contains(head, b"k-alice")
 }
 
 /// A backend that must never be reached (the routed case's `default`).
@@ -258,12 +281,40 @@ fn flat_gateway() -> api_gateway::Gateway {
 /// The routed config, as a user writes it: `default` and `users`, one
 /// backend each, `ROUTES`, the full default pipeline, a real access log.
 fn routed_gateway() -> api_gateway::Gateway {
+    routes_gateway(ROUTES, "[]", routed_request)
+}
+
+/// `ROUTES` with API-key auth on `users-api` (only alice allowed, a
+/// limiter keyed by consumer), and 100 consumers with 2 keys each.
+fn authed_gateway() -> api_gateway::Gateway {
+    let routes = ROUTES.replace(
+        r#""key": "ip"}"#,
+        r#""key": "consumer"}, "auth": {"api_key": {"header": "X-API-Key"}, "allow": ["alice", "c7"]}"#,
+    );
+    assert_ne!(routes, ROUTES);
+    let mut consumers =
+        vec![r#"{"name": "alice", "api_keys": ["k-alice-0123456789abcdef"]}"#.to_string()];
+    consumers.extend(
+        (0..99).map(|i| format!(r#"{{"name": "c{i}", "api_keys": ["k-{i}-a", "k-{i}-b"]}}"#)),
+    );
+    routes_gateway(
+        &routes,
+        &format!("[{}]", consumers.join(",")),
+        authed_request,
+    )
+}
+
+fn routes_gateway(
+    routes: &str,
+    consumers: &str,
+    expect: fn(&[u8]) -> bool,
+) -> api_gateway::Gateway {
     let d = start_backend(Backend {
         expect: no_request,
         reply: RESPONSE,
     });
     let u = start_backend(Backend {
-        expect: routed_request,
+        expect,
         reply: ROUTED_RESPONSE,
     });
     let text = format!(
@@ -271,7 +322,8 @@ fn routed_gateway() -> api_gateway::Gateway {
             "rate_limit": {{"algorithm": "token-bucket", "capacity": 1000000, "refill_per_sec": 1000000}},
             "backends": [{{"name": "d", "addr": "{d}"}}],
             "upstreams": [{{"name": "users", "backends": [{{"name": "u", "addr": "{u}"}}]}}],
-            "routes": {ROUTES}}}"#
+            "consumers": {consumers},
+            "routes": {routes}}}"#
     );
     let c = Config::from_json(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(c.routes.len(), 10);
@@ -287,6 +339,8 @@ fn keep_alive_proxying_allocates_nothing_per_request() {
         .build();
     let flat = measure("flat", flat_gateway(), REQUEST, any_response);
     let routed = measure("routed", routed_gateway(), ROUTED_REQUEST, routed_response);
+    let authed = measure("api-key", authed_gateway(), AUTHED_REQUEST, routed_response);
     dhat::assert_eq!(flat, (0, 0), "flat config (blocks, bytes)");
     dhat::assert_eq!(routed, (0, 0), "routed config, 10 routes (blocks, bytes)");
+    dhat::assert_eq!(authed, (0, 0), "API-key route (blocks, bytes)");
 }

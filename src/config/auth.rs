@@ -50,7 +50,7 @@ pub enum ApiKeyConfig {
 }
 
 /// `auth.jwt`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct JwtConfig {
     /// Algorithms a token may be signed with.
     pub algorithms: Vec<Algorithm>,
@@ -66,6 +66,21 @@ pub struct JwtConfig {
     pub leeway_secs: u64,
     /// The claim naming the consumer.
     pub consumer_claim: String,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    // The secret stays out of any debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("algorithms", &self.algorithms)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key", &self.public_key.as_ref().map(|(f, _)| f))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("consumer_claim", &self.consumer_claim)
+            .finish()
+    }
 }
 
 /// The default `auth.api_key.header`.
@@ -424,4 +439,211 @@ fn algorithm(name: &str) -> Option<Algorithm> {
         _ => return None,
     };
     Some(alg)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::KeyDigest;
+    use crate::config::{Config, KeySource, Stage};
+
+    fn load(consumers: &str, routes: &str, extra: &str) -> Result<Config, String> {
+        let text = format!(
+            r#"{{"listen": "127.0.0.1:0", "admin": null,
+                "backends": [{{"name": "d1", "addr": "127.0.0.1:3001"}}],
+                "consumers": {consumers}, "routes": {routes}{extra}}}"#
+        );
+        Config::from_json(&text).map_err(|e| e.0)
+    }
+
+    const TWO: &str = r#"[{"name": "alice", "api_keys": ["k-alice-1", "k-alice-2"]},
+        {"name": "bob", "api_key_sha256": ["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"],
+         "rate_limit": {"algorithm": "token-bucket", "capacity": 5, "refill_per_sec": 1}}]"#;
+
+    #[test]
+    fn the_issue_example_loads_and_keys_are_held_as_digests() {
+        let c = load(
+            TWO,
+            r#"[{"name": "admin", "path_prefix": "/admin", "upstream": "default",
+                 "auth": {"api_key": {"header": "X-API-Key"}, "allow": ["alice"]}},
+                {"name": "orders", "path_prefix": "/orders", "upstream": "default",
+                 "auth": {"jwt": {"algorithms": ["HS256"], "secret": "s", "issuer": "https://id.example.test",
+                                  "audience": "orders", "leeway_secs": 30, "consumer_claim": "sub"}},
+                 "rate_limit": {"algorithm": "token-bucket", "capacity": 20, "refill_per_sec": 5, "key": "consumer"}},
+                {"name": "q", "path_prefix": "/q", "upstream": "default", "auth": {"api_key": {"query": "apikey"}}},
+                {"name": "dflt", "path_prefix": "/d", "upstream": "default", "auth": {"api_key": {}}}]"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.consumers.len(), 2);
+        assert_eq!(
+            c.consumers[0].key_digests,
+            [KeyDigest::of(b"k-alice-1"), KeyDigest::of(b"k-alice-2")]
+        );
+        assert_eq!(c.consumers[1].key_digests, [KeyDigest::of(b"abc")]);
+        assert!(c.consumers[1].rate_limit.is_some());
+        let admin = c.routes[0].auth.as_ref().unwrap();
+        assert_eq!(admin.allow.as_deref(), Some(&["alice".to_string()][..]));
+        let jwt = c.routes[1].auth.as_ref().unwrap().jwt.as_ref().unwrap();
+        assert_eq!(jwt.leeway_secs, 30);
+        assert_eq!(jwt.audience.as_deref(), Some(&["orders".to_string()][..]));
+        assert_eq!(
+            c.routes[1].rate_limit.as_ref().unwrap().key,
+            KeySource::Consumer
+        );
+        assert_eq!(
+            c.routes[3].auth.as_ref().unwrap().api_key,
+            Some(super::ApiKeyConfig::Header("X-API-Key".into()))
+        );
+        // `auth` is placed before rate-limit when the pipeline does not name it.
+        assert_eq!(
+            c.pipeline,
+            [
+                Stage::Logger,
+                Stage::Cors,
+                Stage::Auth,
+                Stage::RateLimit,
+                Stage::CircuitBreaker,
+                Stage::Proxy
+            ]
+        );
+        // No plaintext key or secret survives in the loaded config's
+        // debug output.
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("k-alice") && !debug.contains("\"s\""),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn without_auth_routes_the_pipeline_is_unchanged() {
+        let c = load(TWO, r#"["/a"]"#, "").unwrap();
+        assert!(!c.pipeline.contains(&Stage::Auth));
+        let c = load(
+            TWO,
+            r#"[{"path_prefix": "/a", "upstream": "default", "auth": {"api_key": {}}}]"#,
+            r#", "pipeline": ["rate-limit", "proxy"]"#,
+        )
+        .unwrap();
+        assert_eq!(c.pipeline, [Stage::Auth, Stage::RateLimit, Stage::Proxy]);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_never_quote_a_key() {
+        let route = |auth: &str| {
+            format!(r#"[{{"path_prefix": "/a", "upstream": "default", "auth": {auth}}}]"#)
+        };
+        let cases = [
+            (
+                TWO.to_string(),
+                route(r#"{"api_key": {}, "allow": ["carol"]}"#),
+                r#"routes[0].auth.allow[0]: no consumer named "carol""#,
+            ),
+            (
+                r#"[{"name": "a", "api_keys": ["k-1"]}, {"name": "b", "api_keys": ["k-1"]}]"#.into(),
+                r#"["/a"]"#.into(),
+                r#"consumers[1].api_keys[0]: the same key is already consumer "a"'s"#,
+            ),
+            (
+                r#"[{"name": "a", "api_keys": ["abc"]}, {"name": "b", "api_key_sha256": ["BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"]}]"#.into(),
+                r#"["/a"]"#.into(),
+                r#"consumers[1].api_key_sha256[0]: the same key is already consumer "a"'s"#,
+            ),
+            (
+                r#"[{"name": "a", "api_keys": ["k-1", "k-1"]}]"#.into(),
+                r#"["/a"]"#.into(),
+                "consumers[0].api_keys[1]: the same key is already this consumer's",
+            ),
+            (
+                r#"[{"name": "a", "api_key_sha256": ["xyz"]}]"#.into(),
+                r#"["/a"]"#.into(),
+                "consumers[0].api_key_sha256[0]: must be 64 hex digits",
+            ),
+            (
+                r#"[{"name": "a", "api_keys": ["has space"]}]"#.into(),
+                r#"["/a"]"#.into(),
+                "consumers[0].api_keys[0]: must be visible ASCII",
+            ),
+            (
+                r#"[{"name": "a"}, {"name": "a"}]"#.into(),
+                r#"["/a"]"#.into(),
+                r#"consumers[1].name: duplicate consumer name "a""#,
+            ),
+            (
+                r#"[{"name": "a", "rate_limit": {"algorithm": "token-bucket", "capacity": 1, "refill_per_sec": 1, "key": "ip"}}]"#.into(),
+                r#"["/a"]"#.into(),
+                "consumers[0].rate_limit.key: not allowed here",
+            ),
+            (
+                TWO.into(),
+                route(r#"{"jwt": {"algorithms": ["HS256"]}}"#),
+                r#"routes[0].auth.jwt: HS256 needs "secret""#,
+            ),
+            (
+                TWO.into(),
+                route(r#"{"jwt": {"algorithms": ["RS256"]}}"#),
+                r#"routes[0].auth.jwt: RS256 needs "public_key_pem_file""#,
+            ),
+            (
+                TWO.into(),
+                route(r#"{"jwt": {"algorithms": ["RS256"], "public_key_pem_file": "/nonexistent/key.pem"}}"#),
+                r#"routes[0].auth.jwt.public_key_pem_file: cannot read "/nonexistent/key.pem""#,
+            ),
+            (
+                TWO.into(),
+                route(r#"{"jwt": {"algorithms": ["ES256"], "public_key_pem_file": "Cargo.toml"}}"#),
+                r#"routes[0].auth.jwt.public_key_pem_file: "Cargo.toml" is not a PEM public key for ES256"#,
+            ),
+            (
+                TWO.into(),
+                route(r#"{"jwt": {"algorithms": ["none"], "secret": "s"}}"#),
+                r#"routes[0].auth.jwt.algorithms[0]: "none" is not supported"#,
+            ),
+            (
+                TWO.into(),
+                route(r#"{"allow": ["alice"]}"#),
+                r#"routes[0].auth: needs "api_key" or "jwt""#,
+            ),
+            (
+                TWO.into(),
+                route(r#"{"api_key": {"header": "X-K", "query": "k"}}"#),
+                "routes[0].auth.api_key: has both header and query",
+            ),
+            (
+                TWO.into(),
+                route(r#"{"api_key": {"header": "Content-Length"}}"#),
+                "routes[0].auth.api_key.header:",
+            ),
+            (
+                TWO.into(),
+                route(r#"{"api_key": {"query": "a&b"}}"#),
+                "routes[0].auth.api_key.query:",
+            ),
+            (
+                TWO.into(),
+                route(r#"{"api_key": {}, "allow": []}"#),
+                "routes[0].auth.allow: must not be empty",
+            ),
+            (
+                TWO.into(),
+                route(r#"{"api_key": {}, "basic": {}}"#),
+                "routes[0].auth.basic: unknown field",
+            ),
+        ];
+        for (consumers, routes, want) in cases {
+            let e = load(&consumers, &routes, "").expect_err(want);
+            assert!(e.starts_with(want), "{e}\n  wanted: {want}");
+            assert!(!e.contains("k-1") && !e.contains("k-alice"), "{e}");
+        }
+        let e = load(
+            TWO,
+            &route(r#"{"api_key": {}}"#),
+            r#", "pipeline": ["rate-limit", "auth", "proxy"]"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("pipeline[1]: \"auth\" must come before"),
+            "{e}"
+        );
+    }
 }
