@@ -96,8 +96,9 @@ impl BackendStats {
 
 /// One consumer's live counters (`/gateway/consumers`, the `consumer`
 /// label): requests proved to be theirs, and how many of those were
-/// refused by authentication (a genuine but expired token: 401), by a
-/// route's `allow` list (403) or by a rate limit (429).
+/// answered 401 (at the gateway: a genuine but expired token), 403 (a
+/// route's `allow` list) or 429 (a rate limit), whether the gateway or
+/// the backend said so.
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
     /// Requests attributed to the consumer.

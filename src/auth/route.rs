@@ -144,7 +144,7 @@ impl RouteAuth {
             },
         };
         if let Some(allow) = &self.allow {
-            if !proved.is_some_and(|id| allow.binary_search(&id).is_ok()) {
+            if proved.is_none_or(|id| allow.binary_search(&id).is_err()) {
                 return Err((AuthFailure::Forbidden, proved));
             }
         }

@@ -350,7 +350,7 @@ fn consumers(o: &mut String, s: &Shared) {
         o,
         "gateway_consumer_responses_total",
         "counter",
-        "Each consumer's requests refused: 401 (a genuine expired token), 403 (not allowed), 429 (rate limited).",
+        "Each consumer's requests answered 401, 403 or 429 (by the gateway: an expired genuine token, not allowed, rate limited; or by the backend).",
     );
     for (c, st) in stats() {
         for (status, n) in [

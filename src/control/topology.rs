@@ -205,7 +205,7 @@ pub fn consumers_json(s: &Shared) -> Value {
                     r.auth.as_ref().is_some_and(|a| {
                         a.allow
                             .as_ref()
-                            .is_none_or(|allow| allow.iter().any(|n| *n == c.name))
+                            .is_none_or(|allow| allow.contains(&c.name))
                     })
                 })
                 .map(|r| r.name.as_str())
