@@ -27,7 +27,13 @@
 # adds an after/before table, so a refactor is compared under the same load),
 # BEFORE_ROUTES (the "before" target's route count, default ROUTES: with
 # BIN_BEFORE set to this build, ROUTES=10 BEFORE_ROUTES=0 compares routed
-# with single-pool in the same rounds).
+# with single-pool in the same rounds),
+# AUTH (default 0; 1: the `/api` route the load hits needs an API key, 101
+# consumers are configured, and every wrk request carries
+# `X-API-Key: k-bench-alice`; nginx gets the equivalent `map` of the keys,
+# a 401 for an unknown one, the key header cleared and `X-Consumer` set;
+# implies ROUTES >= 1), BEFORE_AUTH (the "before" target's AUTH, default
+# AUTH: BIN_BEFORE=this build AUTH=1 BEFORE_AUTH=0 prices the auth stage).
 #
 # The gateway runs its full pipeline: logger (access_log "off", the same as
 # nginx's `access_log off`), cors, rate-limit (token bucket that never
@@ -52,6 +58,12 @@ BEFORE_PORT=18092
 BIN_BEFORE=${BIN_BEFORE:-}
 CONFIGS=${CONFIGS:-1w 2w}
 ROUTES=${ROUTES:-0}
+AUTH=${AUTH:-0}
+BEFORE_AUTH=${BEFORE_AUTH:-$AUTH}
+if [ "$AUTH" = 1 ] && [ "$ROUTES" = 0 ]; then ROUTES=1; fi
+BENCH_KEY=k-bench-alice
+KEY_HEADER=()
+if [ "$AUTH" = 1 ] || [ "$BEFORE_AUTH" = 1 ]; then KEY_HEADER=(-H "X-API-Key: $BENCH_KEY"); fi
 
 PIDS=()
 cleanup() {
@@ -111,10 +123,20 @@ nginx_proxy_conf() { # workers
         for p in "${BACKEND_PORTS[@]}"; do echo "    server 127.0.0.1:$p;"; done
         echo "    keepalive 64; keepalive_requests 100000000; keepalive_timeout 300s;"
         echo "  }"
+        if [ "$AUTH" = 1 ]; then
+            # The gateway's consumers as an nginx key map.
+            echo "  map \$http_x_api_key \$consumer { default \"\"; \"$BENCH_KEY\" alice;"
+            for i in $(seq 1 100); do echo "    \"k-bench-$i\" c$i;"; done
+            echo "  }"
+        fi
         echo "  server { listen 127.0.0.1:$NGINX_PORT;"
         local loc
         for loc in $(nginx_locations); do
             echo "    location $loc { proxy_pass http://backends; proxy_http_version 1.1;"
+            if [ "$AUTH" = 1 ] && [ "$loc" = /api ]; then
+                echo "      if (\$consumer = \"\") { return 401; }"
+                echo "      proxy_set_header X-API-Key \"\"; proxy_set_header X-Consumer \$consumer;"
+            fi
             echo "      proxy_set_header Connection \"\"; proxy_set_header X-Forwarded-For \$remote_addr; }"
         done
         echo "  }"
@@ -132,7 +154,13 @@ nginx_locations() {
 # The gateway's `routes` (none when ROUTES=0).
 routes_json() {
     [ "$ROUTES" = 0 ] && return
-    local out="" i host
+    local out="" i host auth=""
+    if [ "${WITH_AUTH:-0}" = 1 ]; then
+        auth=", \"auth\": {\"api_key\": {\"header\": \"X-API-Key\"}}"
+        local consumers="{\"name\": \"alice\", \"api_keys\": [\"$BENCH_KEY\"]}"
+        for i in $(seq 1 100); do consumers+=", {\"name\": \"c$i\", \"api_keys\": [\"k-bench-$i\"]}"; done
+        echo "  \"consumers\": [$consumers],"
+    fi
     for i in $(seq 1 $((ROUTES - 1))); do
         case $((i % 3)) in
         0) host="" ;;
@@ -141,16 +169,16 @@ routes_json() {
         esac
         out+="{\"name\": \"svc$i\", ${host}\"path_prefix\": \"/svc$i/\", \"upstream\": \"default\"}, "
     done
-    out+="{\"name\": \"api\", \"path_prefix\": \"/api\", \"upstream\": \"default\"}"
+    out+="{\"name\": \"api\", \"path_prefix\": \"/api\", \"upstream\": \"default\"$auth}"
     echo "  \"routes\": [$out],"
 }
 
 gateway_conf() { # workers
-    gateway_json "$1" "$GW_PORT" "$ROUTES" >"$OUT/gw.json"
-    gateway_json "$1" "$BEFORE_PORT" "${BEFORE_ROUTES:-$ROUTES}" >"$OUT/gw-before.json"
+    gateway_json "$1" "$GW_PORT" "$ROUTES" "$AUTH" >"$OUT/gw.json"
+    gateway_json "$1" "$BEFORE_PORT" "${BEFORE_ROUTES:-$ROUTES}" "$BEFORE_AUTH" >"$OUT/gw-before.json"
 }
 
-gateway_json() { # workers port routes
+gateway_json() { # workers port routes auth
     local backends="" i=0 p
     for p in "${BACKEND_PORTS[@]}"; do
         i=$((i + 1))
@@ -167,7 +195,7 @@ gateway_json() { # workers port routes
   "limits": { "max_connections": 30000, "max_idle_per_backend": 64 },
   "pipeline": ["logger", "cors", "rate-limit", "circuit-breaker", "proxy"],
   "cors": { "allow_origins": ["*"] },
-$(ROUTES=$3 routes_json)
+$(ROUTES=$3 WITH_AUTH=$4 routes_json)
   "access_log": "off"
 }
 EOF
@@ -269,7 +297,7 @@ run_wrk() { # config scenario target port wrk-cpus proxy-pid
     [ -n "$5" ] && pre=(taskset -c "$5")
     local out t0 t1
     t0=$(cpu_ticks "$6")
-    out=$("${pre[@]}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" "http://127.0.0.1:$4/api/items" 2>&1 || true)
+    out=$("${pre[@]}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" "${KEY_HEADER[@]}" "http://127.0.0.1:$4/api/items" 2>&1 || true)
     t1=$(cpu_ticks "$6")
     echo "$out" >"$OUT/wrk-$1-$2-$3-$(date +%s%N).txt"
     local rps p50 p99 errs n cpu_us
@@ -295,9 +323,9 @@ for config in $CONFIGS; do
         WRK_CPU=""
     fi
     # Warm up both (pools, page faults) before the first measured round.
-    wrk -t1 -c50 -d1s "http://127.0.0.1:$NGINX_PORT/api/items" >/dev/null 2>&1 || true
-    wrk -t1 -c50 -d1s "http://127.0.0.1:$GW_PORT/api/items" >/dev/null 2>&1 || true
-    if [ -n "$BIN_BEFORE" ]; then wrk -t1 -c50 -d1s "http://127.0.0.1:$BEFORE_PORT/api/items" >/dev/null 2>&1 || true; fi
+    wrk -t1 -c50 -d1s "${KEY_HEADER[@]}" "http://127.0.0.1:$NGINX_PORT/api/items" >/dev/null 2>&1 || true
+    wrk -t1 -c50 -d1s "${KEY_HEADER[@]}" "http://127.0.0.1:$GW_PORT/api/items" >/dev/null 2>&1 || true
+    if [ -n "$BIN_BEFORE" ]; then wrk -t1 -c50 -d1s "${KEY_HEADER[@]}" "http://127.0.0.1:$BEFORE_PORT/api/items" >/dev/null 2>&1 || true; fi
     for round in $(seq 1 "$ROUNDS"); do
         log "config $config round $round/$ROUNDS"
         for scenario in ka50 ka1 close; do

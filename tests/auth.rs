@@ -855,3 +855,93 @@ fn config_error_names_an_unreadable_pem_file() {
         "{e}"
     );
 }
+
+/// The README's walk-through, on `examples/routes.json` with its backend
+/// addresses swapped for test backends: 401 without a key, 401 with a
+/// wrong one, 403 for carol on alice's route, 200 for alice (key dropped,
+/// `X-Consumer: alice`), then `reports`' budget of 5 per consumer for
+/// carol and bob's own limit (capacity 50; his key is held as sha256 only).
+#[test]
+fn the_readme_walk_through_on_the_example_config() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/routes.json"))
+            .expect("examples/routes.json");
+    let backends: Vec<TestBackend> = (0..4).map(|_| TestBackend::start()).collect();
+    let mut text = text
+        .replace("127.0.0.1:4000", "127.0.0.1:0")
+        .replace("\"127.0.0.1:4001\"", "null");
+    for (i, b) in backends.iter().enumerate() {
+        text = text.replace(&format!("127.0.0.1:{}", 3001 + i), &b.addr.to_string());
+    }
+    let gw = start(Config::from_json(&text).expect("the example config loads"));
+    let get = |path: &str, key: Option<&str>| {
+        let key = key.map_or(String::new(), |k| format!("X-API-Key: {k}\r\n"));
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: h\r\n{key}Connection: close\r\n\r\n");
+        request(gw.listen_addr(), raw.as_bytes())
+    };
+    let web = &backends[0];
+    let r = get("/admin/stats", None);
+    assert_401(&r, "ApiKey");
+    assert_eq!(get("/admin/stats", Some("wrong")).status, 401);
+    assert_eq!(get("/admin/stats", Some("k-carol-demo-1")).status, 403);
+    assert_eq!(hits(web), 0, "no refused request reached the backend");
+    let r = get("/admin/stats", Some("k-alice-demo-1"));
+    assert_eq!(r.status, 200);
+    let seen = web.last_seen();
+    assert_eq!(seen.header("x-consumer"), Some("alice"));
+    assert_eq!(seen.header("x-api-key"), None);
+    // `reports` (the orders backend): 5 per consumer, but bob has his own 50.
+    let statuses: Vec<u16> = (0..7)
+        .map(|_| get("/api/reports", Some("k-carol-demo-1")).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    let bob: Vec<u16> = (0..7)
+        .map(|_| get("/api/reports", Some("k-bob-demo-1")).status)
+        .collect();
+    assert_eq!(bob, [200; 7], "bob's own limit (capacity 50) applies");
+    assert_eq!(backends[3].last_seen().header("x-consumer"), Some("bob"));
+}
+
+/// A key sent as a query parameter is masked in the access log, on an
+/// accepted and on a refused request alike.
+#[test]
+fn query_keys_are_masked_in_the_access_log() {
+    let b = TestBackend::start();
+    let dir = std::env::temp_dir().join(format!("gw-auth-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let text = format!(
+        r#"{{"listen": "127.0.0.1:0", "admin": null, "workers": 1, "access_log": "{}",
+            "backends": [{{"name": "d", "addr": "{}"}}],
+            "consumers": [{{"name": "alice", "api_keys": ["{ALICE_1}"]}}],
+            "routes": [{{"path_prefix": "/q", "upstream": "default", "auth": {{"api_key": {{"query": "apikey"}}}}}},
+                       {{"path_prefix": "/", "upstream": "default"}}]}}"#,
+        log.display(),
+        b.addr
+    );
+    let gw = start(Config::from_json(&text).unwrap());
+    let send = |target: &str| {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        request(gw.listen_addr(), raw.as_bytes()).status
+    };
+    assert_eq!(send(&format!("/q/x?a=1&apikey={ALICE_1}")), 200);
+    assert_eq!(send("/q/x?apikey=guess-123"), 401);
+    // A key sent to a route that does not read it is masked all the same.
+    assert_eq!(send(&format!("/elsewhere?apikey={ALICE_1}")), 200);
+    let mut text = String::new();
+    assert!(
+        eventually(WAIT, || {
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.lines().count() >= 3
+        }),
+        "three log lines: {text}"
+    );
+    assert!(
+        !text.contains(ALICE_1) && !text.contains("guess-123"),
+        "{text}"
+    );
+    assert!(text.contains("GET /q/x?a=1&apikey=***\""), "{text}");
+    assert!(text.contains("GET /q/x?apikey=***\""), "{text}");
+    gw.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
