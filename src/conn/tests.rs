@@ -996,3 +996,46 @@ fn stray_backend_bytes_never_answer_the_next_request() {
     assert_eq!(statuses(&w.client.received), [200, 201]);
     quiet(&w);
 }
+
+// ------------------------------------------------------------- auth
+
+/// Routes with API-key auth: `/admin` only for alice, the rest open.
+fn auth_world() -> World {
+    let c = Config::from_json(
+        r#"{"listen": "127.0.0.1:0", "admin": null, "workers": 1, "access_log": "off",
+            "rate_limit": {"algorithm": "token-bucket", "capacity": 1000000, "refill_per_sec": 1000000},
+            "backends": [{"name": "B0", "addr": "192.0.2.1:8000"}],
+            "consumers": [{"name": "alice", "api_keys": ["k-a"]}, {"name": "bob", "api_keys": ["k-b"]}],
+            "routes": [{"path_prefix": "/admin", "upstream": "default",
+                        "auth": {"api_key": {}, "allow": ["alice"]}},
+                       {"path_prefix": "/", "upstream": "default"}]}"#,
+    )
+    .unwrap();
+    World::new(c)
+}
+
+/// A refused request is answered by the gateway with no backend work, and
+/// the keep-alive connection goes on: the next pipelined request, with
+/// alice's key, is forwarded without the key and with `X-Consumer`.
+#[test]
+fn auth_refusals_need_no_backend_and_keep_the_connection() {
+    let mut w = auth_world();
+    w.client_sends(
+        b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /admin HTTP/1.1\r\nHost: x\r\nX-API-Key: k-b\r\n\r\n\
+          GET /admin/x HTTP/1.1\r\nHost: x\r\nX-API-Key: k-a\r\nX-Consumer: eve\r\n\r\n",
+    );
+    assert!(w.ups.len() <= 1, "no connect for the refused requests");
+    w.backend_sends(OK);
+    assert_eq!(statuses(&w.client.received), [401, 403, 200]);
+    assert_eq!(backend_requests(&w, 0).len(), 1);
+    let head = String::from_utf8_lossy(&w.ups[0].remote.received).to_ascii_lowercase();
+    assert!(head.starts_with("get /admin/x "), "{head}");
+    assert!(head.contains("\r\nx-consumer: alice\r\n"), "{head}");
+    assert!(
+        !head.contains("x-api-key") && !head.contains("eve"),
+        "{head}"
+    );
+    assert_eq!(phase(&w), "idle");
+    quiet(&w);
+}
