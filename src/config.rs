@@ -459,9 +459,7 @@ impl Config {
         if let Some(v) = obj.get("routes") {
             let names = cfg.upstream_names();
             cfg.routes = routing::routes(v, &names, &cfg.consumers)?;
-            if cfg.routes.iter().any(|r| r.auth.is_some()) {
-                place_auth_stage(&mut cfg.pipeline);
-            }
+            cfg.place_auth_stage();
         } else if cfg.backends.is_empty() {
             return err(
                 "routes",
@@ -883,19 +881,25 @@ fn pipeline(v: &Value) -> Result<Vec<Stage>, ConfigError> {
     Ok(stages)
 }
 
-/// With routes that authenticate, a pipeline that does not name `auth`
-/// gets it just before the first stage that must know the caller
-/// (`rate-limit`, else `circuit-breaker`, else `proxy`): after `cors`, so
-/// a preflight (which carries no credentials) is still answered.
-fn place_auth_stage(pipeline: &mut Vec<Stage>) {
-    if pipeline.contains(&Stage::Auth) {
-        return;
+impl Config {
+    /// With routes that authenticate, a pipeline that does not name `auth`
+    /// gets it just before the first stage that must know the caller
+    /// (`rate-limit`, else `circuit-breaker`, else `proxy`): after `cors`,
+    /// so a preflight (which carries no credentials) is still answered.
+    /// Loading a file does this; code that builds a `Config` by hand and
+    /// adds `auth` to a route calls it (the gateway refuses to start a
+    /// config whose routes authenticate without the stage).
+    pub fn place_auth_stage(&mut self) {
+        if self.pipeline.contains(&Stage::Auth) || self.routes.iter().all(|r| r.auth.is_none()) {
+            return;
+        }
+        let at = self
+            .pipeline
+            .iter()
+            .position(|s| matches!(s, Stage::RateLimit | Stage::CircuitBreaker | Stage::Proxy))
+            .unwrap_or(self.pipeline.len());
+        self.pipeline.insert(at, Stage::Auth);
     }
-    let at = pipeline
-        .iter()
-        .position(|s| matches!(s, Stage::RateLimit | Stage::CircuitBreaker | Stage::Proxy))
-        .unwrap_or(pipeline.len());
-    pipeline.insert(at, Stage::Auth);
 }
 
 fn cors(v: &Value) -> Result<CorsConfig, ConfigError> {

@@ -104,10 +104,22 @@ fn config(b: u8) -> api_gateway::Config {
         c.limits.max_idle_per_backend = 1;
     }
     if b & 0x80 != 0 {
-        c.routes = vec![
-            api_gateway::config::RouteConfig::prefix(0, "/a"),
-            api_gateway::config::RouteConfig::prefix(1, "/p"),
-        ];
+        use api_gateway::config::{ApiKeyConfig, ConsumerConfig, RouteAuthConfig, RouteConfig};
+        // `/e` needs an API key (`X-API-Key: k-fuzz`, in the dictionary):
+        // refusals come before any backend work, even with a body pending.
+        let mut authed = RouteConfig::prefix(2, "/e");
+        authed.auth = Some(RouteAuthConfig {
+            api_key: Some(ApiKeyConfig::Header("X-API-Key".into())),
+            jwt: None,
+            allow: None,
+        });
+        c.routes = vec![RouteConfig::prefix(0, "/a"), RouteConfig::prefix(1, "/p"), authed];
+        c.consumers = vec![ConsumerConfig {
+            name: "fuzz".into(),
+            key_digests: vec![api_gateway::auth::KeyDigest::of(b"k-fuzz")],
+            rate_limit: None,
+        }];
+        c.place_auth_stage();
     }
     c
 }

@@ -44,6 +44,13 @@ impl RouteSet {
     /// Builds the set for `config`; `evictions` counts the consumer
     /// limiters' evictions.
     pub fn new(config: &Config, evictions: &Evictions) -> Result<RouteSet, String> {
+        // Fail closed: a route's `auth` must never be skipped because the
+        // pipeline (built by hand) has no stage to run it.
+        if config.routes.iter().any(|r| r.auth.is_some())
+            && !config.pipeline.contains(&crate::config::Stage::Auth)
+        {
+            return Err("routes with \"auth\" need the \"auth\" stage in the pipeline".into());
+        }
         let consumers = Consumers::new(&config.consumers);
         let names = config.upstream_names();
         let pool_of = |name: &str| {
