@@ -14,7 +14,13 @@
 //! one box per upstream, and clicking one upstream's balancer switch changes
 //! that upstream only (read back through the API and `x-lb-algorithm`); the
 //! route table counts live. Its screenshot is `target/dashboard-routes.png`.
-//! The two tests take turns (one browser at a time).
+//!
+//! A third runs a config with consumers and routes that need auth: the route
+//! table marks those routes (and not the open one), and the Consumers card
+//! lists each consumer, whose requests counter goes up after an
+//! authenticated request through the gateway; refusals show by reason. Its
+//! screenshot is `target/dashboard-consumers.png`.
+//! The tests take turns (one browser at a time).
 //!
 //! Without `/usr/bin/chromium` (or `$CHROMIUM`) the tests print why and
 //! pass, unless `CI` is set: then a missing browser is a failure.
@@ -32,6 +38,7 @@ use admin_rig::Rig;
 use api_gateway::backend::BackendDef;
 use api_gateway::config::{RouteConfig, UpstreamConfig};
 use api_gateway::demo::DemoBackend;
+use api_gateway::Config;
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use headless_chrome::protocol::cdp::Page::{self, CaptureScreenshotFormatOption};
 use headless_chrome::{Browser, LaunchOptions, Tab};
@@ -462,6 +469,149 @@ fn upstream_balancer_switch_and_route_table_in_a_real_browser() {
         "no UI-side failures"
     );
     screenshot(&tab, "dashboard-routes.png");
+    drop(tab);
+    drop(browser);
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// The consumers and routes of the auth test, in the config contract's JSON:
+/// alice may call `admin` (API key in `X-API-Key`), bob has his own limit,
+/// `orders` takes a JWT, `site` is open. The one backend is a placeholder
+/// so the JSON names `default`; the rig's demo backends serve `default`.
+const AUTH_CONFIG: &str = r#"{
+  "listen": "127.0.0.1:0",
+  "backends": [{"addr": "127.0.0.1:9"}],
+  "consumers": [
+    {"name": "alice", "api_keys": ["k-alice-1"]},
+    {"name": "bob", "api_keys": ["k-bob-1", "k-bob-2"],
+     "rate_limit": {"algorithm": "token-bucket", "capacity": 5, "refill_per_sec": 1}}
+  ],
+  "routes": [
+    {"name": "admin", "path_prefix": "/admin", "upstream": "default",
+     "auth": {"api_key": {"header": "X-API-Key"}, "allow": ["alice"]}},
+    {"name": "orders", "path_prefix": "/orders", "upstream": "default",
+     "auth": {"jwt": {"algorithms": ["HS256"], "secret": "browser-test-secret",
+                      "issuer": "https://id.example.test", "audience": "orders"}},
+     "rate_limit": {"algorithm": "token-bucket", "capacity": 20, "refill_per_sec": 5, "key": "consumer"}},
+    {"name": "site", "path_prefix": "/", "upstream": "default"}
+  ]
+}"#;
+
+#[test]
+fn consumers_and_auth_routes_in_a_real_browser() {
+    let Some(chromium) = chromium() else { return };
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let auth = Config::from_json(AUTH_CONFIG).unwrap_or_else(|e| panic!("{e}"));
+    let rig = Rig::start_with(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.consumers = auth.consumers;
+        c.routes = auth.routes;
+        // The parsed pipeline has the auth stage placed in it.
+        c.pipeline = auth.pipeline;
+    });
+    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-profile-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let browser = launch(chromium, &profile);
+    let tab = browser.new_tab().expect("tab");
+    tab.set_default_timeout(WAIT);
+    let url = format!("http://{}/#token={TOKEN}", rig.admin);
+    tab.navigate_to(&url)
+        .and_then(|t| t.wait_until_navigated())
+        .expect("dashboard loads");
+    wait_for(&tab, "live status", &text_of("#conn-status"), "live".into());
+
+    // The routes that need auth carry the marker, the open one does not.
+    wait_for(
+        &tab,
+        "route table shown",
+        "[...document.querySelectorAll('#routes tr')].map(r => r.dataset.route).join(',')",
+        "admin,orders,site".into(),
+    );
+    let marker = |route: &str| {
+        eval(
+            &tab,
+            &format!(
+                "(document.querySelector('[data-route=\"{route}\"] .auth-badge') || {{}}).textContent || null"
+            ),
+        )
+    };
+    assert_eq!(marker("admin"), "API key");
+    assert_eq!(marker("orders"), "JWT");
+    assert_eq!(marker("site"), Value::Null, "an open route has no marker");
+    assert_eq!(
+        dataset_of(&tab, "[data-route='site']", "auth"),
+        "open",
+        "the open route"
+    );
+    let title = eval(
+        &tab,
+        "document.querySelector('[data-route=\"admin\"] .auth-badge').title",
+    );
+    let title = title.as_str().unwrap();
+    assert!(
+        title.contains("X-API-Key") && title.contains("Allowed: alice"),
+        "{title}"
+    );
+
+    // The Consumers card: one row per consumer, counters at zero.
+    wait_for(
+        &tab,
+        "consumers card shown",
+        "!document.querySelector('#consumers-card').hidden && \
+         [...document.querySelectorAll('#consumers tr')].map(r => r.dataset.consumer).join(',')",
+        "alice,bob".into(),
+    );
+    let alice = |col: &str| text_of(&format!("[data-consumer='alice'] [data-col='{col}']"));
+    assert_eq!(eval(&tab, &alice("requests")), "0");
+    assert_eq!(eval(&tab, &alice("keys")), "1");
+    assert_eq!(eval(&tab, &alice("routes")), "admin, orders");
+    assert_eq!(
+        eval(&tab, &text_of("[data-consumer='bob'] [data-col='limit']")),
+        "token-bucket · 5 burst, 1/s"
+    );
+
+    // An authenticated request through the gateway: alice's counter goes up.
+    let call = |key: Option<&str>| {
+        let key = key
+            .map(|k| format!("X-API-Key: {k}\r\n"))
+            .unwrap_or_default();
+        let raw = format!("GET /admin/stats HTTP/1.1\r\nHost: test\r\n{key}\r\n");
+        support::request(rig.gw.listen_addr(), raw.as_bytes()).status
+    };
+    assert_eq!(call(Some("k-alice-1")), 200);
+    wait_for(&tab, "alice counted", &alice("requests"), "1".into());
+    // Refusals: bob is not on admin's allow list (403, his), no key (401).
+    assert_eq!(call(Some("k-bob-2")), 403);
+    assert_eq!(call(None), 401);
+    wait_for(
+        &tab,
+        "bob's 403",
+        &text_of("[data-consumer='bob'] [data-col='403']"),
+        "1".into(),
+    );
+    wait_for(
+        &tab,
+        "failures by reason",
+        "['missing','forbidden','unknown'].map(r => \
+         document.querySelector(`#auth-failures [data-reason=${r}] b`).textContent).join(',')",
+        "1,1,0".into(),
+    );
+    assert_eq!(eval(&tab, &alice("requests")), "1");
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelectorAll('.event[data-source=\"ui\"]').length"
+        ),
+        Value::from(0),
+        "no UI-side failures"
+    );
+    // No key anywhere on the page.
+    assert_eq!(
+        eval(&tab, "document.body.innerText.includes('k-alice-1')"),
+        Value::Bool(false)
+    );
+    screenshot(&tab, "dashboard-consumers.png");
     drop(tab);
     drop(browser);
     let _ = std::fs::remove_dir_all(&profile);

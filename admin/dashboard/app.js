@@ -156,6 +156,7 @@
     adminEvents: [],
     crashed: {}, // backend name -> true/false from the demo backend, null: not a demo backend
     routes: null, // the last /gateway/routes (configs with routes only)
+    consumers: null, // the last /gateway/consumers (configs with routes only)
     limiterDirty: false,
     balancerDirty: false,
   };
@@ -165,6 +166,7 @@
   const STAGE_INFO = {
     "logger": "logs every request, even rejected ones",
     "cors": "adds CORS headers, answers preflight",
+    "auth": "checks API keys and JWTs: 401/403",
     "rate-limit": "429 when a client exceeds its limit",
     "circuit-breaker": "picks a healthy backend; 503 when all circuits are open",
     "proxy": "forwards to the backend, streams the answer back",
@@ -603,7 +605,7 @@
     const cell = (k, cls) => (refs[k] = el("td", { class: cls, "data-col": k }));
     const root = el("tr", { "data-route": name },
       el("td", { class: "route-name", text: name }),
-      cell("match", "mono"), cell("upstream", "mono"), cell("limiter", "mono"),
+      cell("match", "mono"), cell("auth", "auth"), cell("upstream", "mono"), cell("limiter", "mono"),
       cell("requests", "num"), cell("2xx", "num ok"), cell("4xx", "num"), cell("429", "num warn"),
       cell("5xx", "num bad"), cell("p50", "num"), cell("p99", "num"));
     return { root, refs };
@@ -634,6 +636,8 @@
       const pol = rt.policies || {};
       const rl = pol.rateLimiter || {};
       setText(f.match, matchText(rt.match || {}));
+      renderAuth(f.auth, pol.auth);
+      row.root.dataset.auth = pol.auth ? "required" : "open";
       setText(f.upstream, rt.upstream || "");
       setText(f.limiter, rl.algorithm ? `${rl.algorithm} · ${rl.inherited ? "top-level" : "own"}` : "none");
       f.limiter.title = rl.key ? `keyed by ${rl.key}` : "";
@@ -659,13 +663,160 @@
   async function pollRoutes(h) {
     if (!h.routing) {
       renderRoutes(null);
+      renderConsumers(null);
       return;
     }
-    try {
-      state.routes = await api("GET", "/gateway/routes");
-      renderRoutes(state.routes);
-    } catch (_) {
+    await Promise.all([
+      api("GET", "/gateway/routes").then((r) => {
+        state.routes = r;
+        renderRoutes(r);
+      }),
+      // Consumers only matter where a route needs auth, so only with routes.
+      api("GET", "/gateway/consumers").then((r) => {
+        state.consumers = r;
+        renderConsumers(r);
+      }),
+    ].map((p) => p.catch(() => {
       // The health poll already reports connectivity problems.
+    })));
+  }
+
+  // ---- authentication -----------------------------------------------------
+
+  // The route table's Auth cell: a lock badge naming the credential a route
+  // takes (either one, when it takes both); where and who in the tooltip.
+  // Rebuilt only when the route's auth changes (it is fixed by the config).
+  function renderAuth(cell, auth) {
+    const key = JSON.stringify(auth || null);
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    if (!auth) {
+      cell.replaceChildren(el("span", { class: "auth-open", text: "open", title: "No authentication: anyone may call this route" }));
+      return;
+    }
+    const kinds = [];
+    const lines = [];
+    if (auth.api_key) {
+      kinds.push("API key");
+      lines.push(auth.api_key.query !== undefined
+        ? `API key in the query parameter "${auth.api_key.query}"`
+        : `API key in the header ${auth.api_key.header || "X-API-Key"}`);
+    }
+    if (auth.jwt) {
+      const j = auth.jwt;
+      kinds.push("JWT");
+      lines.push(`JWT (${(j.algorithms || []).join(", ")}) in Authorization: Bearer` +
+        (j.issuer ? `, issuer ${j.issuer}` : "") +
+        ((j.audience || []).length ? `, audience ${j.audience.join(" or ")}` : "") +
+        `, consumer from the "${j.consumer_claim || "sub"}" claim`);
+    }
+    if (kinds.length > 1) lines.unshift("Either credential:");
+    lines.push(allowText(auth.allow));
+    const allow = Array.isArray(auth.allow) ? auth.allow : null;
+    const badge = el("span", { class: "badge badge-auth auth-badge", "data-kinds": kinds.join(","), title: lines.join("\n") },
+      el("span", { class: "lock", "aria-hidden": "true" }), kinds.join(" · "));
+    if (!allow) {
+      cell.replaceChildren(badge);
+      return;
+    }
+    cell.replaceChildren(badge, el("span", { class: "auth-allow", title: allowText(allow),
+      text: allow.length === 1 ? `${allow[0]} only` : `${allow.length} consumers` }));
+  }
+
+  function allowText(allow) {
+    if (!Array.isArray(allow)) return "Allowed: anyone with a valid credential";
+    return allow.length ? `Allowed: ${allow.join(", ")}` : "Allowed: nobody";
+  }
+
+  // A consumer's own limit, in a few words ("20 burst, 5/s").
+  function limitText(rl) {
+    const p = (k) => Number(rl[k]);
+    const per = (ms) => (ms % 1000 ? `${ms} ms` : `${ms / 1000}s`);
+    switch (rl.algorithm) {
+      case "token-bucket": return `${rl.algorithm} · ${p("capacity")} burst, ${p("refill_per_sec")}/s`;
+      case "leaky-bucket": return `${rl.algorithm} · ${p("capacity")} queued, ${p("leak_per_sec")}/s`;
+      case "fixed-window":
+      case "sliding-log":
+      case "sliding-counter": return `${rl.algorithm} · ${p("limit")} per ${per(p("window_ms"))}`;
+      default: return String(rl.algorithm || "custom");
+    }
+  }
+
+  const consumerRows = new Map(); // consumer name -> { root, refs }
+
+  function makeConsumerRow(name) {
+    const refs = {};
+    const cell = (k, cls) => (refs[k] = el("td", { class: cls, "data-col": k }));
+    const root = el("tr", { "data-consumer": name },
+      el("td", { class: "route-name", text: name }),
+      cell("keys", "num"), cell("routes", "mono"), cell("limit", "mono"),
+      cell("requests", "num"), cell("401", "num warn"), cell("403", "num bad"), cell("429", "num warn"));
+    return { root, refs };
+  }
+
+  // The failure reasons in the order of the metrics; any new one after them.
+  const AUTH_REASONS = ["missing", "unknown", "forbidden", "expired", "bad_signature", "invalid"];
+  const REASON_INFO = {
+    missing: "401: no credential where the route reads one",
+    unknown: "401: an API key no consumer has, or two keys at once",
+    forbidden: "403: a consumer the route's allow list leaves out",
+    expired: "401: a token past its exp, or before its nbf",
+    bad_signature: "401: a signature that does not verify, or an algorithm the route does not accept",
+    invalid: "401: a malformed token, a wrong iss or aud, or no usable consumer claim",
+  };
+
+  function renderConsumers(data) {
+    const list = (data && data.consumers) || [];
+    $("#consumers-card").hidden = !list.length;
+    const body = $("#consumers");
+    const seen = new Set();
+    list.forEach((c, i) => {
+      seen.add(c.name);
+      let row = consumerRows.get(c.name);
+      if (!row) {
+        row = makeConsumerRow(c.name);
+        consumerRows.set(c.name, row);
+      }
+      if (body.children[i] !== row.root) body.insertBefore(row.root, body.children[i] || null);
+      const f = row.refs;
+      setText(f.keys, fmtInt(c.api_keys));
+      f.keys.title = "How many API keys this consumer has (never which)";
+      const routes = c.routes || [];
+      setText(f.routes, routes.length ? routes.join(", ") : "no route");
+      f.routes.classList.toggle("zero", !routes.length);
+      setText(f.limit, c.rate_limit ? limitText(c.rate_limit) : "none · route limits apply");
+      f.limit.classList.toggle("zero", !c.rate_limit);
+      f.limit.title = c.rate_limit ? "Its own budget on routes whose limiter is keyed by consumer"
+        : "No own limit: each route's limit applies";
+      const n = c.counters || {};
+      for (const k of ["requests", "401", "403", "429"]) {
+        setText(f[k], fmtInt(n[k]));
+        f[k].classList.toggle("zero", !(Number(n[k]) > 0));
+      }
+    });
+    for (const [name, row] of consumerRows) {
+      if (!seen.has(name)) {
+        row.root.remove();
+        consumerRows.delete(name);
+      }
+    }
+    renderAuthFailures((data && data.authFailures) || {});
+  }
+
+  // One line: refused requests by reason, over every route with auth.
+  function renderAuthFailures(failures) {
+    const box = $("#auth-failures");
+    const reasons = AUTH_REASONS.filter((r) => r in failures).concat(Object.keys(failures).filter((r) => !AUTH_REASONS.includes(r)));
+    if (box.dataset.key !== reasons.join(",")) {
+      box.dataset.key = reasons.join(",");
+      box.replaceChildren(el("span", { class: "auth-failures-label", text: "Auth failures" }),
+        ...reasons.map((r) => el("span", { class: "auth-reason", "data-reason": r, title: REASON_INFO[r] || r },
+          r.replace(/_/g, " "), el("b", { class: "auth-reason-n" }))));
+    }
+    for (const span of box.querySelectorAll("[data-reason]")) {
+      const n = Number(failures[span.dataset.reason]) || 0;
+      setText(span.querySelector("b"), fmtInt(n));
+      span.classList.toggle("zero", n === 0);
     }
   }
 
