@@ -113,7 +113,11 @@ fn config(b: u8) -> api_gateway::Config {
             jwt: None,
             allow: None,
         });
-        c.routes = vec![RouteConfig::prefix(0, "/a"), RouteConfig::prefix(1, "/p"), authed];
+        c.routes = vec![
+            RouteConfig::prefix(0, "/a"),
+            RouteConfig::prefix(1, "/p"),
+            authed,
+        ];
         c.consumers = vec![ConsumerConfig {
             name: "fuzz".into(),
             key_digests: vec![api_gateway::auth::KeyDigest::of(b"k-fuzz")],
