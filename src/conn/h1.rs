@@ -338,8 +338,7 @@ impl Session {
                         .unwrap_or(&ctx.shared.config.rate_limit.key);
                     let caller = rate_limit::Caller {
                         ip: self.client_ip(),
-                        consumer: self.ex.consumer,
-                        name: &self.ex.consumer_name,
+                        consumer: &self.ex.consumer_name,
                     };
                     let key = rate_limit::client_key(
                         &ctx.shared.key_hasher,

@@ -6,7 +6,6 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use crate::algo::limit::Decision;
-use crate::auth::ConsumerId;
 use crate::config::KeySource;
 use crate::http::request::RequestHead;
 use crate::http::rewrite::push_decimal;
@@ -16,11 +15,9 @@ use crate::http::rewrite::push_decimal;
 pub struct Caller<'a> {
     /// The resolved client IP.
     pub ip: IpAddr,
-    /// The configured consumer the route's `auth` proved.
-    pub consumer: Option<ConsumerId>,
-    /// The caller's name (a configured consumer's or a token subject's);
-    /// empty: anonymous.
-    pub name: &'a [u8],
+    /// The name the route's `auth` proved (a configured consumer's or a
+    /// token subject's); empty: anonymous.
+    pub consumer: &'a [u8],
 }
 
 /// The limiter key for a request: a keyed hash (random per process, so
@@ -40,12 +37,13 @@ pub fn client_key(
                 return hasher.hash_one((1u8, v));
             }
         }
-        // One budget per consumer, whichever key or token they used.
-        KeySource::Consumer => match caller.consumer {
-            Some(id) => return hasher.hash_one((2u8, id.0)),
-            None if !caller.name.is_empty() => return hasher.hash_one((3u8, caller.name)),
-            None => {}
-        },
+        // One budget per consumer, whichever key or token they used. The
+        // name, not the config index, so gateways sharing a global store
+        // agree even if their consumer lists are ordered differently.
+        KeySource::Consumer if !caller.consumer.is_empty() => {
+            return hasher.hash_one((2u8, caller.consumer));
+        }
+        KeySource::Consumer => {}
         KeySource::ClientIp => {}
     }
     hasher.hash_one((0u8, caller.ip))
