@@ -65,6 +65,7 @@ fn heads(c: &mut Criterion) {
         path: None,
         edits: &api_gateway::http::edits::NONE,
         consumer: b"",
+        scheme: api_gateway::http::rewrite::Scheme::Http,
     };
     for (name, raw) in [("curl", CURL), ("browser", BROWSER)] {
         let mut g = c.benchmark_group(format!("head/{name}"));

@@ -15,6 +15,7 @@ mod dup_keys;
 mod routing;
 mod stage;
 mod store;
+mod tls;
 
 pub use auth::{
     algorithm_name, family, ApiKeyConfig, ConsumerConfig, Family, JwtConfig, RouteAuthConfig,
@@ -24,6 +25,7 @@ pub use routing::{
     HeaderRules, PathRule, RouteConfig, RouteTimeouts, UpstreamConfig, DEFAULT_UPSTREAM,
 };
 pub use stage::Stage;
+pub use tls::{CertConfig, TlsConfig, TlsVersion};
 
 use api_gateway_protocol::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
 use serde::de::DeserializeOwned;
@@ -101,6 +103,9 @@ pub struct Timeouts {
     pub idle_ms: u64,
     /// On SIGTERM, in-flight requests get this long to finish.
     pub shutdown_grace_ms: u64,
+    /// Deadline from accepting a TLS connection to the end of its
+    /// handshake (`None`: `header_read_ms`).
+    pub handshake_ms: Option<u64>,
 }
 
 /// `limits`.
@@ -204,6 +209,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Consumers: who may call routes with `auth`, and their keys.
     pub consumers: Vec<ConsumerConfig>,
+    /// The HTTPS listener beside the plain one (`None`: plain only).
+    pub tls: Option<TlsConfig>,
     /// `Upgrade` protocols that may open a tunnel (case-insensitive tokens);
     /// other offers are forwarded as plain requests without the upgrade.
     pub allowed_upgrades: Vec<String>,
@@ -227,6 +234,7 @@ impl Default for Timeouts {
             backend_response_ms: 30_000,
             idle_ms: 60_000,
             shutdown_grace_ms: 10_000,
+            handshake_ms: None,
         }
     }
 }
@@ -322,6 +330,7 @@ impl Config {
             upstreams: Vec::new(),
             routes: Vec::new(),
             consumers: Vec::new(),
+            tls: None,
             allowed_upgrades: vec!["websocket".into()],
             access_log: AccessLogTarget::Stdout,
             tuning: Tuning::default(),
@@ -392,6 +401,7 @@ impl Config {
                 "cors",
                 "routes",
                 "consumers",
+                "tls",
                 "allowed_upgrades",
                 "access_log",
                 "trusted_proxies",
@@ -453,6 +463,9 @@ impl Config {
         if let Some(v) = obj.get("cors") {
             cfg.cors = cors(v)?;
         }
+        if let Some(v) = obj.get("tls") {
+            cfg.tls = Some(tls::tls(v)?);
+        }
         if let Some(v) = obj.get("consumers") {
             cfg.consumers = auth::consumers(v)?;
         }
@@ -495,6 +508,12 @@ impl Config {
         }
         if let Some(on) = field::<bool>(obj, "proxy_protocol", "proxy_protocol")? {
             cfg.proxy_protocol = on;
+        }
+        if cfg.proxy_protocol && cfg.tls.is_some() {
+            return err(
+                "proxy_protocol",
+                "is not supported together with \"tls\" yet (the PROXY header would have to come before the TLS handshake)",
+            );
         }
         if let Some(token) = cfg.admin_token.as_deref() {
             // Even with the admin off: a blank token is a mistake to report.
@@ -782,9 +801,15 @@ fn timeouts(v: &Value) -> Result<Timeouts, ConfigError> {
             "backend_response_ms",
             "idle_ms",
             "shutdown_grace_ms",
+            "handshake_ms",
         ],
     )?;
+    let handshake_ms = match o.get("handshake_ms") {
+        None => None,
+        Some(_) => Some(ms_field(o, "handshake_ms", "timeouts", 0)?),
+    };
     Ok(Timeouts {
+        handshake_ms,
         connect_ms: ms_field(o, "connect_ms", "timeouts", d.connect_ms)?,
         header_read_ms: ms_field(o, "header_read_ms", "timeouts", d.header_read_ms)?,
         backend_response_ms: ms_field(o, "backend_response_ms", "timeouts", d.backend_response_ms)?,

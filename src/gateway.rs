@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::control::{Controller, Mailbox};
 use crate::route::{route_limiters, RouteSet};
 use crate::shared::Shared;
+use crate::tls::TlsServer;
 use crate::worker::{Worker, WorkerParts};
 
 /// A running gateway.
@@ -67,7 +68,19 @@ impl Gateway {
         let listen = listeners[0].local_addr()?;
         let mut config = config;
         config.listen = listen;
-        let shared = Arc::new(Shared::new(config));
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let (tls, mut tls_listeners) = match config.tls.as_mut() {
+            Some(t) => {
+                let server = Arc::new(TlsServer::new(t).map_err(invalid)?);
+                let ls = bind_listeners(t.listen, workers)?;
+                t.listen = ls[0].local_addr()?;
+                (Some(server), ls.into_iter().map(Some).collect())
+            }
+            None => (None, Vec::new()),
+        };
+        let mut shared = Shared::new(config);
+        shared.tls = tls;
+        let shared = Arc::new(shared);
         let routes = Arc::new(
             RouteSet::new(&shared.config, &shared.metrics.limit_evictions)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
@@ -96,9 +109,14 @@ impl Gateway {
         let mut threads = Vec::with_capacity(workers);
         for (id, listener) in listeners.into_iter().enumerate() {
             let (tx, rx) = bounded(64);
+            let tls_listener = tls_listeners
+                .get_mut(id)
+                .and_then(Option::take)
+                .zip(shared.tls.clone());
             let (worker, waker) = Worker::new(WorkerParts {
                 id,
                 listener,
+                tls_listener,
                 shared: shared.clone(),
                 routes: routes.clone(),
                 limiters: limiters.clone(),
@@ -145,6 +163,9 @@ impl Gateway {
             None => None,
         };
         log::info!("gateway listening on http://{listen} with {workers} worker(s)");
+        if let Some(t) = &shared.config.tls {
+            log::info!("gateway listening on https://{}", t.listen);
+        }
         Ok(Gateway {
             listen,
             admin,
@@ -158,6 +179,12 @@ impl Gateway {
     /// The client-facing address (resolved when configured with port 0).
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The HTTPS address, when `tls` is configured (resolved when
+    /// configured with port 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.shared.config.tls.as_ref().map(|t| t.listen)
     }
 
     /// The admin address, when the admin port is enabled.

@@ -29,6 +29,8 @@
 //! - [`shared`], [`metrics`], [`events`]: state every thread reads
 //!   (configuration, the upstreams and their backend tables, per-route and
 //!   global counters, the operator event log).
+//! - [`tls`]: TLS termination (rustls): certificates chosen by SNI, the
+//!   non-blocking TLS stream the transport wraps, handshake counters.
 //! - [`net`]: address sets from the configuration (trusted proxies).
 //! - [`gateway`]: starting and stopping it all; [`demo`]: the demo backends.
 
@@ -49,6 +51,7 @@ pub mod net;
 pub mod pipeline;
 pub mod route;
 pub mod shared;
+pub mod tls;
 pub mod token;
 pub mod transport;
 pub mod upstream;

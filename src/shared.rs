@@ -61,6 +61,9 @@ pub struct Shared {
     pub key_hasher: KeyHasher,
     /// The shared rate-limit store (sync thread), when `rate_limit.store` is Redis.
     pub limit_store: Option<Arc<GlobalStore>>,
+    /// The HTTPS listener's TLS state, when `tls` is configured (set by
+    /// `Gateway::start`).
+    pub tls: Option<Arc<crate::tls::TlsServer>>,
 }
 
 impl Shared {
@@ -100,6 +103,7 @@ impl Shared {
             clock,
             key_hasher,
             limit_store,
+            tls: None,
         }
     }
 

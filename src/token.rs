@@ -10,6 +10,8 @@ use mio::Token;
 pub const LISTENER: Token = Token(usize::MAX - 1);
 /// The control-channel waker.
 pub const WAKER: Token = Token(usize::MAX - 2);
+/// The HTTPS listener.
+pub const TLS_LISTENER: Token = Token(usize::MAX - 3);
 
 /// What a token refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub fn upstream(idx: usize) -> Token {
     Token((idx << 1) | 1)
 }
 
-/// Decodes a socket token (not LISTENER/WAKER).
+/// Decodes a socket token (not a listener or the waker).
 pub fn decode(t: Token) -> Target {
     if t.0 & 1 == 0 {
         Target::Client(t.0 >> 1)

@@ -224,6 +224,7 @@ fn forward(raw: &[u8]) -> (RequestHead, Vec<u8>, RequestHead) {
         path: None,
         edits: &api_gateway::http::edits::NONE,
         consumer: b"",
+        scheme: api_gateway::http::rewrite::Scheme::Http,
     };
     write_request(&mut out, raw, &head, &info);
     let mut again = RequestHead::default();

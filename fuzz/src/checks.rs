@@ -361,6 +361,7 @@ fn check_accepted_request(data: &[u8], head: &RequestHead) {
         path: None,
         edits: &api_gateway::http::edits::NONE,
         consumer: b"",
+        scheme: api_gateway::http::rewrite::Scheme::Http,
     };
     write_request(&mut out, data, head, &info);
     check_forwarded_request(data, head, &conn_values, &out);

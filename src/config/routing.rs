@@ -358,7 +358,7 @@ pub(super) fn is_name(s: &str) -> bool {
 
 /// A host name (letters, digits, '-', '.', '_'), an IPv4 address, an
 /// IP-literal in brackets, or `*.` followed by a host name.
-fn is_host_pattern(h: &str) -> bool {
+pub(super) fn is_host_pattern(h: &str) -> bool {
     let name = h.strip_prefix("*.").unwrap_or(h);
     if name.starts_with('[') {
         return !h.starts_with("*.")

@@ -62,6 +62,7 @@ impl Session {
                     .policy(self.ex.route.unwrap_or(0))
                     .request_headers,
                 consumer: &self.ex.consumer_name,
+                scheme: self.scheme,
             },
         );
         let scan = match self.head.framing() {

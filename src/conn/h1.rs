@@ -39,6 +39,7 @@ impl Session {
             return self.close(ctx, now);
         }
         match self.phase() {
+            Phase::Handshaking => self.on_handshaking(io, ctx, now),
             Phase::Preface => self.on_preface(io, ctx, now),
             Phase::Idle | Phase::ReadingHead => self.on_reading_head(io, ctx, now),
             Phase::Routing { .. } => self.run_pipeline(ctx, now),
@@ -57,6 +58,20 @@ impl Session {
             Phase::Lingering if io.client.eof() => self.close(ctx, now),
             Phase::Lingering | Phase::Closed => Step::Wait,
         }
+    }
+
+    /// The TLS handshake (done by the transport) is complete: the first
+    /// request's head is awaited with the header timer, as on a new plain
+    /// connection. A client that leaves mid-handshake is closed.
+    fn on_handshaking(&mut self, io: &IoView, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        if io.client.eof() {
+            return self.close(ctx, now);
+        }
+        if io.client_handshaking {
+            return Step::Wait;
+        }
+        self.enter(Phase::ReadingHead, now.saturating_add(ctx.timeouts.header));
+        self.on_reading_head(io, ctx, now)
     }
 
     /// Nothing buffered while a head (or PROXY header) is awaited: close on

@@ -97,6 +97,10 @@ pub enum After {
 /// The connection's state.
 #[derive(Debug, Clone)]
 pub enum Phase {
+    /// A TLS connection's handshake is in progress (the transport does
+    /// it); the handshake timer runs. Then the first request's head is
+    /// awaited with the header timer, as on a new plain connection.
+    Handshaking,
     /// A PROXY protocol header is awaited before any HTTP (`proxy_protocol`
     /// on); its source replaces the peer. The header timer runs.
     Preface,
@@ -147,6 +151,7 @@ impl Phase {
     /// Short name for logs and tests.
     pub fn name(&self) -> &'static str {
         match self {
+            Phase::Handshaking => "handshaking",
             Phase::Preface => "preface",
             Phase::Idle => "idle",
             Phase::ReadingHead => "reading-head",

@@ -16,6 +16,7 @@
 //! - Only bytes a body scanner cleared (`req_fwd`, `resp_fwd`) are offered
 //!   to the peer, so a message is never forwarded past its framing.
 
+use crate::http::rewrite::Scheme;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -91,6 +92,8 @@ pub struct Timeouts {
     pub connect: Nanos,
     /// `timeouts.header_read_ms`.
     pub header: Nanos,
+    /// `timeouts.handshake_ms` (default `header_read_ms`).
+    pub handshake: Nanos,
     /// `timeouts.backend_response_ms`.
     pub response: Nanos,
     /// `timeouts.idle_ms`.
@@ -111,6 +114,10 @@ impl Timeouts {
         Timeouts {
             connect: ms(cfg.timeouts.connect_ms),
             header: ms(cfg.timeouts.header_read_ms),
+            handshake: ms(cfg
+                .timeouts
+                .handshake_ms
+                .unwrap_or(cfg.timeouts.header_read_ms)),
             response: ms(cfg.timeouts.backend_response_ms),
             idle: ms(cfg.timeouts.idle_ms),
             linger,
@@ -199,6 +206,8 @@ pub struct UpstreamView {
 pub struct IoView {
     /// The client side.
     pub client: Seen,
+    /// The client's TLS handshake is still going on.
+    pub client_handshaking: bool,
     /// The backend side, while one is attached.
     pub upstream: Option<UpstreamView>,
 }
@@ -258,6 +267,8 @@ pub struct Session {
     /// The connection's peer: the TCP peer, or the source its PROXY
     /// protocol header named.
     pub peer: SocketAddr,
+    /// How the client reached us (`X-Forwarded-Proto`).
+    pub scheme: Scheme,
     /// State. Entered only through `Session::enter` (with its deadline);
     /// the conn module mutates sub-states in place through it.
     pub(super) phase: Phase,
@@ -293,6 +304,7 @@ impl Session {
     pub fn new(peer: SocketAddr, first: Phase, deadline: Nanos) -> Session {
         Session {
             peer,
+            scheme: Scheme::Http,
             phase: first,
             deadline,
             req: None,

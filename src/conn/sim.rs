@@ -701,6 +701,7 @@ impl World {
     pub fn io_view(&self) -> IoView {
         IoView {
             client: self.client.seen,
+            client_handshaking: false,
             upstream: self.attached.map(|u| {
                 let up = &self.ups[u];
                 let attach = match up.life {

@@ -32,7 +32,7 @@ impl Session {
         match self.phase() {
             // A PROXY header not complete in time gets no HTTP answer, and
             // an idle keep-alive connection just ends.
-            Phase::Preface | Phase::Idle => self.close(ctx, now),
+            Phase::Handshaking | Phase::Preface | Phase::Idle => self.close(ctx, now),
             Phase::ReadingHead if self.req.as_ref().is_none_or(|b| b.is_empty()) => {
                 self.close(ctx, now)
             }

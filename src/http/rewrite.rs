@@ -19,6 +19,26 @@ use super::upgrade::allowed_offers;
 /// Value of the `x-gateway` response header.
 pub const GATEWAY_NAME: &str = "api-gateway";
 
+/// The scheme a client used to reach the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheme {
+    /// The plain listener.
+    #[default]
+    Http,
+    /// The TLS listener.
+    Https,
+}
+
+impl Scheme {
+    /// As written in `X-Forwarded-Proto` and URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
 /// What the request rewrite adds.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardInfo<'a> {
@@ -37,6 +57,8 @@ pub struct ForwardInfo<'a> {
     /// The consumer the route's `auth` proved, sent as `X-Consumer`
     /// (empty: none, and no `X-Consumer` is sent).
     pub consumer: &'a [u8],
+    /// How the client reached us (`X-Forwarded-Proto`).
+    pub scheme: Scheme,
 }
 
 /// Writes the request head for the backend into `out`.
@@ -123,9 +145,11 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
     }
     push_ip(out, info.client_ip);
     out.extend_from_slice(b"\r\n");
-    // The scheme the client used to reach us: the gateway has only a
-    // plain-text listener.
-    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    // The scheme the client used to reach us (a client's value is never
+    // passed on).
+    out.extend_from_slice(b"X-Forwarded-Proto: ");
+    out.extend_from_slice(info.scheme.as_str().as_bytes());
+    out.extend_from_slice(b"\r\n");
     push_field(out, b"X-Request-Id", info.request_id);
     if !info.consumer.is_empty() {
         push_field(out, b"X-Consumer", info.consumer);
@@ -406,6 +430,7 @@ mod tests {
             path: None,
             edits: &crate::http::edits::NONE,
             consumer: b"",
+            scheme: Scheme::Http,
         };
         write_request(&mut out, raw, &head, &info);
         String::from_utf8(out).unwrap()

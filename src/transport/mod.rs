@@ -8,9 +8,9 @@
 //! ([`crate::conn`]) never sees a socket: it reads what a side saw as a
 //! [`Link`] and hands bytes over through buffers.
 //!
-//! `Transport` is an enum, not a `dyn`: the TLS issue adds a variant, and a
-//! `match` keeps the per-read cost a predictable branch rather than an
-//! indirect call.
+//! `Transport` is an enum, not a `dyn`: plain TCP or TLS, and a `match`
+//! keeps the per-read cost a predictable branch rather than an indirect
+//! call.
 
 pub mod outcome;
 pub mod side;
@@ -20,6 +20,8 @@ use std::net::{Shutdown, SocketAddr};
 
 use mio::net::TcpStream;
 
+use crate::tls::TlsStream;
+
 pub use outcome::IoOutcome;
 pub use side::{Fill, Link, Outbound, Outbox, Pumped, Ready, Seen, Side};
 
@@ -28,6 +30,8 @@ pub use side::{Fill, Link, Outbound, Outbox, Pumped, Ready, Seen, Side};
 pub enum Transport {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP (a client of the HTTPS listener).
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
@@ -35,16 +39,62 @@ impl Transport {
     pub fn tcp(&mut self) -> &mut TcpStream {
         match self {
             Transport::Plain(s) => s,
+            Transport::Tls(t) => t.tcp(),
         }
     }
 
-    /// Shuts our sending half (a FIN after what is queued).
-    pub fn shutdown_write(&mut self) {
+    /// Shuts our sending half (a FIN after what is queued); `false` when
+    /// TLS records are still queued (then [`Transport::finish_shutdown`]
+    /// sends the FIN once they are out).
+    pub fn shutdown_write(&mut self) -> bool {
         match self {
             Transport::Plain(s) => {
                 let _ = s.shutdown(Shutdown::Write);
+                true
             }
+            Transport::Tls(t) => t.shutdown_write(),
         }
+    }
+
+    /// Whether a read that returned fewer bytes than asked proves the
+    /// socket drained (see `Ready::drained_by`). Not through TLS: one
+    /// record may be decrypted while more wait in the socket.
+    #[inline]
+    pub fn short_read_drains(&self) -> bool {
+        matches!(self, Transport::Plain(_))
+    }
+
+    /// Whether bytes are queued below the plaintext (TLS records the
+    /// socket has not taken yet).
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(t) => t.has_pending(),
+        }
+    }
+
+    /// Writes what [`Transport::has_pending`] reports.
+    pub fn flush_pending(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            Transport::Tls(t) => t.flush_pending(),
+        }
+    }
+
+    /// Whether the TLS handshake is still going on (never for plain TCP).
+    #[inline]
+    pub fn is_handshaking(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(t) => t.is_handshaking(),
+        }
+    }
+
+    /// Whether the stream is TLS (the scheme the client used).
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
     }
 
     /// For a non-blocking connect: `Some(true)` established, `Some(false)`
@@ -67,6 +117,7 @@ impl Transport {
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Transport::Plain(s) => s.peer_addr(),
+            Transport::Tls(t) => t.tcp_ref().peer_addr(),
         }
     }
 }
@@ -75,6 +126,7 @@ impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(buf),
+            Transport::Tls(t) => t.read(buf),
         }
     }
 }
@@ -83,12 +135,14 @@ impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write(buf),
+            Transport::Tls(t) => t.write(buf),
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write_vectored(bufs),
+            Transport::Tls(t) => t.write_vectored(bufs),
         }
     }
 

@@ -157,6 +157,9 @@ pub struct Side {
     pub ready: Ready,
     /// What has been seen, both halves.
     pub seen: Seen,
+    /// Our FIN was asked for while TLS records were still queued: it goes
+    /// out with the next flush.
+    fin_owed: bool,
 }
 
 impl Side {
@@ -166,6 +169,7 @@ impl Side {
             transport,
             ready: Ready::default(),
             seen: Seen::default(),
+            fin_owed: false,
         }
     }
 
@@ -202,7 +206,7 @@ impl Side {
                     }
                     out.bytes += n;
                     out.progress = true;
-                    if self.ready.drained_by(n, asked) {
+                    if self.transport.short_read_drains() && self.ready.drained_by(n, asked) {
                         self.ready.readable = false;
                         return out;
                     }
@@ -227,9 +231,26 @@ impl Side {
         }
     }
 
-    /// Writes what `out` has queued while the socket takes it.
+    /// Writes what `out` has queued while the socket takes it (after any
+    /// TLS records still queued below it, and a deferred FIN).
     pub fn pump_out(&mut self, out: &mut impl Outbox) -> Pumped {
         let mut done = Pumped::default();
+        if self.ready.writable && self.transport.has_pending() {
+            match self.transport.flush_pending() {
+                Ok(()) => done.progress = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.ready.writable = false;
+                }
+                Err(_) => {
+                    self.ready.writable = false;
+                    self.seen.outbound = Outbound::Failed;
+                    done.progress = true;
+                }
+            }
+        }
+        if self.fin_owed && self.ready.writable && self.transport.shutdown_write() {
+            self.fin_owed = false;
+        }
         while self.ready.writable && self.seen.outbound == Outbound::Open {
             let (head, body) = out.pending();
             if head.is_empty() && body.is_empty() {
@@ -252,11 +273,18 @@ impl Side {
         done
     }
 
-    /// Shuts our sending half once.
+    /// Shuts our sending half once (the FIN waits for queued TLS records).
     pub fn shut_write(&mut self) {
         if self.seen.outbound == Outbound::Open {
-            self.transport.shutdown_write();
+            self.fin_owed = !self.transport.shutdown_write();
             self.seen.outbound = Outbound::Shut;
         }
+    }
+
+    /// Whether everything written has left for the socket (no TLS records
+    /// queued, no FIN owed).
+    #[inline]
+    pub fn is_flushed(&self) -> bool {
+        !self.fin_owed && !self.transport.has_pending()
     }
 }

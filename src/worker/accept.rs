@@ -1,23 +1,31 @@
-//! The listener: accepting connections, the `max_connections` cap, and
-//! backing off when the process runs out of descriptors.
+//! The listeners (plain, and HTTPS when `tls` is configured): accepting
+//! connections, the `max_connections` cap, and backing off when the
+//! process runs out of descriptors.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use mio::net::TcpListener;
-use mio::{Interest, Poll};
+use mio::{Interest, Poll, Token};
 
 use super::{Client, Worker};
 use crate::algo::Nanos;
 use crate::conn::{Phase, Session};
+use crate::http::rewrite::Scheme;
 use crate::metrics::Metrics;
+use crate::tls::{TlsServer, TlsStream};
 use crate::token;
 use crate::transport::{Side, Transport};
 
-/// The listener and whether it has connections waiting.
+/// A listener and whether it has connections waiting.
 #[derive(Debug)]
 pub(super) struct Acceptor {
     /// `None` once shutdown began.
     listener: Option<TcpListener>,
+    /// Its poll token.
+    pub(super) token: Token,
+    /// The HTTPS listener's TLS state (`None`: plain HTTP).
+    tls: Option<Arc<TlsServer>>,
     /// The listener signalled readiness not yet drained.
     pub(super) pending: bool,
     /// Accepting is paused (descriptors exhausted) until then.
@@ -27,14 +35,24 @@ pub(super) struct Acceptor {
 }
 
 impl Acceptor {
-    /// Registers `listener` with `poll`.
-    pub(super) fn new(poll: &Poll, listener: std::net::TcpListener) -> io::Result<Acceptor> {
+    /// Registers `listener` with `poll`; `tls` makes it the HTTPS one.
+    pub(super) fn new(
+        poll: &Poll,
+        listener: std::net::TcpListener,
+        tls: Option<Arc<TlsServer>>,
+    ) -> io::Result<Acceptor> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
+        let token = match tls {
+            Some(_) => token::TLS_LISTENER,
+            None => token::LISTENER,
+        };
         poll.registry()
-            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+            .register(&mut listener, token, Interest::READABLE)?;
         Ok(Acceptor {
             listener: Some(listener),
+            token,
+            tls,
             pending: false,
             paused_until: Nanos::ZERO,
             serial: 0,
@@ -51,27 +69,35 @@ impl Acceptor {
 }
 
 impl Worker {
-    pub(super) fn accept(&mut self) {
-        if self.now < self.acceptor.paused_until {
+    /// Accepts what listener `a` (an index in `acceptors`) has waiting.
+    pub(super) fn accept(&mut self, a: usize) {
+        if self.now < self.acceptors[a].paused_until {
             return;
         }
         let max = self.shared.config.limits.max_connections;
         loop {
-            let Some(listener) = self.acceptor.listener.as_ref() else {
-                self.acceptor.pending = false;
+            let acceptor = &mut self.acceptors[a];
+            let Some(listener) = acceptor.listener.as_ref() else {
+                acceptor.pending = false;
                 return;
             };
             match listener.accept() {
                 Ok((mut sock, peer)) => {
-                    if self.acceptor.paused_until != Nanos::ZERO {
+                    if acceptor.paused_until != Nanos::ZERO {
                         log::warn!("worker {}: accepting again", self.id);
-                        self.acceptor.paused_until = Nanos::ZERO;
+                        acceptor.paused_until = Nanos::ZERO;
                     }
+                    acceptor.serial += 1;
+                    let serial = acceptor.serial;
+                    let tls = acceptor.tls.clone();
                     Metrics::inc(&self.shared.metrics.connections_accepted);
                     if self.clients.len() >= max {
                         // Over the limit: answer and close right away, so the
-                        // client learns why instead of hanging in the backlog.
-                        let _ = sock.write(OVERLOADED);
+                        // client learns why instead of hanging in the backlog
+                        // (over TLS a plaintext answer would be garbage).
+                        if tls.is_none() {
+                            let _ = sock.write(OVERLOADED);
+                        }
                         Metrics::inc(&self.shared.metrics.errors);
                         continue;
                     }
@@ -88,25 +114,37 @@ impl Worker {
                         log::warn!("worker {}: register client failed: {e}", self.id);
                         continue;
                     }
-                    self.acceptor.serial += 1;
                     // The first request gets the header timeout, not the
                     // longer idle one: a silent new connection is a slowloris.
-                    let deadline = self.now.saturating_add(self.sinks.timeouts.header);
-                    let first = if self.shared.config.proxy_protocol {
-                        Phase::Preface
-                    } else {
-                        Phase::ReadingHead
+                    // A TLS one gets the handshake timeout first.
+                    let t = &self.sinks.timeouts;
+                    let (first, wait, transport) = match tls {
+                        Some(server) => (
+                            Phase::Handshaking,
+                            t.handshake,
+                            Transport::Tls(Box::new(TlsStream::accept(sock, server))),
+                        ),
+                        None if self.shared.config.proxy_protocol => {
+                            (Phase::Preface, t.header, Transport::Plain(sock))
+                        }
+                        None => (Phase::ReadingHead, t.header, Transport::Plain(sock)),
                     };
+                    let scheme = match transport.is_tls() {
+                        true => Scheme::Https,
+                        false => Scheme::Http,
+                    };
+                    let mut session = Session::new(peer, first, self.now.saturating_add(wait));
+                    session.scheme = scheme;
                     entry.insert(Client {
-                        serial: self.acceptor.serial,
-                        side: Side::new(Transport::Plain(sock)),
-                        session: Session::new(peer, first, deadline),
+                        serial,
+                        side: Side::new(transport),
+                        session,
                         upstream: None,
                     });
                     Metrics::inc(&self.shared.metrics.connections_open);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.acceptor.pending = false;
+                    acceptor.pending = false;
                     return;
                 }
                 Err(e)
@@ -118,14 +156,14 @@ impl Worker {
                     // EMFILE/ENFILE/ENOBUFS: back off instead of spinning on a
                     // listener that stays readable; retry every 100 ms. Logged
                     // once per episode, not once per retry.
-                    if self.acceptor.paused_until == Nanos::ZERO {
+                    if acceptor.paused_until == Nanos::ZERO {
                         log::warn!(
                             "worker {}: accept failed ({e}); retrying every 100 ms until it succeeds",
                             self.id
                         );
                     }
                     Metrics::inc(&self.shared.metrics.accept_errors);
-                    self.acceptor.paused_until = self.now.saturating_add(Nanos::from_millis(100));
+                    acceptor.paused_until = self.now.saturating_add(Nanos::from_millis(100));
                     return;
                 }
             }

@@ -141,8 +141,13 @@ impl Worker {
     fn io_view(&mut self, ci: usize) -> IoView {
         let c = &self.clients[ci];
         let client = c.side.seen;
+        let client_handshaking = c.side.transport.is_handshaking();
         let upstream = c.upstream.map(|u| self.upstream_view(u));
-        IoView { client, upstream }
+        IoView {
+            client,
+            client_handshaking,
+            upstream,
+        }
     }
 
     /// Does what the session asked.

@@ -115,7 +115,8 @@ struct Sinks {
 pub struct Worker {
     id: usize,
     poll: Poll,
-    acceptor: Acceptor,
+    /// The plain listener, then the HTTPS one when `tls` is configured.
+    acceptors: Vec<Acceptor>,
     clients: Slab<Client>,
     ups: Slab<Upstream>,
     pools: Vec<Pool>,
@@ -149,6 +150,8 @@ pub struct WorkerParts {
     pub id: usize,
     /// Its bound, non-blocking listener.
     pub listener: std::net::TcpListener,
+    /// Its HTTPS listener and the TLS state, when `tls` is configured.
+    pub tls_listener: Option<(std::net::TcpListener, Arc<crate::tls::TlsServer>)>,
     /// Shared state.
     pub shared: Arc<Shared>,
     /// The routes (shared by all workers).
@@ -169,7 +172,10 @@ impl Worker {
     pub fn new(parts: WorkerParts) -> io::Result<(Worker, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
-        let acceptor = Acceptor::new(&poll, parts.listener)?;
+        let mut acceptors = vec![Acceptor::new(&poll, parts.listener, None)?];
+        if let Some((l, tls)) = parts.tls_listener {
+            acceptors.push(Acceptor::new(&poll, l, Some(tls))?);
+        }
         let cfg = &parts.shared.config;
         let ms = Nanos::from_millis;
         let timeouts = Timeouts::from_config(cfg, LINGER);
@@ -190,7 +196,7 @@ impl Worker {
         let worker = Worker {
             id: parts.id,
             poll,
-            acceptor,
+            acceptors,
             clients: Slab::with_capacity(1024),
             ups: Slab::with_capacity(256),
             pools,
@@ -232,14 +238,20 @@ impl Worker {
             self.drain_messages();
             for ev in events.iter() {
                 match ev.token() {
-                    token::LISTENER => self.acceptor.pending = true,
                     token::WAKER => {}
+                    t if t == token::LISTENER || t == token::TLS_LISTENER => {
+                        for a in self.acceptors.iter_mut().filter(|a| a.token == t) {
+                            a.pending = true;
+                        }
+                    }
                     t => self.dispatch(t, ev),
                 }
             }
             self.reap();
-            if self.acceptor.pending {
-                self.accept();
+            for a in 0..self.acceptors.len() {
+                if self.acceptors[a].pending {
+                    self.accept(a);
+                }
             }
             self.run_timers();
             self.reap();
@@ -277,8 +289,8 @@ impl Worker {
 
     fn poll_timeout(&self) -> Duration {
         let mut next = self.timers.next_wake();
-        if self.acceptor.pending {
-            next = next.min(self.acceptor.paused_until);
+        for a in self.acceptors.iter().filter(|a| a.pending) {
+            next = next.min(a.paused_until);
         }
         // Wake at least once a second even when idle, to re-read the clock.
         let now = self.shared.clock_now();
@@ -314,7 +326,9 @@ impl Worker {
             return;
         }
         self.shutdown_at = Some(self.now.saturating_add(grace));
-        self.acceptor.stop(&self.poll);
+        for a in &mut self.acceptors {
+            a.stop(&self.poll);
+        }
         let all: Vec<usize> = self.clients.iter().map(|(i, _)| i).collect();
         for ci in all {
             let s = &self.clients[ci].session;

@@ -1,0 +1,505 @@
+//! HTTPS termination (issue 14), over real sockets with a real TLS client
+//! (rustls): certificates chosen by SNI (exact, wildcard, default, unknown
+//! without a default), TLS 1.2 and 1.3 and the `min_version` floor, ALPN,
+//! resumption, keep-alive, big bodies both ways, chunked, plain HTTP to the
+//! TLS port, the handshake deadline, many handshakes at once, and
+//! `X-Forwarded-Proto`.
+//!
+//! Certificates are made in the test with rcgen (a CA, leaves signed by it)
+//! and written to a temporary directory the test removes.
+
+mod support;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api_gateway::Config;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use support::*;
+
+/// A CA and the files of the leaves it signed, in a temporary directory.
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+/// One leaf certificate on disk.
+struct Leaf {
+    cert: String,
+    key: String,
+    der: CertificateDer<'static>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("gw-tls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "api-gateway test CA");
+        let ca = params.self_signed(&ca_key).unwrap();
+        Pki { dir, ca, ca_key }
+    }
+
+    /// A leaf for `names` (an ECDSA P-256 key), written as `file`.pem/.key.
+    fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, file);
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let (cp, kp) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cp, cert.pem()).unwrap();
+        std::fs::write(&kp, key.serialize_pem()).unwrap();
+        Leaf {
+            cert: cp.display().to_string(),
+            key: kp.display().to_string(),
+            der: cert.der().clone(),
+        }
+    }
+
+    fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        roots
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client config trusting `pki`'s CA, offering `versions` and `alpn`.
+fn client_config(
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
+    let mut c = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_no_client_auth();
+    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(c)
+}
+
+fn default_client(pki: &Pki) -> Arc<ClientConfig> {
+    client_config(pki, rustls::ALL_VERSIONS, &[b"http/1.1"])
+}
+
+type Tls = BufReader<StreamOwned<ClientConnection, TcpStream>>;
+
+/// A TLS connection to `addr` for `name`, handshake completed.
+fn tls_connect(
+    addr: SocketAddr,
+    name: &str,
+    cfg: Arc<ClientConfig>,
+) -> Result<Tls, std::io::Error> {
+    let sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let server_name = ServerName::try_from(name.to_string()).unwrap();
+    let conn = ClientConnection::new(cfg, server_name).unwrap();
+    let mut s = StreamOwned::new(conn, sock);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(BufReader::new(s))
+}
+
+fn roundtrip(tls: &mut Tls, raw: &[u8]) -> Response {
+    tls.get_mut().write_all(raw).unwrap();
+    tls.get_mut().flush().unwrap();
+    read_response(tls, raw.starts_with(b"HEAD ")).expect("a response over TLS")
+}
+
+fn get(host: &str, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+}
+
+/// The gateway with a TLS listener (`tls` is the JSON of its object minus
+/// `listen`), one test backend, `extra` top-level fields.
+fn gateway(tls: &str, extra: &str) -> (api_gateway::Gateway, TestBackend) {
+    let b = TestBackend::start();
+    let text = format!(
+        r#"{{"listen": "127.0.0.1:0", "admin": null, "workers": 1, "access_log": "off",
+            "rate_limit": {{"algorithm": "token-bucket", "capacity": 1000000, "refill_per_sec": 1000000}},
+            "backends": [{{"name": "b", "addr": "{}"}}],
+            "tls": {{"listen": "127.0.0.1:0", {tls}}}{extra}}}"#,
+        b.addr
+    );
+    let c = Config::from_json(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    (start(c), b)
+}
+
+fn cert_json(l: &Leaf, hosts: &[&str]) -> String {
+    let hosts = if hosts.is_empty() {
+        String::new()
+    } else {
+        format!(r#", "hosts": {}"#, serde_json::json!(hosts))
+    };
+    format!(r#"{{"cert": "{}", "key": "{}"{hosts}}}"#, l.cert, l.key)
+}
+
+/// Three certificates: `a.test` exact, `*.w.test` wildcard, and a default.
+fn three(pki: &Pki) -> (String, [Leaf; 3]) {
+    let a = pki.leaf("a", &["a.test"]);
+    let w = pki.leaf("w", &["*.w.test", "deep.x.w.test"]);
+    let d = pki.leaf("d", &["default.test", "other.test", "b.w.test"]);
+    let json = format!(
+        r#""certificates": [{}, {}, {}]"#,
+        cert_json(&a, &["a.test"]),
+        cert_json(&w, &["*.w.test"]),
+        cert_json(&d, &[])
+    );
+    (json, [a, w, d])
+}
+
+fn peer_leaf(tls: &Tls) -> CertificateDer<'static> {
+    tls.get_ref().conn.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
+}
+
+fn alert_of(e: &std::io::Error) -> String {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .map(|r| format!("{r:?}"))
+        .unwrap_or_else(|| e.to_string())
+}
+
+#[test]
+fn https_request_is_proxied_with_x_forwarded_proto_https() {
+    let pki = Pki::new("xfp");
+    let (json, _) = three(&pki);
+    let (gw, b) = gateway(&json, "");
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let r = roundtrip(
+        &mut tls,
+        b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: http\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = b.last_seen();
+    assert_eq!(seen.path, "/x");
+    let protos: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-proto"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(protos, ["https"], "the client's value is never passed on");
+    // The plain listener still serves, and says http.
+    let r = request(
+        gw.listen_addr(),
+        b"GET /y HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(b.last_seen().header("x-forwarded-proto"), Some("http"));
+}
+
+#[test]
+fn sni_picks_exact_then_wildcard_then_default() {
+    let pki = Pki::new("sni");
+    let (json, [a, w, d]) = three(&pki);
+    let (gw, _b) = gateway(&json, "");
+    let addr = gw.tls_addr().unwrap();
+    let leaf = |name: &str| peer_leaf(&tls_connect(addr, name, default_client(&pki)).unwrap());
+    assert_eq!(leaf("a.test"), a.der);
+    assert_eq!(leaf("one.w.test"), w.der);
+    // One or more labels before the suffix, as route hosts.
+    assert_eq!(leaf("deep.x.w.test"), w.der);
+    // Unknown names get the default (valid here for other.test).
+    assert_eq!(leaf("other.test"), d.der);
+    // No SNI at all: the default.
+    let mut no_sni = (*default_client(&pki)).clone();
+    no_sni.enable_sni = false;
+    assert_eq!(leaf_for_ip(addr, Arc::new(no_sni)), d.der);
+}
+
+/// Connects by IP address, so the client sends no SNI.
+fn leaf_for_ip(addr: SocketAddr, cfg: Arc<ClientConfig>) -> CertificateDer<'static> {
+    let sock = TcpStream::connect(addr).unwrap();
+    let name = ServerName::try_from("default.test").unwrap();
+    let mut s = StreamOwned::new(ClientConnection::new(cfg, name).unwrap(), sock);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).unwrap();
+    }
+    s.conn.peer_certificates().unwrap()[0].clone().into_owned()
+}
+
+#[test]
+fn unknown_sni_without_a_default_gets_unrecognized_name() {
+    let pki = Pki::new("nodefault");
+    let a = pki.leaf("a", &["a.test"]);
+    let json = format!(r#""certificates": [{}]"#, cert_json(&a, &["a.test"]));
+    let (gw, b) = gateway(&json, "");
+    let e = tls_connect(gw.tls_addr().unwrap(), "nobody.test", default_client(&pki)).unwrap_err();
+    assert!(
+        alert_of(&e).contains("UnrecognisedName"),
+        "{}",
+        alert_of(&e)
+    );
+    // The known name still works.
+    let mut ok = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    assert_eq!(roundtrip(&mut ok, &get("a.test", "/")).status, 200);
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn tls_1_2_and_1_3_both_work_and_min_version_1_3_refuses_1_2() {
+    let pki = Pki::new("versions");
+    let (json, _) = three(&pki);
+    let (gw, _b) = gateway(&json, "");
+    for v in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut tls = tls_connect(
+            gw.tls_addr().unwrap(),
+            "a.test",
+            client_config(&pki, &[v], &[b"http/1.1"]),
+        )
+        .unwrap();
+        assert_eq!(tls.get_ref().conn.protocol_version(), Some(v.version));
+        assert_eq!(roundtrip(&mut tls, &get("a.test", "/v")).status, 200);
+    }
+    let (gw13, _b) = gateway(&format!(r#"{json}, "min_version": "1.3""#), "");
+    let e = tls_connect(
+        gw13.tls_addr().unwrap(),
+        "a.test",
+        client_config(&pki, &[&rustls::version::TLS12], &[b"http/1.1"]),
+    )
+    .unwrap_err();
+    assert!(alert_of(&e).contains("ProtocolVersion"), "{}", alert_of(&e));
+}
+
+#[test]
+fn alpn_offers_http_1_1_only() {
+    let pki = Pki::new("alpn");
+    let (json, _) = three(&pki);
+    let (gw, _b) = gateway(&json, "");
+    let addr = gw.tls_addr().unwrap();
+    let tls = tls_connect(
+        addr,
+        "a.test",
+        client_config(&pki, rustls::ALL_VERSIONS, &[b"h2", b"http/1.1"]),
+    )
+    .unwrap();
+    assert_eq!(tls.get_ref().conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let e = tls_connect(
+        addr,
+        "a.test",
+        client_config(&pki, rustls::ALL_VERSIONS, &[b"h2"]),
+    )
+    .unwrap_err();
+    assert!(
+        alert_of(&e).contains("NoApplicationProtocol"),
+        "{}",
+        alert_of(&e)
+    );
+    // No ALPN at all is fine (HTTP/1.1 is assumed).
+    let mut tls = tls_connect(
+        addr,
+        "a.test",
+        client_config(&pki, rustls::ALL_VERSIONS, &[]),
+    )
+    .unwrap();
+    assert_eq!(roundtrip(&mut tls, &get("a.test", "/")).status, 200);
+}
+
+#[test]
+fn twenty_keep_alive_requests_on_one_tls_connection_and_resumption() {
+    let pki = Pki::new("keepalive");
+    let (json, _) = three(&pki);
+    let (gw, b) = gateway(&json, "");
+    let cfg = default_client(&pki);
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", cfg.clone()).unwrap();
+    for i in 0..20 {
+        let r = roundtrip(&mut tls, &get("a.test", &format!("/n/{i}")));
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    assert_eq!(b.connections(), 1, "one pooled backend connection");
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 20);
+    // A second connection with the same client config resumes the session.
+    let again = tls_connect(gw.tls_addr().unwrap(), "a.test", cfg).unwrap();
+    assert_eq!(
+        again.get_ref().conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+}
+
+#[test]
+fn eight_mib_both_ways_and_chunked_through_tls() {
+    let pki = Pki::new("bodies");
+    let (json, _) = three(&pki);
+    let (gw, _b) = gateway(&json, "");
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let body = pattern(8 << 20, 3);
+    let mut raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    let r = roundtrip(&mut tls, &raw);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert_eq!(hash(&r.body), hash(&body));
+    // A chunked request body, then a chunked response, on the same connection.
+    let r = roundtrip(
+        &mut tls,
+        b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.text(), "hello world");
+    let r = roundtrip(&mut tls, &get("a.test", "/chunked?parts=5"));
+    assert_eq!(r.text(), "part-0;part-1;part-2;part-3;part-4;");
+}
+
+#[test]
+fn plain_http_to_the_tls_port_gets_400_and_is_never_proxied() {
+    let pki = Pki::new("plain");
+    let (json, _) = three(&pki);
+    let (gw, b) = gateway(&json, "");
+    let r = request(
+        gw.tls_addr().unwrap(),
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("HTTPS port"), "{}", r.text());
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn silent_and_garbage_clients_are_closed_at_the_handshake_deadline() {
+    let pki = Pki::new("deadline");
+    let (json, _) = three(&pki);
+    let (gw, _b) = gateway(&json, r#", "timeouts": {"handshake_ms": 300}"#);
+    let addr = gw.tls_addr().unwrap();
+    // A truncated ClientHello record (header says 512 bytes, 5 come).
+    let truncated: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03];
+    for sent in [&b""[..], truncated] {
+        let t0 = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(sent).unwrap();
+        // Someone else is served meanwhile.
+        let mut tls = tls_connect(addr, "a.test", default_client(&pki)).unwrap();
+        assert_eq!(roundtrip(&mut tls, &get("a.test", "/")).status, 200);
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let waited = t0.elapsed();
+        assert_eq!(n, 0, "closed without an answer");
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+            "closed after {waited:?}"
+        );
+    }
+}
+
+#[test]
+fn two_hundred_concurrent_handshakes() {
+    let pki = Pki::new("many");
+    let (json, _) = three(&pki);
+    let (gw, b) = gateway(&json, "");
+    let addr = gw.tls_addr().unwrap();
+    let cfg = default_client(&pki);
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                let mut tls = tls_connect(addr, "a.test", cfg).unwrap();
+                roundtrip(&mut tls, &get("a.test", &format!("/c/{i}"))).status
+            })
+        })
+        .collect();
+    let ok = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|&s| s == 200)
+        .count();
+    assert_eq!(ok, 200);
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 200);
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let pki = Pki::new("errors");
+    let a = pki.leaf("a", &["a.test"]);
+    let other = pki.leaf("other", &["o.test"]);
+    let base = |tls: &str| {
+        format!(
+            r#"{{"listen": "127.0.0.1:0", "admin": null, "backends": [{{"addr": "127.0.0.1:1"}}],
+                "tls": {{"listen": "127.0.0.1:0", {tls}}}}}"#
+        )
+    };
+    let cases = [
+        (
+            r#""certificates": [{"cert": "/nonexistent.pem", "key": "/nonexistent.key"}]"#
+                .to_string(),
+            "tls.certificates[0].cert: cannot read \"/nonexistent.pem\"",
+        ),
+        (
+            format!(
+                r#""certificates": [{{"cert": "{}", "key": "{}"}}]"#,
+                a.cert, other.key
+            ),
+            "tls.certificates[0].key:",
+        ),
+        (
+            format!(
+                r#""certificates": [{}], "min_version": "1.1""#,
+                cert_json(&a, &[])
+            ),
+            "tls.min_version: must be \"1.2\" or \"1.3\"",
+        ),
+        (
+            format!(
+                r#""certificates": [{}, {}]"#,
+                cert_json(&a, &["a.test"]),
+                cert_json(&other, &["A.test"])
+            ),
+            "tls.certificates[1].hosts[0]: \"a.test\" is already served by tls.certificates[0]",
+        ),
+        (
+            format!(
+                r#""certificates": [{}, {}]"#,
+                cert_json(&a, &[]),
+                cert_json(&other, &[])
+            ),
+            "tls.certificates[1]: a second default certificate",
+        ),
+        (
+            r#""certificates": []"#.to_string(),
+            "tls.certificates: at least one",
+        ),
+    ];
+    for (tls, want) in cases {
+        let e = Config::from_json(&base(&tls)).unwrap_err().0;
+        assert!(e.starts_with(want), "{e}\n  wanted: {want}");
+    }
+    let e = Config::from_json(
+        &base(&format!(r#""certificates": [{}]"#, cert_json(&a, &[]))).replace(
+            r#""admin": null,"#,
+            r#""admin": null, "proxy_protocol": true,"#,
+        ),
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.starts_with("proxy_protocol:"), "{e}");
+}
