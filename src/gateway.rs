@@ -44,6 +44,27 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// Sends control commands to a running gateway from another thread (a
+/// signal thread's SIGHUP).
+#[derive(Debug, Clone)]
+pub struct CommandHandle(Sender<Envelope>);
+
+impl CommandHandle {
+    /// Sends `cmd` and waits for the reply.
+    pub fn command(&self, cmd: Command) -> Reply {
+        send_command(&self.0, cmd)
+    }
+}
+
+fn send_command(commands: &Sender<Envelope>, cmd: Command) -> Reply {
+    let (tx, rx) = bounded(1);
+    if commands.send(Envelope { cmd, reply: tx }).is_err() {
+        return Reply::Invalid("gateway is stopped".into());
+    }
+    rx.recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| Reply::Invalid("gateway did not answer".into()))
+}
+
 /// Asks a running gateway to shut down gracefully (from a signal thread).
 #[derive(Debug, Clone)]
 pub struct StopHandle(Sender<()>);
@@ -200,12 +221,12 @@ impl Gateway {
     /// Sends a control command and waits for the reply (what the admin API
     /// does for each request).
     pub fn command(&self, cmd: Command) -> Reply {
-        let (tx, rx) = bounded(1);
-        if self.commands.send(Envelope { cmd, reply: tx }).is_err() {
-            return Reply::Invalid("gateway is stopped".into());
-        }
-        rx.recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|_| Reply::Invalid("gateway did not answer".into()))
+        send_command(&self.commands, cmd)
+    }
+
+    /// A handle that sends commands from another thread.
+    pub fn command_handle(&self) -> CommandHandle {
+        CommandHandle(self.commands.clone())
     }
 
     /// A handle that can request shutdown from another thread.

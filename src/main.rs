@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use api_gateway::demo::DemoBackend;
 use api_gateway::{Config, Gateway};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 
@@ -102,7 +102,8 @@ fn main() -> ExitCode {
         }
     };
     let stop = gateway.stop_handle();
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let control = gateway.command_handle();
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("api-gateway: cannot install signal handlers: {e}");
@@ -110,9 +111,21 @@ fn main() -> ExitCode {
         }
     };
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
+            if sig == SIGHUP {
+                // Until the whole config reloads (issue 15): the
+                // certificate files are read again.
+                match control.command(api_gateway_admin::Command::ReloadTls) {
+                    api_gateway_admin::Reply::Json(_) => {
+                        log::info!("SIGHUP: TLS certificates reloaded")
+                    }
+                    other => log::warn!("SIGHUP: nothing reloaded: {other:?}"),
+                }
+                continue;
+            }
             log::info!("signal {sig} received: graceful shutdown");
             stop.stop();
+            break;
         }
     });
     if demo && args.is_empty() {

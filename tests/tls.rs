@@ -503,3 +503,105 @@ fn config_errors_name_the_field() {
     .0;
     assert!(e.starts_with("proxy_protocol:"), "{e}");
 }
+
+#[test]
+fn certificate_reload_serves_new_handshakes_and_keeps_open_connections() {
+    let pki = Pki::new("reload");
+    let (json, [a, ..]) = three(&pki);
+    let (gw, _b) = gateway(&json, "");
+    let addr = gw.tls_addr().unwrap();
+    let mut open = tls_connect(addr, "a.test", default_client(&pki)).unwrap();
+    assert_eq!(roundtrip(&mut open, &get("a.test", "/1")).status, 200);
+    assert_eq!(peer_leaf(&open), a.der);
+    // The certificate is renewed on disk: same files, a new key and cert.
+    let renewed = pki.leaf("a", &["a.test"]);
+    assert_eq!(renewed.cert, a.cert);
+    assert_ne!(renewed.der, a.der);
+    let reply = gw.command(api_gateway_admin::Command::ReloadTls);
+    assert!(
+        matches!(reply, api_gateway_admin::Reply::Json(_)),
+        "{reply:?}"
+    );
+    // New handshakes get the new certificate...
+    let fresh = tls_connect(addr, "a.test", default_client(&pki)).unwrap();
+    assert_eq!(peer_leaf(&fresh), renewed.der);
+    // ...and the connection opened before goes on.
+    assert_eq!(roundtrip(&mut open, &get("a.test", "/2")).status, 200);
+    // A broken file is refused and the current certificates stay.
+    std::fs::write(&renewed.key, "not a key").unwrap();
+    let reply = gw.command(api_gateway_admin::Command::ReloadTls);
+    assert!(
+        matches!(reply, api_gateway_admin::Reply::Invalid(_)),
+        "{reply:?}"
+    );
+    let still = tls_connect(addr, "a.test", default_client(&pki)).unwrap();
+    assert_eq!(peer_leaf(&still), renewed.der);
+}
+
+#[test]
+fn redirect_http_answers_308_to_the_https_url_except_health() {
+    let pki = Pki::new("redirect");
+    let (json, _) = three(&pki);
+    let (gw, b) = gateway(&format!(r#"{json}, "redirect_http": true"#), "");
+    let port = gw.tls_addr().unwrap().port();
+    let r = request(
+        gw.listen_addr(),
+        b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: shop.test:8080\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 308);
+    let want = format!("https://shop.test:{port}/a/b?x=1&y=2");
+    assert_eq!(r.header("location"), Some(want.as_str()));
+    // Health checks still get through on plain HTTP.
+    let r = request(
+        gw.listen_addr(),
+        b"GET /health HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Over TLS nothing is redirected.
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    assert_eq!(roundtrip(&mut tls, &get("a.test", "/a/b")).status, 200);
+}
+
+#[test]
+fn handshake_metrics_and_certificate_expiry() {
+    let pki = Pki::new("metrics");
+    let (json, _) = three(&pki);
+    let (gw, _b) = gateway(&json, "");
+    let addr = gw.tls_addr().unwrap();
+    for v in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut t = tls_connect(addr, "a.test", client_config(&pki, &[v], &[b"http/1.1"])).unwrap();
+        assert_eq!(roundtrip(&mut t, &get("a.test", "/")).status, 200);
+    }
+    let _ = request(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let text = match gw.command(api_gateway_admin::Command::Metrics) {
+        api_gateway_admin::Reply::Text(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        prom(&text, r#"gateway_tls_handshakes_total{result="ok"}"#),
+        2.0
+    );
+    assert_eq!(
+        prom(&text, r#"gateway_tls_handshakes_total{result="not_tls"}"#),
+        1.0
+    );
+    assert_eq!(
+        prom(&text, r#"gateway_tls_versions_total{version="1.2"}"#),
+        1.0
+    );
+    assert_eq!(
+        prom(&text, r#"gateway_tls_versions_total{version="1.3"}"#),
+        1.0
+    );
+    // rcgen's default validity ends in 4096: far in the future.
+    let expiry = text
+        .lines()
+        .find(|l| l.starts_with("gateway_tls_certificate_expiry_seconds{certificate=\"0\""))
+        .expect("an expiry line per certificate");
+    let secs: f64 = expiry.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(secs > 60.0 * 365.0 * 86_400.0, "{expiry}");
+}

@@ -235,6 +235,7 @@ impl Sim {
             // The fake has no routes and one upstream, `default`.
             Command::Routes => Reply::Json(json!({"routing": false, "routes": []})),
             Command::Consumers => Reply::Json(json!({"consumers": []})),
+            Command::ReloadTls => Reply::Invalid("the fake has no TLS listener".into()),
             Command::Upstreams => Reply::Json(json!({"upstreams": [{
                 "name": "default",
                 "loadBalancer": serde_json::to_value(&self.balancer).unwrap_or_default(),

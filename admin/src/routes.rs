@@ -29,6 +29,8 @@ pub(crate) enum Route {
     Upstreams,
     /// `GET /gateway/consumers`
     Consumers,
+    /// `POST /gateway/tls/reload`
+    ReloadTls,
     /// `POST /gateway/upstreams/:upstream/load-balancer/:algo`
     SetUpstreamBalancer {
         /// The upstream's name.
@@ -89,6 +91,7 @@ pub(crate) fn resolve(method: &str, target: &str) -> Result<Route, RouteError> {
         ["gateway", "routes"] => ("GET", Route::Routes),
         ["gateway", "upstreams"] => ("GET", Route::Upstreams),
         ["gateway", "consumers"] => ("GET", Route::Consumers),
+        ["gateway", "tls", "reload"] => ("POST", Route::ReloadTls),
         ["gateway", "upstreams", u, "load-balancer", a] if !u.is_empty() && !a.is_empty() => (
             "POST",
             Route::SetUpstreamBalancer {
@@ -148,6 +151,7 @@ pub(crate) fn command_for(route: &Route, body: Option<&Value>) -> Result<Option<
         Route::Routes => Command::Routes,
         Route::Upstreams => Command::Upstreams,
         Route::Consumers => Command::Consumers,
+        Route::ReloadTls => Command::ReloadTls,
         // Same parameters and validation as the seed's endpoints; whether
         // the upstream or route exists is the gateway's answer (404).
         Route::SetUpstreamBalancer { upstream, algo } => Command::SetUpstreamBalancer {
@@ -258,6 +262,7 @@ mod tests {
         assert_eq!(resolve("GET", "/gateway/routes"), Ok(Route::Routes));
         assert_eq!(resolve("GET", "/gateway/upstreams"), Ok(Route::Upstreams));
         assert_eq!(resolve("GET", "/gateway/consumers"), Ok(Route::Consumers));
+        assert_eq!(resolve("POST", "/gateway/tls/reload"), Ok(Route::ReloadTls));
         assert_eq!(
             resolve("POST", "/gateway/upstreams/us%20ers/load-balancer/ip-hash"),
             Ok(Route::SetUpstreamBalancer {

@@ -222,6 +222,7 @@ fn describe(cmd: &Command) -> Option<(&'static str, String)> {
         | Command::Routes
         | Command::Upstreams
         | Command::Consumers => return None,
+        Command::ReloadTls => ("tls", "TLS certificates reloaded".to_string()),
         Command::SetRateLimiter(s) => (
             "rate-limiter",
             format!(

@@ -51,6 +51,7 @@ fn fake_reply(cmd: &Command, backend_addr: &str) -> Reply {
         Command::Routes => Reply::Json(json!({"routes": []})),
         Command::Upstreams => Reply::Json(json!({"upstreams": []})),
         Command::Consumers => Reply::Json(json!({"consumers": []})),
+        Command::ReloadTls => Reply::Invalid("no tls listener".into()),
         Command::SetUpstreamBalancer { upstream, .. }
         | Command::SetRouteLimiter {
             route: upstream, ..

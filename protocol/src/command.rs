@@ -27,6 +27,9 @@ pub enum Command {
     /// Every consumer and their live counters, never their keys
     /// (`GET /gateway/consumers`).
     Consumers,
+    /// Re-read the TLS certificate files; new handshakes use them, open
+    /// connections carry on (`POST /gateway/tls/reload`, SIGHUP).
+    ReloadTls,
     /// Switch one upstream's load balancer
     /// (`POST /gateway/upstreams/:name/load-balancer/:algo`).
     SetUpstreamBalancer {

@@ -14,6 +14,7 @@ use crate::config::KeySource;
 use crate::http::head::named_in_connection;
 use crate::http::normalize::normalize_target;
 use crate::http::request::{request_line_too_long, Method, RequestFraming, RequestLimits};
+use crate::http::rewrite::Scheme;
 use crate::http::rewrite::{error_body, write_local, LocalReply};
 use crate::http::HttpError;
 use crate::http::{host, query, rules, upgrade};
@@ -233,10 +234,68 @@ impl Session {
         if let Err(e) = rules::check(buf, head, ctx.routes.is_routing()) {
             return self.reject(e, ctx, now);
         }
-        if let Err(e) = self.route(ctx) {
+        let routed = self.route(ctx);
+        if self.redirects_to_https(ctx, routed.is_ok()) {
+            return self.redirect_to_https(ctx, now);
+        }
+        if let Err(e) = routed {
             return self.reject(e, ctx, now);
         }
         self.run_pipeline(ctx, now)
+    }
+
+    /// `tls.redirect_http`: a request on the plain listener is sent to the
+    /// HTTPS one, except health checks (the path `/health`, or a route
+    /// named `health`), which load balancers make over plain HTTP.
+    fn redirects_to_https(&self, ctx: &Ctx<'_>, routed: bool) -> bool {
+        let on = ctx
+            .shared
+            .config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.redirect_http);
+        if !on || self.scheme == Scheme::Https {
+            return false;
+        }
+        let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        let path = self.head.path.get(buf);
+        let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+        let health_route = routed
+            && self
+                .ex
+                .route
+                .is_some_and(|r| ctx.routes.policy(r).name == "health");
+        path != b"/health" && !health_route
+    }
+
+    /// Answers 308 to `https://host[:port]/path?query` (the target as sent).
+    fn redirect_to_https(&mut self, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        let head = &self.head;
+        // The raw host (checked by `rules::check`: no byte that could end the
+        // header line), without its port.
+        let host = head.authority.or(head.host).map_or(&[][..], |s| s.get(buf));
+        let (host, _) = host::split_port(host);
+        let port = ctx
+            .shared
+            .config
+            .tls
+            .as_ref()
+            .map_or(443, |t| t.listen.port());
+        let extra = &mut self.ex.extra;
+        extra.clear();
+        extra.extend_from_slice(b"Location: https://");
+        extra.extend_from_slice(host);
+        if port != 443 {
+            let _ = write!(extra, ":{port}");
+        }
+        let path = head.path.get(buf);
+        if !path.starts_with(b"/") {
+            extra.push(b'/');
+        }
+        extra.extend_from_slice(path);
+        extra.extend_from_slice(b"\r\n");
+        self.reply(308, b"", "text/plain", false, ctx, now)
     }
 
     /// Picks the request's route (404/405 when none takes it) and, with

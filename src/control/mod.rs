@@ -105,6 +105,7 @@ impl Controller {
             Command::Routes => Reply::Json(self.routes()),
             Command::Upstreams => Reply::Json(self.upstreams()),
             Command::Consumers => Reply::Json(topology::consumers_json(&self.shared)),
+            Command::ReloadTls => self.reload_tls(),
             Command::SetRateLimiter(spec) => self.set_limiter(spec),
             Command::SetLoadBalancer(spec) => self.set_balancer(spec),
             Command::SetUpstreamBalancer { upstream, spec } => {
@@ -405,8 +406,27 @@ impl Controller {
                 "latency_ms": quantiles(&m.latency),
             },
             "connections": {"open": get(&m.connections_open), "accepted": get(&m.connections_accepted)},
+            "tls": topology::tls_json(s),
             "events": events,
         })
+    }
+
+    /// Re-reads the certificate files (`POST /gateway/tls/reload`, SIGHUP).
+    fn reload_tls(&self) -> Reply {
+        let s = &self.shared;
+        let (Some(server), Some(cfg)) = (&s.tls, &s.config.tls) else {
+            return Reply::Invalid("no \"tls\" listener is configured".into());
+        };
+        match server.reload(cfg) {
+            Ok(()) => {
+                log::info!("TLS certificates reloaded");
+                Reply::Json(json!({"reloaded": true, "tls": topology::tls_json(s)}))
+            }
+            Err(e) => {
+                log::warn!("TLS reload failed, the old certificates stay: {e}");
+                Reply::Invalid(e)
+            }
+        }
     }
 
     /// The `/metrics` report (Prometheus text format 0.0.4).

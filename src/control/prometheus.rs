@@ -12,6 +12,7 @@
 //! routes reports its catch-all as `route="default"`.
 
 use crate::auth::AuthFailure;
+use crate::tls::HandshakeFailure;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
@@ -214,6 +215,7 @@ pub fn render(s: &Shared) -> String {
     }
     routes(&mut o, s);
     consumers(&mut o, s);
+    tls(&mut o, s);
     store::prometheus(&mut o, s.limit_store.as_ref());
     o
 }
@@ -308,6 +310,88 @@ fn backends(o: &mut String, s: &Shared, now: crate::algo::Nanos) {
     );
     for (l, b) in &labels {
         let _ = writeln!(o, "gateway_backend_up{{{l}}} {}", u8::from(b.is_up()));
+    }
+}
+
+/// The HTTPS listener: handshakes by result, versions and cipher suites
+/// negotiated, and each loaded certificate's expiry (so an alert can fire
+/// before it lapses).
+fn tls(o: &mut String, s: &Shared) {
+    let Some(tls) = &s.tls else {
+        return;
+    };
+    let st = &tls.stats;
+    family(
+        o,
+        "gateway_tls_handshakes_total",
+        "counter",
+        "TLS handshakes on the HTTPS listener, by result (ok, or why it failed).",
+    );
+    let _ = writeln!(
+        o,
+        "gateway_tls_handshakes_total{{result=\"ok\"}} {}",
+        get(&st.ok)
+    );
+    for (why, n) in HandshakeFailure::ALL.iter().zip(&st.failed) {
+        let _ = writeln!(
+            o,
+            "gateway_tls_handshakes_total{{result=\"{}\"}} {}",
+            why.label(),
+            get(n)
+        );
+    }
+    family(
+        o,
+        "gateway_tls_versions_total",
+        "counter",
+        "Completed TLS handshakes by protocol version.",
+    );
+    for (v, n) in ["1.2", "1.3"].iter().zip(&st.versions) {
+        let _ = writeln!(
+            o,
+            "gateway_tls_versions_total{{version=\"{v}\"}} {}",
+            get(n)
+        );
+    }
+    family(
+        o,
+        "gateway_tls_cipher_suites_total",
+        "counter",
+        "Completed TLS handshakes by cipher suite.",
+    );
+    for (suite, n) in &st.suites {
+        let name = suite.suite().as_str().unwrap_or("unknown");
+        let _ = writeln!(
+            o,
+            "gateway_tls_cipher_suites_total{{suite=\"{name}\"}} {}",
+            get(n)
+        );
+    }
+    family(
+        o,
+        "gateway_tls_certificate_expiry_seconds",
+        "gauge",
+        "Seconds until each loaded certificate's notAfter (negative once expired).",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let snapshot = tls.current();
+    for (i, (cfg, loaded)) in snapshot.store.certs.iter().enumerate() {
+        if let Some(at) = loaded.not_after {
+            let hosts = if cfg.hosts.is_empty() {
+                "default".to_string()
+            } else {
+                cfg.hosts.join(",")
+            };
+            let _ = writeln!(
+                o,
+                "gateway_tls_certificate_expiry_seconds{{certificate=\"{i}\",file=\"{}\",hosts=\"{}\"}} {}",
+                esc(&cfg.cert),
+                esc(&hosts),
+                at - now
+            );
+        }
     }
 }
 

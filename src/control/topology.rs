@@ -235,3 +235,43 @@ fn consumer_counters_json(st: &ConsumerStats) -> Value {
         "429": get(&st.limited),
     })
 }
+
+/// The HTTPS listener as reports show it (`null` without `tls`): its
+/// address, floor, each certificate (file, hosts, days to expiry; never a
+/// key) and the handshake counters.
+pub fn tls_json(s: &Shared) -> Value {
+    let (Some(server), Some(cfg)) = (&s.tls, &s.config.tls) else {
+        return Value::Null;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let snapshot = server.current();
+    let certs: Vec<Value> = snapshot
+        .store
+        .certs
+        .iter()
+        .map(|(c, loaded)| {
+            json!({
+                "cert": c.cert,
+                "hosts": c.hosts,
+                "default": c.hosts.is_empty(),
+                "not_after": loaded.not_after,
+                "expires_in_days": loaded.not_after.map(|t| (t - now).div_euclid(86_400)),
+            })
+        })
+        .collect();
+    let st = &server.stats;
+    let failed: Map<String, Value> = crate::tls::HandshakeFailure::ALL
+        .iter()
+        .zip(&st.failed)
+        .map(|(w, n)| (w.label().to_string(), json!(get(n))))
+        .collect();
+    json!({
+        "listen": cfg.listen.to_string(),
+        "min_version": cfg.min_version.as_str(),
+        "redirect_http": cfg.redirect_http,
+        "certificates": certs,
+        "handshakes": {"ok": get(&st.ok), "failed": failed},
+    })
+}

@@ -75,7 +75,7 @@ pub fn route_name(value: &[u8], out: &mut Vec<u8>) {
 /// Splits `host[:port]`. An IP-literal's colons are inside its brackets,
 /// so the port starts after the `]`; a reg-name has no colon, so it starts
 /// at the first one (`a:b:c` then has the port `b:c`, which is refused).
-fn split_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
+pub fn split_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
     let colon = if value.starts_with(b"[") {
         match value.iter().position(|&b| b == b']') {
             Some(end) => value[end + 1..]
