@@ -30,6 +30,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// Relative share for weighted algorithms (>= 1).
     pub weight: u32,
+    /// TLS to it (`None`: plain TCP).
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
     up: AtomicBool,
     inflight: AtomicU32,
     /// The backend's circuit breaker.
@@ -78,6 +80,8 @@ pub struct BackendDef {
     pub addr: SocketAddr,
     /// Weight (>= 1).
     pub weight: u32,
+    /// TLS to it (`None`: plain TCP).
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 /// How a request's backend is chosen right now.
@@ -125,6 +129,7 @@ impl BackendTable {
                 name: d.name.clone(),
                 addr: d.addr,
                 weight: d.weight.max(1),
+                tls: d.tls.clone(),
                 up: AtomicBool::new(true),
                 inflight: AtomicU32::new(0),
                 breaker: Breaker::with_budget(breaker, budget.clone()),

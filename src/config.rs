@@ -304,6 +304,7 @@ impl Config {
             name: name.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             weight,
+            tls: None,
         })
         .collect();
         Config {
@@ -592,7 +593,7 @@ fn backend_list(
     for (i, b) in list.iter().enumerate() {
         let path = format!("{at}[{i}]");
         let o = as_object(b, &path)?;
-        check_keys(o, &format!("{path}."), &["name", "addr", "weight"])?;
+        check_keys(o, &format!("{path}."), &["name", "addr", "weight", "tls"])?;
         let addr_s: String = field(o, "addr", &format!("{path}.addr"))?
             .ok_or_else(|| ConfigError(format!("{path}.addr: required")))?;
         let addr = resolve(&addr_s).map_err(|e| ConfigError(format!("{path}.addr: {e}")))?;
@@ -621,7 +622,16 @@ fn backend_list(
         if !(1..=1000).contains(&weight) {
             return err(&format!("{path}.weight"), "must be between 1 and 1000");
         }
-        out.push(BackendDef { name, addr, weight });
+        let tls = match o.get("tls") {
+            None => None,
+            Some(v) => Some(backend_tls(v, &format!("{path}.tls"), addr, &name)?),
+        };
+        out.push(BackendDef {
+            name,
+            addr,
+            weight,
+            tls,
+        });
     }
     Ok(out)
 }
@@ -867,6 +877,41 @@ fn limits(v: &Value) -> Result<Limits, ConfigError> {
             1 << 30,
         )?,
     })
+}
+
+/// A backend's `tls`: `server_name` (default: the address's IP),
+/// `ca_file` (default: Mozilla's roots), `insecure_skip_verify`.
+fn backend_tls(
+    v: &Value,
+    at: &str,
+    addr: SocketAddr,
+    backend: &str,
+) -> Result<std::sync::Arc<crate::tls::UpstreamTls>, ConfigError> {
+    let o = as_object(v, at)?;
+    check_keys(
+        o,
+        &format!("{at}."),
+        &["server_name", "ca_file", "insecure_skip_verify"],
+    )?;
+    let name: Option<String> = field(o, "server_name", &format!("{at}.server_name"))?;
+    let ca: Option<String> = field(o, "ca_file", &format!("{at}.ca_file"))?;
+    let insecure: bool = field(
+        o,
+        "insecure_skip_verify",
+        &format!("{at}.insecure_skip_verify"),
+    )?
+    .unwrap_or(false);
+    if insecure && ca.is_some() {
+        return err(at, "has both ca_file and insecure_skip_verify (choose one)");
+    }
+    if insecure {
+        log::warn!(
+            "backend {backend}: TLS certificate verification is OFF (insecure_skip_verify): anyone on the path can impersonate it"
+        );
+    }
+    crate::tls::UpstreamTls::new(name.as_deref(), ca.as_deref(), insecure, addr, at)
+        .map(std::sync::Arc::new)
+        .map_err(ConfigError)
 }
 
 fn pipeline(v: &Value) -> Result<Vec<Stage>, ConfigError> {

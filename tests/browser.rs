@@ -358,6 +358,7 @@ fn upstream_balancer_switch_and_route_table_in_a_real_browser() {
                     name: d.name().into(),
                     addr: d.addr(),
                     weight: 1,
+                    tls: None,
                 })
                 .collect(),
             load_balancer: c.load_balancer.clone(),

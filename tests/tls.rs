@@ -605,3 +605,123 @@ fn handshake_metrics_and_certificate_expiry() {
     let secs: f64 = expiry.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(secs > 60.0 * 365.0 * 86_400.0, "{expiry}");
 }
+
+/// A TLS backend: answers every request on a connection with
+/// `200 tls-backend`, keep-alive; counts connections.
+struct TlsBackend {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn tls_backend(leaf: &Leaf) -> TlsBackend {
+    let certs = vec![leaf.der.clone()];
+    use rustls::pki_types::pem::PemObject;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&leaf.key).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(sock) = sock else { continue };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut s = BufReader::new(StreamOwned::new(conn, sock));
+                loop {
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        match std::io::BufRead::read_line(&mut s, &mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.extend_from_slice(line.as_bytes());
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\ntls-backend";
+                    if s.get_mut().write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    TlsBackend { addr, connections }
+}
+
+fn gateway_to(backend: &str) -> api_gateway::Gateway {
+    let text = format!(
+        r#"{{"listen": "127.0.0.1:0", "admin": null, "workers": 1, "access_log": "off",
+            "circuit_breaker": {{"failure_threshold": 100}},
+            "backends": [{backend}]}}"#
+    );
+    start(Config::from_json(&text).unwrap_or_else(|e| panic!("{e}\n{text}")))
+}
+
+#[test]
+fn tls_to_a_backend_verifies_its_certificate() {
+    let pki = Pki::new("upstream");
+    let leaf = pki.leaf("api", &["api.internal"]);
+    let ca_file = pki.dir.join("ca.pem");
+    std::fs::write(&ca_file, pki.ca.pem()).unwrap();
+    let b = tls_backend(&leaf);
+    // The right CA: proxied, and the TLS connection is pooled.
+    let gw = gateway_to(&format!(
+        r#"{{"name": "t", "addr": "{}", "tls": {{"server_name": "api.internal", "ca_file": "{}"}}}}"#,
+        b.addr,
+        ca_file.display()
+    ));
+    let mut c = Client::connect(gw.listen_addr());
+    for _ in 0..3 {
+        let r = c.roundtrip(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((r.status, r.text().as_str()), (200, "tls-backend"));
+    }
+    assert_eq!(b.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Another CA: the backend cannot prove itself, so 502, never a plaintext send.
+    let other = Pki::new("upstream-other");
+    let other_ca = other.dir.join("ca.pem");
+    std::fs::write(&other_ca, other.ca.pem()).unwrap();
+    let gw = gateway_to(&format!(
+        r#"{{"name": "t", "addr": "{}", "tls": {{"server_name": "api.internal", "ca_file": "{}"}}}}"#,
+        b.addr,
+        other_ca.display()
+    ));
+    let r = request(
+        gw.listen_addr(),
+        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    // The right CA but the wrong name: 502 as well.
+    let gw = gateway_to(&format!(
+        r#"{{"name": "t", "addr": "{}", "tls": {{"server_name": "evil.internal", "ca_file": "{}"}}}}"#,
+        b.addr,
+        ca_file.display()
+    ));
+    let r = request(
+        gw.listen_addr(),
+        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    // Only an explicit insecure_skip_verify takes any certificate.
+    let gw = gateway_to(&format!(
+        r#"{{"name": "t", "addr": "{}", "tls": {{"insecure_skip_verify": true}}}}"#,
+        b.addr
+    ));
+    let r = request(
+        gw.listen_addr(),
+        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "tls-backend"));
+}

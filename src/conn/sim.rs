@@ -349,6 +349,7 @@ pub fn config(backends: usize) -> Config {
             name: format!("B{i}"),
             addr: SocketAddr::from(([192, 0, 2, 1], 8000 + i as u16)),
             weight: 1,
+            tls: None,
         })
         .collect();
     c.rate_limit.spec = api_gateway_admin::LimitSpec::TokenBucket {

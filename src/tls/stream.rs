@@ -1,4 +1,6 @@
-//! A server-side TLS stream over a non-blocking mio socket.
+//! A TLS stream over a non-blocking mio socket: the server end of an
+//! HTTPS client's connection, or the client end of a connection to a TLS
+//! backend.
 //!
 //! It is read and written like the plain socket it wraps (`Read`/`Write`
 //! return `WouldBlock` when the socket does), so the transport's two pump
@@ -19,8 +21,9 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 use rustls::server::Acceptor;
-use rustls::ServerConnection;
+use rustls::{ClientConnection, Connection};
 
+use super::client::UpstreamTls;
 use super::server::{HandshakeFailure, TlsServer};
 
 /// A fatal `unrecognized_name` alert (RFC 6066 §3), as a plaintext record:
@@ -37,7 +40,7 @@ enum State {
     /// Reading the ClientHello.
     Accepting(Box<Acceptor>),
     /// Handshaking or established.
-    Open(Box<ServerConnection>),
+    Open(Box<Connection>),
     /// Failed or closed: reads are EOF, writes fail.
     Done,
 }
@@ -46,7 +49,9 @@ enum State {
 pub struct TlsStream {
     tcp: TcpStream,
     state: State,
-    server: Arc<TlsServer>,
+    /// The HTTPS listener's state (counters); `None` for a backend
+    /// connection.
+    server: Option<Arc<TlsServer>>,
     /// The first byte the client sent (to tell plain HTTP from TLS).
     first: Option<u8>,
     /// The handshake's outcome has been counted.
@@ -87,9 +92,54 @@ impl TlsStream {
         TlsStream {
             tcp,
             state: State::Accepting(Box::default()),
-            server,
+            server: Some(server),
             first: None,
             counted: false,
+        }
+    }
+
+    /// A client stream to a TLS backend over `tcp` (still connecting).
+    pub fn connect(tcp: TcpStream, tls: &UpstreamTls) -> io::Result<TlsStream> {
+        let conn = ClientConnection::new(tls.config.clone(), tls.name.clone())
+            .map_err(io::Error::other)?;
+        Ok(TlsStream {
+            tcp,
+            state: State::Open(Box::new(Connection::Client(conn))),
+            server: None,
+            first: None,
+            counted: true,
+        })
+    }
+
+    /// Drives a client handshake as far as the socket allows (the TCP
+    /// connect is complete): `Some(true)` done, `Some(false)` failed (a
+    /// certificate that does not verify, a refused version, a reset),
+    /// `None` waiting for the backend.
+    pub fn drive_handshake(&mut self) -> Option<bool> {
+        loop {
+            match self.flush_pending() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Some(false),
+            }
+            let State::Open(conn) = &mut self.state else {
+                return Some(false);
+            };
+            if !conn.is_handshaking() {
+                return Some(true);
+            }
+            match conn.read_tls(&mut self.tcp) {
+                Ok(0) => return Some(false),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(_) => return Some(false),
+            }
+            if let Err(e) = conn.process_new_packets() {
+                log::warn!("TLS handshake with a backend failed: {e}");
+                let _ = conn.write_tls(&mut self.tcp);
+                self.state = State::Done;
+                return Some(false);
+            }
         }
     }
 
@@ -150,7 +200,9 @@ impl TlsStream {
     fn fail(&mut self, why: HandshakeFailure) -> io::Error {
         if !self.counted {
             self.counted = true;
-            self.server.stats.failed(why);
+            if let Some(s) = &self.server {
+                s.stats.failed(why);
+            }
         }
         self.state = State::Done;
         io::Error::new(io::ErrorKind::InvalidData, why.label())
@@ -161,11 +213,10 @@ impl TlsStream {
         if self.counted {
             return;
         }
-        if let State::Open(c) = &self.state {
+        if let (State::Open(c), Some(s)) = (&self.state, &self.server) {
             if !c.is_handshaking() {
                 self.counted = true;
-                self.server
-                    .stats
+                s.stats
                     .completed(c.protocol_version(), c.negotiated_cipher_suite());
             }
         }
@@ -202,7 +253,10 @@ impl TlsStream {
                 return Err(self.fail(why));
             }
         };
-        let snapshot = self.server.current();
+        let Some(server) = &self.server else {
+            return Ok(true);
+        };
+        let snapshot = server.current();
         if snapshot
             .store
             .choose(accepted.client_hello().server_name())
@@ -213,7 +267,7 @@ impl TlsStream {
         }
         match accepted.into_connection(snapshot.config.clone()) {
             Ok(conn) => {
-                self.state = State::Open(Box::new(conn));
+                self.state = State::Open(Box::new(Connection::Server(conn)));
                 // The ServerHello flight: the client waits for it.
                 match self.flush_pending() {
                     Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
@@ -232,8 +286,8 @@ impl Drop for TlsStream {
     /// A connection closed mid-handshake (the client left, or the
     /// handshake deadline passed) is counted as such.
     fn drop(&mut self) {
-        if !self.counted && self.is_handshaking() {
-            self.server.stats.failed(HandshakeFailure::Incomplete);
+        if let (false, true, Some(s)) = (self.counted, self.is_handshaking(), &self.server) {
+            s.stats.failed(HandshakeFailure::Incomplete);
         }
     }
 }

@@ -100,6 +100,9 @@ impl Transport {
     /// For a non-blocking connect: `Some(true)` established, `Some(false)`
     /// failed, `None` still in progress (mio's recipe: `take_error`, then
     /// `peer_addr`).
+    /// Over TLS the handshake is part of connecting: `Some(true)` only
+    /// once it is complete (a certificate that does not verify is a failed
+    /// connect).
     pub fn connect_result(&mut self) -> Option<bool> {
         let s = self.tcp();
         match s.take_error() {
@@ -107,9 +110,13 @@ impl Transport {
             Ok(None) => {}
         }
         match s.peer_addr() {
-            Ok(_) => Some(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-            Err(_) => Some(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
+            Err(_) => return Some(false),
+        }
+        match self {
+            Transport::Plain(_) => Some(true),
+            Transport::Tls(t) => t.drive_handshake(),
         }
     }
 

@@ -14,6 +14,7 @@ use mio::Interest;
 use super::Worker;
 use crate::algo::{BackendId, Nanos};
 use crate::conn::{Attach, UpstreamView};
+use crate::tls::TlsStream;
 use crate::token;
 use crate::transport::outcome::{read_into, IoOutcome};
 use crate::transport::{Ready, Side, Transport};
@@ -129,7 +130,8 @@ impl Worker {
 
     /// Starts a non-blocking connect to `backend` for connection `ci`.
     fn connect(&mut self, pool: PoolId, backend: BackendId, ci: usize) -> io::Result<usize> {
-        let addr = self.pools[pool.index()].table.get(backend).addr;
+        let entry = self.pools[pool.index()].table.get(backend);
+        let (addr, tls) = (entry.addr, entry.tls.clone());
         let mut sock = TcpStream::connect(addr)?;
         // Small heads and replies must not wait for Nagle.
         let _ = sock.set_nodelay(true);
@@ -140,8 +142,12 @@ impl Worker {
             token::upstream(u),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let transport = match tls {
+            Some(t) => Transport::Tls(Box::new(TlsStream::connect(sock, &t)?)),
+            None => Transport::Plain(sock),
+        };
         entry.insert(Upstream {
-            side: Side::new(Transport::Plain(sock)),
+            side: Side::new(transport),
             pool,
             backend,
             owner: Some(ci),

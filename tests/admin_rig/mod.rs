@@ -43,6 +43,7 @@ impl Rig {
                 name: name.into(),
                 addr,
                 weight,
+                tls: None,
             })
             .collect();
         c.admin = Some("127.0.0.1:0".parse().unwrap());

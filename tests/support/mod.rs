@@ -41,6 +41,7 @@ pub fn config(backends: &[SocketAddr]) -> Config {
             name: format!("B{i}"),
             addr,
             weight: 1,
+            tls: None,
         })
         .collect();
     // The breaker stays the demo's (`config::demo_breaker`: a 500 counts as a

@@ -180,6 +180,7 @@ mod tests {
                 name: format!("renamed-{i}"),
                 addr: a.get(i).addr,
                 weight: 1,
+                tls: None,
             })
             .collect();
         let b = BackendTable::new(&defs, Default::default());

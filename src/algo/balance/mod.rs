@@ -146,6 +146,7 @@ pub(crate) mod test_support {
                 name: format!("b{i}"),
                 addr: format!("10.0.0.{}:8080", i + 1).parse().unwrap(),
                 weight,
+                tls: None,
             })
             .collect();
         BackendTable::new(&defs, BreakerSpec::default())

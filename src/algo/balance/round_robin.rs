@@ -28,6 +28,7 @@ use crate::backend::BackendTable;
 ///         name: name.to_string(),
 ///         addr: format!("127.0.0.1:{}", 3001 + i).parse().unwrap(),
 ///         weight: 1,
+///         tls: None,
 ///     })
 ///     .collect();
 /// let table = BackendTable::new(&defs, BreakerSpec::default());
