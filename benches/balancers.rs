@@ -27,6 +27,7 @@ fn table() -> BackendTable {
             name: format!("b{i}"),
             addr: format!("10.0.0.{}:8080", i + 1).parse().unwrap(),
             weight,
+            tls: None,
         })
         .collect();
     BackendTable::new(&defs, BreakerSpec::default())

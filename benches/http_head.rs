@@ -135,6 +135,7 @@ fn admission(c: &mut Criterion) {
             name: format!("b{i}"),
             addr: format!("127.0.0.1:808{i}").parse().unwrap(),
             weight: 1,
+            tls: None,
         })
         .collect();
     let table = BackendTable::new(&defs, BreakerSpec::default());
