@@ -725,3 +725,83 @@ fn tls_to_a_backend_verifies_its_certificate() {
     );
     assert_eq!((r.status, r.text().as_str()), (200, "tls-backend"));
 }
+
+/// The README's HTTPS example: `examples/https.json` (with its certificate
+/// paths, which the README's `openssl` command fills, pointed at a test
+/// certificate, and ephemeral ports) loads and serves a request over TLS.
+#[test]
+fn the_https_example_config_works() {
+    let pki = Pki::new("example");
+    let leaf = pki.leaf("localhost", &["localhost", "127.0.0.1"]);
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/https.json"))
+        .unwrap();
+    let b = TestBackend::start();
+    let text = text
+        .replace("target/tls/localhost.pem", &leaf.cert)
+        .replace("target/tls/localhost.key", &leaf.key)
+        .replace("127.0.0.1:4000", "127.0.0.1:0")
+        .replace("127.0.0.1:4443", "127.0.0.1:0")
+        .replace("\"127.0.0.1:4001\"", "null")
+        .replace("127.0.0.1:3001", &b.addr.to_string())
+        .replace("127.0.0.1:3002", &b.addr.to_string());
+    let gw = start(Config::from_json(&text).unwrap_or_else(|e| panic!("{e}")));
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "localhost", default_client(&pki)).unwrap();
+    assert_eq!(
+        roundtrip(&mut tls, &get("localhost", "/api/users")).status,
+        200
+    );
+}
+
+/// TLS 1.0 and 1.1 are refused. rustls (our client) cannot offer them, so
+/// `openssl s_client` does; skipped with a message when openssl is missing,
+/// unless `CI` is set (`.ci/run` installs it).
+#[test]
+fn tls_1_0_and_1_1_are_refused() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is required in CI"
+        );
+        eprintln!("skipped: openssl not installed");
+        return;
+    }
+    let pki = Pki::new("old");
+    let (json, _) = three(&pki);
+    let (gw, b) = gateway(&json, "");
+    let addr = gw.tls_addr().unwrap().to_string();
+    for flag in ["-tls1", "-tls1_1"] {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &addr, "-servername", "a.test", flag])
+            .args(["-cipher", "DEFAULT@SECLEVEL=0"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} was accepted:\n{text}");
+        assert!(
+            !text.contains("BEGIN CERTIFICATE"),
+            "{flag} got a certificate:\n{text}"
+        );
+    }
+    // The same tool with TLS 1.2 gets through (the refusal is the version).
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr,
+            "-servername",
+            "a.test",
+            "-tls1_2",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
+    assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
