@@ -33,7 +33,13 @@
 # `X-API-Key: k-bench-alice`; nginx gets the equivalent `map` of the keys,
 # a 401 for an unknown one, the key header cleared and `X-Consumer` set;
 # implies ROUTES >= 1), BEFORE_AUTH (the "before" target's AUTH, default
-# AUTH: BIN_BEFORE=this build AUTH=1 BEFORE_AUTH=0 prices the auth stage).
+# AUTH: BIN_BEFORE=this build AUTH=1 BEFORE_AUTH=0 prices the auth stage),
+# TLS (default 0; 1: both proxies also listen with TLS, the same ECDSA
+# P-256 certificate made here with openssl, and two scenarios are added:
+# tls_ka50, keep-alive over TLS with 50 connections, and tls_close, a new
+# TLS connection (a full handshake: wrk does not resume sessions) per
+# request; SCENARIOS picks the scenarios, default "ka50 ka1 close" plus
+# the TLS ones).
 #
 # The gateway runs its full pipeline: logger (access_log "off", the same as
 # nginx's `access_log off`), cors, rate-limit (token bucket that never
@@ -58,6 +64,13 @@ BEFORE_PORT=18092
 BIN_BEFORE=${BIN_BEFORE:-}
 CONFIGS=${CONFIGS:-1w 2w}
 ROUTES=${ROUTES:-0}
+TLS=${TLS:-0}
+NGINX_TLS_PORT=18094
+if [ "$TLS" = 1 ]; then
+    SCENARIOS=${SCENARIOS:-ka50 ka1 close tls_ka50 tls_close}
+else
+    SCENARIOS=${SCENARIOS:-ka50 ka1 close}
+fi
 AUTH=${AUTH:-0}
 BEFORE_AUTH=${BEFORE_AUTH:-$AUTH}
 if [ "$AUTH" = 1 ] && [ "$ROUTES" = 0 ]; then ROUTES=1; fi
@@ -101,6 +114,11 @@ fi
 BODY='{"id":42,"name":"widget","price":9.99,"tags":["a","b","c"],"ok":true}'
 
 mkdir -p "$OUT/backend" "$OUT/proxy"
+if [ "$TLS" = 1 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+        -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
+        -keyout "$OUT/tls.key" -out "$OUT/tls.pem" 2>/dev/null
+fi
 {
     echo "worker_processes 1; user root; pid $OUT/backend/nginx.pid;"
     echo "error_log $OUT/backend/error.log warn;"
@@ -130,6 +148,11 @@ nginx_proxy_conf() { # workers
             echo "  }"
         fi
         echo "  server { listen 127.0.0.1:$NGINX_PORT;"
+        if [ "$TLS" = 1 ]; then
+            # The gateway's TLS defaults: 1.2 and 1.3, a session cache.
+            echo "    listen 127.0.0.1:$NGINX_TLS_PORT ssl; ssl_certificate $OUT/tls.pem; ssl_certificate_key $OUT/tls.key;"
+            echo "    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;"
+        fi
         local loc
         for loc in $(nginx_locations); do
             echo "    location $loc { proxy_pass http://backends; proxy_http_version 1.1;"
@@ -196,9 +219,17 @@ gateway_json() { # workers port routes auth
   "pipeline": ["logger", "cors", "rate-limit", "circuit-breaker", "proxy"],
   "cors": { "allow_origins": ["*"] },
 $(ROUTES=$3 WITH_AUTH=$4 routes_json)
+$(tls_json "$2")
   "access_log": "off"
 }
 EOF
+}
+
+# The gateway's `tls` (none unless TLS=1); its port is the plain one + 4
+# (nginx's TLS port is its plain one + 4 too).
+tls_json() { # plain port
+    [ "$TLS" = 1 ] || return 0
+    echo "  \"tls\": {\"listen\": \"127.0.0.1:$(($1 + 4))\", \"certificates\": [{\"cert\": \"$OUT/tls.pem\", \"key\": \"$OUT/tls.key\"}]},"
 }
 
 # --- processes -------------------------------------------------------------
@@ -288,16 +319,18 @@ cpu_ticks() { # pid
 HZ=$(getconf CLK_TCK)
 
 run_wrk() { # config scenario target port wrk-cpus proxy-pid
-    local conns=50 extra=()
+    local conns=50 extra=() scheme=http port=$4
     case $2 in
     ka1) conns=1 ;;
     close) extra=(-H "Connection: close") ;;
+    tls_ka50) scheme=https port=$(($4 + 4)) ;;
+    tls_close) scheme=https port=$(($4 + 4)) extra=(-H "Connection: close") ;;
     esac
     local pre=()
     [ -n "$5" ] && pre=(taskset -c "$5")
     local out t0 t1
     t0=$(cpu_ticks "$6")
-    out=$("${pre[@]}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" "${KEY_HEADER[@]}" "http://127.0.0.1:$4/api/items" 2>&1 || true)
+    out=$("${pre[@]}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" "${KEY_HEADER[@]}" "$scheme://127.0.0.1:$port/api/items" 2>&1 || true)
     t1=$(cpu_ticks "$6")
     echo "$out" >"$OUT/wrk-$1-$2-$3-$(date +%s%N).txt"
     local rps p50 p99 errs n cpu_us
@@ -328,13 +361,15 @@ for config in $CONFIGS; do
     if [ -n "$BIN_BEFORE" ]; then wrk -t1 -c50 -d1s "${KEY_HEADER[@]}" "http://127.0.0.1:$BEFORE_PORT/api/items" >/dev/null 2>&1 || true; fi
     for round in $(seq 1 "$ROUNDS"); do
         log "config $config round $round/$ROUNDS"
-        for scenario in ka50 ka1 close; do
+        for scenario in $SCENARIOS; do
             # Alternate who goes first, so drift in background load is shared.
             if [ $((round % 2)) = 1 ]; then order="direct nginx gateway"; else order="gateway nginx direct"; fi
             if [ -n "$BIN_BEFORE" ]; then
                 if [ $((round % 2)) = 1 ]; then order="$order before"; else order="before $order"; fi
             fi
             for target in $order; do
+                # The backends speak plain HTTP only.
+                if [ "$target" = direct ] && [ "${scenario#tls_}" != "$scenario" ]; then continue; fi
                 case $target in
                 direct) port=${BACKEND_PORTS[0]} pid=$BACKEND_PID ;;
                 nginx) port=$NGINX_PORT pid=$PROXY_PID ;;
@@ -355,14 +390,20 @@ IDLE="$OUT/idle.tsv"
 : >"$IDLE"
 if [ -z "${SKIP_IDLE:-}" ]; then
     cat >"$OUT/idle.py" <<'EOF'
-# Opens N keep-alive connections, sends one request on each (so each has
-# completed an exchange and sits idle in keep-alive), then holds them until
-# it is killed.
-import socket, sys, time
+# Opens N keep-alive connections (over TLS when a 4th argument is given),
+# sends one request on each (so each has completed an exchange and sits
+# idle in keep-alive), then holds them until it is killed.
+import socket, ssl, sys, time
 port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+tls = len(sys.argv) > 4
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
 socks, ok = [], 0
 for i in range(n):
     s = socket.create_connection(("127.0.0.1", port))
+    if tls:
+        s = ctx.wrap_socket(s, server_hostname="bench.test")
     s.sendall(b"GET /api/items HTTP/1.1\r\nHost: bench\r\n\r\n")
     if s.recv(65536).startswith(b"HTTP/1.1 200"):
         ok += 1
@@ -372,18 +413,28 @@ while True:
     time.sleep(3600)
 EOF
     start_proxies 1 "$CPU_PROXY"
-    for target in nginx gateway; do
-        if [ $target = nginx ]; then pid=$PROXY_PID port=$NGINX_PORT; else pid=$GW_PID port=$GW_PORT; fi
+    targets="nginx gateway"
+    # Over TLS: IDLE_TLS_CONNS (default 5000) connections each.
+    [ "$TLS" = 1 ] && targets="$targets nginx-tls gateway-tls"
+    for target in $targets; do
+        case $target in
+        nginx*) pid=$PROXY_PID port=$NGINX_PORT ;;
+        gateway*) pid=$GW_PID port=$GW_PORT ;;
+        esac
+        n=$IDLE_CONNS tls_arg=()
+        if [ "${target%-tls}" != "$target" ]; then
+            port=$((port + 4)) n=${IDLE_TLS_CONNS:-5000} tls_arg=(tls)
+        fi
         before=$(proc_kb "$pid" VmRSS)
         rm -f "$OUT/idle.ready"
-        start_bg "" python3 "$OUT/idle.py" "$port" "$IDLE_CONNS" "$OUT/idle.ready"
+        start_bg "" python3 "$OUT/idle.py" "$port" "$n" "$OUT/idle.ready" "${tls_arg[@]}"
         cpid=$LAST_PID
         for _ in $(seq 1 1200); do [ -s "$OUT/idle.ready" ] && break; sleep 0.1; done
         sleep 1
         after=$(proc_kb "$pid" VmRSS)
         ok=$(cat "$OUT/idle.ready" 2>/dev/null || echo 0)
         printf '%s\t%s\t%s\t%s\n' "$target" "$before" "$after" "$ok" >>"$IDLE"
-        log "idle $target: RSS ${before} kB -> ${after} kB with $ok/$IDLE_CONNS idle connections"
+        log "idle $target: RSS ${before} kB -> ${after} kB with $ok/$n idle connections"
         stop_pid "$cpid"
         sleep 1
     done
@@ -417,7 +468,7 @@ print("for 'direct' that is the backend nginx.\n")
 print("| config | scenario | target | req/s | p50 ms | p99 ms | CPU us/req | peak RSS MB | req/s vs nginx | p99 vs nginx | CPU/req vs nginx |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in ("1w", "2w"):
-    for s in ("ka50", "ka1", "close"):
+    for s in ("ka50", "ka1", "close", "tls_ka50", "tls_close"):
         med = {}
         for t in ("direct", "nginx", "gateway"):
             rows = data.get((c, s, t), [])
@@ -440,7 +491,7 @@ if any(k[2] == "before" for k in data):
     print("| config | scenario | req/s after | req/s before | req/s after/before | p99 after/before | CPU/req after/before |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for c in ("1w", "2w"):
-        for s in ("ka50", "ka1", "close"):
+        for s in ("ka50", "ka1", "close", "tls_ka50", "tls_close"):
             a, b = data.get((c, s, "gateway")), data.get((c, s, "before"))
             if not a or not b:
                 continue

@@ -323,6 +323,8 @@ pub struct World {
     /// next attachment (pooled connections serve several requests,
     /// interleaved with other connections).
     pub attachments: Vec<Attachment>,
+    /// The client's TLS handshake is still going on (see `World::over_tls`).
+    pub handshaking: bool,
 }
 
 impl std::fmt::Debug for World {
@@ -376,6 +378,24 @@ pub const CLIENT: SocketAddr = SocketAddr::new(
 );
 
 impl World {
+    /// A world whose client has just connected over TLS, at time 1 s: the
+    /// session starts in `Handshaking` (with the handshake deadline) until
+    /// [`World::handshake_done`].
+    pub fn over_tls(config: Config) -> World {
+        let mut w = World::new(config);
+        let deadline = w.now.saturating_add(w.timeouts.handshake);
+        w.session = Session::new(CLIENT, Phase::Handshaking, deadline);
+        w.session.scheme = crate::http::rewrite::Scheme::Https;
+        w.handshaking = true;
+        w
+    }
+
+    /// The client's TLS handshake completes (the transport's doing).
+    pub fn handshake_done(&mut self) {
+        self.handshaking = false;
+        self.event();
+    }
+
     /// A world whose client has just connected, at time 1 s.
     pub fn new(mut config: Config) -> World {
         config.access_log = AccessLogTarget::Off;
@@ -425,6 +445,7 @@ impl World {
             steps: Vec::new(),
             tunnel_at: None,
             attachments: Vec::new(),
+            handshaking: false,
         }
     }
 
@@ -702,7 +723,7 @@ impl World {
     pub fn io_view(&self) -> IoView {
         IoView {
             client: self.client.seen,
-            client_handshaking: false,
+            client_handshaking: self.handshaking,
             upstream: self.attached.map(|u| {
                 let up = &self.ups[u];
                 let attach = match up.life {

@@ -1039,3 +1039,43 @@ fn auth_refusals_need_no_backend_and_keep_the_connection() {
     assert_eq!(phase(&w), "idle");
     quiet(&w);
 }
+
+// ------------------------------------------------------------- tls
+
+/// Over TLS the session waits in `Handshaking` until the transport says the
+/// handshake is done, then reads the first head with the header timer; the
+/// backend is told the request came over HTTPS.
+#[test]
+fn tls_handshake_then_request_says_https() {
+    let mut w = World::over_tls(sim::config(1));
+    assert_eq!(phase(&w), "handshaking");
+    w.handshake_done();
+    assert_eq!(phase(&w), "reading-head");
+    assert_eq!(
+        w.session.deadline(),
+        w.now.saturating_add(w.timeouts.header)
+    );
+    w.client_sends(GET_A);
+    w.backend_sends(OK);
+    assert_eq!(statuses(&w.client.received), [200]);
+    let head = String::from_utf8_lossy(&w.ups[0].remote.received).to_ascii_lowercase();
+    assert!(head.contains("\r\nx-forwarded-proto: https\r\n"), "{head}");
+    quiet(&w);
+}
+
+/// A handshake that does not finish by its deadline is closed without a
+/// byte written (an HTTP answer would be garbage to a TLS client).
+#[test]
+fn tls_handshake_deadline_closes_silently() {
+    let mut c = sim::config(1);
+    c.timeouts.handshake_ms = Some(300);
+    let mut w = World::over_tls(c);
+    let d = w.session.deadline();
+    assert_eq!(d, ms(1300));
+    w.advance_to(d.saturating_sub(Nanos(1)));
+    assert_eq!(phase(&w), "handshaking");
+    w.advance_to(d);
+    assert!(w.session.is_closed());
+    assert!(w.client.received.is_empty());
+    quiet(&w);
+}
