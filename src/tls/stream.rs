@@ -334,19 +334,37 @@ impl Read for TlsStream {
     }
 }
 
-impl Write for TlsStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+impl TlsStream {
+    /// Hands plaintext to rustls (`put`) once older records are out, then
+    /// sends what it made as far as the socket takes it.
+    fn write_with(
+        &mut self,
+        len: usize,
+        put: impl FnOnce(&mut rustls::Writer<'_>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         // Older records first: the socket's backpressure is ours.
         self.flush_pending()?;
         let State::Open(conn) = &mut self.state else {
             return Err(io::ErrorKind::BrokenPipe.into());
         };
-        let n = conn.writer().write(buf)?;
+        let n = put(&mut conn.writer())?;
         match self.flush_pending() {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-            _ if n == 0 && !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+            _ if n == 0 && len > 0 => Err(io::ErrorKind::WouldBlock.into()),
             _ => Ok(n),
         }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_with(buf.len(), |w| w.write(buf))
+    }
+
+    /// A head and its body go out as one record (and one syscall).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.write_with(len, |w| w.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {
