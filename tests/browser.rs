@@ -20,6 +20,16 @@
 //! lists each consumer, whose requests counter goes up after an
 //! authenticated request through the gateway; refusals show by reason. Its
 //! screenshot is `target/dashboard-consumers.png`.
+//!
+//! A fourth adds an HTTPS listener with two certificates (made here with
+//! rcgen), one of them expiring in about ten days: the TLS card shows the
+//! listener, both certificates with their days to expiry (the short one
+//! marked), the handshake counters after a real handshake and a plain
+//! request to the HTTPS port, and never a key file. It then feeds the page
+//! an expired certificate (a health answer amended in the browser) to see
+//! the error mark. Screenshots: `target/dashboard-tls.png`, and
+//! `target/dashboard-tls-expired.png` with the amended answer.
+//!
 //! The tests take turns (one browser at a time).
 //!
 //! Without `/usr/bin/chromium` (or `$CHROMIUM`) the tests print why and
@@ -616,6 +626,318 @@ fn consumers_and_auth_routes_in_a_real_browser() {
     drop(tab);
     drop(browser);
     let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// The day `days` after 1970-01-01, as (year, month, day) in the proleptic
+/// Gregorian calendar (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y as i32, m as u8, d as u8)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A test CA and the leaves it signed, written under `dir` (removed on drop).
+struct TestPki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl TestPki {
+    fn new(dir: PathBuf) -> TestPki {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "dashboard test CA");
+        let ca = params.self_signed(&ca_key).unwrap();
+        TestPki { dir, ca, ca_key }
+    }
+
+    /// A leaf for `names` valid until midnight UTC `days` days after
+    /// today, as `file`.pem and `file`.key; returns both paths.
+    fn leaf(&self, file: &str, names: &[&str], days: i64) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        let (y, m, d) = civil_from_days(unix_now().div_euclid(86_400) + days);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let (cp, kp) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cp, cert.pem()).unwrap();
+        std::fs::write(&kp, key.serialize_pem()).unwrap();
+        (cp.display().to_string(), kp.display().to_string())
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One TLS handshake to `addr` for `name`, trusting `pki`'s CA, then a
+/// request on it; returns the status line.
+fn https_get(addr: std::net::SocketAddr, name: &str, pki: &TestPki) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), server_name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    write!(
+        tls,
+        "GET /api/users HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    tls.flush().unwrap();
+    let mut line = String::new();
+    BufReader::new(tls).read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+#[test]
+fn tls_listener_and_certificates_in_a_real_browser() {
+    let Some(chromium) = chromium() else { return };
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let pki = TestPki::new(tmp.join(format!("dashboard-tls-{}", std::process::id())));
+    // a.test expires at midnight UTC 11 days from today: 10 whole days left.
+    let (short_cert, short_key) = pki.leaf("a-test", &["a.test", "*.a.test"], 11);
+    let (long_cert, long_key) = pki.leaf("default", &["localhost"], 400);
+    let json = serde_json::json!({
+        "listen": "127.0.0.1:0",
+        "backends": [{"addr": "127.0.0.1:9"}],
+        "tls": {"listen": "127.0.0.1:0", "certificates": [
+            {"cert": short_cert, "key": short_key, "hosts": ["a.test", "*.a.test"]},
+            {"cert": long_cert, "key": long_key},
+        ]},
+    });
+    let tls = Config::from_json(&json.to_string())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .tls;
+    let rig = Rig::start_with(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.tls = tls;
+    });
+    let https = rig.gw.tls_addr().expect("an HTTPS listener");
+
+    let profile = tmp.join(format!("chromium-profile-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let browser = launch(chromium, &profile);
+    let tab = browser.new_tab().expect("tab");
+    tab.set_default_timeout(WAIT);
+    let url = format!("http://{}/#token={TOKEN}", rig.admin);
+    tab.navigate_to(&url)
+        .and_then(|t| t.wait_until_navigated())
+        .expect("dashboard loads");
+    wait_for(&tab, "live status", &text_of("#conn-status"), "live".into());
+
+    // The card, the listener and its settings.
+    wait_for(
+        &tab,
+        "TLS card shown",
+        "!document.querySelector('#tls-card').hidden",
+        true.into(),
+    );
+    assert_eq!(eval(&tab, &text_of("#tls-listen")), https.to_string());
+    assert_eq!(eval(&tab, &text_of("#tls-min-version")), "TLS 1.2");
+    assert_eq!(eval(&tab, &text_of("#tls-redirect")), "off");
+
+    // One row per certificate, in config order, with its days to expiry
+    // as the gateway counts them (10 and 399, unless midnight UTC passed).
+    let health = rig.health();
+    let certs = health["tls"]["certificates"].as_array().unwrap().clone();
+    let days: Vec<i64> = certs
+        .iter()
+        .map(|c| c["expires_in_days"].as_i64().unwrap())
+        .collect();
+    assert!((9..=10).contains(&days[0]), "{days:?}");
+    assert!((398..=399).contains(&days[1]), "{days:?}");
+    wait_for(
+        &tab,
+        "both certificates listed",
+        "JSON.stringify([...document.querySelectorAll('#tls-certs tr')].map(r => r.dataset.cert))",
+        serde_json::to_string(&[&short_cert, &long_cert])
+            .unwrap()
+            .into(),
+    );
+    let cell = |cert: &str, col: &str| {
+        let cert = serde_json::to_string(cert).unwrap();
+        eval(
+            &tab,
+            &format!(
+                "[...document.querySelectorAll('#tls-certs tr')].find(r => r.dataset.cert === {cert})\
+                 .querySelector('[data-col={col}]').textContent"
+            ),
+        )
+    };
+    let row_data = |i: usize, key: &str| {
+        eval(
+            &tab,
+            &format!("document.querySelectorAll('#tls-certs tr')[{i}].dataset.{key}"),
+        )
+    };
+    assert_eq!(cell(&short_cert, "hosts"), "a.test, *.a.test");
+    assert_eq!(cell(&long_cert, "hosts"), "default");
+    assert_eq!(
+        cell(&short_cert, "expiry"),
+        format!("EXPIRES SOON{} days", days[0])
+    );
+    assert_eq!(cell(&long_cert, "expiry"), format!("{} days", days[1]));
+    assert_eq!(row_data(0, "expiry"), "warning", "the short one is marked");
+    assert_eq!(row_data(1, "expiry"), "ok", "the long one is not");
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelectorAll('#tls-certs tr[data-expiry=\"warning\"] .tls-mark').length"
+        ),
+        Value::from(1)
+    );
+    assert_eq!(
+        eval(&tab, &text_of("#tls-alert")),
+        "1 expiring within 30 days"
+    );
+    let title = eval(
+        &tab,
+        "document.querySelector('#tls-certs tr [data-col=expiry]').title",
+    );
+    assert!(
+        title.as_str().unwrap().starts_with("Valid until 20"),
+        "{title}"
+    );
+
+    // Handshakes: one real one (and a request through it), one plain
+    // request to the HTTPS port.
+    assert_eq!(wait_text(&tab, "[data-handshake='ok'] b"), "0");
+    let status = https_get(https, "a.test", &pki);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    {
+        use std::io::{Read, Write};
+        let mut plain = support::connect(https);
+        plain
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = plain.read_to_end(&mut answer);
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    wait_for(
+        &tab,
+        "handshakes counted",
+        "['ok','not_tls','unknown_name','protocol','incomplete'].map(r => \
+         document.querySelector(`#tls-handshakes [data-handshake=${r}] b`).textContent).join(',')",
+        "1,1,0,0,0".into(),
+    );
+
+    // The key files appear nowhere in the page, not even in a tooltip.
+    for key in [&short_key, &long_key] {
+        let quoted = serde_json::to_string(key).unwrap();
+        assert_eq!(
+            eval(
+                &tab,
+                &format!("document.documentElement.outerHTML.includes({quoted})")
+            ),
+            Value::Bool(false),
+            "{key} shown"
+        );
+    }
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelectorAll('.event[data-source=\"ui\"]').length"
+        ),
+        Value::from(0),
+        "no UI-side failures"
+    );
+    screenshot(&tab, "dashboard-tls.png");
+
+    // An expired certificate, fed to the page by amending the health
+    // answers in the browser (the gateway loads only what it was given).
+    let expired_at = unix_now() - 3 * 86_400 - 3600;
+    eval(
+        &tab,
+        &format!(
+            "(() => {{ const real = window.fetch; window.fetch = async (...a) => {{ \
+               const r = await real(...a); \
+               if (!String(a[0]).endsWith('/gateway/health')) return r; \
+               const h = await r.json(); \
+               h.tls.certificates.push({{cert: '/etc/gw/old.pem', hosts: ['old.test'], default: false, \
+                 not_after: {expired_at}, expires_in_days: -4}}); \
+               return new Response(JSON.stringify(h), {{headers: {{'content-type': 'application/json'}}}}); }}; \
+               return true; }})()"
+        ),
+    );
+    wait_for(
+        &tab,
+        "the expired certificate marked",
+        "(document.querySelectorAll('#tls-certs tr')[2] || {dataset: {}}).dataset.expiry",
+        "expired".into(),
+    );
+    assert_eq!(cell("/etc/gw/old.pem", "expiry"), "EXPIRED3 days ago");
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelector('#tls-certs tr[data-expiry=\"expired\"] .tls-mark').className"
+        ),
+        "badge badge-expired tls-mark"
+    );
+    assert_eq!(
+        eval(&tab, &text_of("#tls-alert")),
+        "1 expired · 1 expiring within 30 days"
+    );
+    screenshot(&tab, "dashboard-tls-expired.png");
+    drop(tab);
+    drop(browser);
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// The text of `selector` once the element exists.
+fn wait_text(tab: &Tab, selector: &str) -> Value {
+    wait_for(
+        tab,
+        selector,
+        &format!(
+            "!!document.querySelector({})",
+            serde_json::to_string(selector).unwrap()
+        ),
+        true.into(),
+    );
+    eval(tab, &text_of(selector))
 }
 
 /// `dataset[key]` of the element `selector`.

@@ -820,6 +820,139 @@
     }
   }
 
+  // ---- TLS ----------------------------------------------------------------
+
+  // Days left under which a certificate is marked (warning), as the
+  // certificate-expiry alerts usually fire.
+  const EXPIRY_WARN_DAYS = 30;
+  const HANDSHAKE_INFO = {
+    ok: "Handshakes completed",
+    unknown_name: "SNI named no certificate and there is no default: refused with unrecognized_name",
+    not_tls: "Plain HTTP (or anything not TLS) sent to the HTTPS port",
+    protocol: "A protocol error: a version or cipher refused, no common ALPN, a malformed message",
+    incomplete: "The client closed, or the handshake deadline passed, before the handshake ended",
+  };
+
+  const tlsRows = new Map(); // index:cert file -> { root, refs }
+
+  function makeTlsRow(cert) {
+    const refs = {};
+    const cell = (k, cls) => (refs[k] = el("td", { class: cls, "data-col": k }));
+    const root = el("tr", { "data-cert": cert },
+      el("td", { class: "mono tls-file", "data-col": "cert", text: cert, title: cert }),
+      cell("hosts", "mono"), cell("expiry", "num tls-expiry"));
+    return { root, refs };
+  }
+
+  // "ok", "warning" (under EXPIRY_WARN_DAYS) or "expired"; "unknown"
+  // without a readable notAfter. The days come from the gateway's clock.
+  function expiryLevel(days) {
+    if (days === null || days === undefined || !Number.isFinite(Number(days))) return "unknown";
+    if (days < 0) return "expired";
+    return days < EXPIRY_WARN_DAYS ? "warning" : "ok";
+  }
+
+  // `days` is floor((notAfter - now) / 1 day): 0 is "under a day left",
+  // -1 "expired under a day ago", -4 "3 days ago".
+  function expiryText(days, level) {
+    if (level === "unknown") return "unknown";
+    const n = level === "expired" ? -days - 1 : days;
+    const text = n === 0 ? "< 1 day" : `${fmtInt(n)} day${n === 1 ? "" : "s"}`;
+    return level === "expired" ? `${text} ago` : text;
+  }
+
+  function fmtUtc(unixSecs) {
+    return new Date(unixSecs * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  }
+
+  // The HTTPS listener (health's `tls`; null without one, and the card
+  // stays hidden): address, floor, redirect, one row per certificate with
+  // its days to expiry, the handshake counters. Never a key file.
+  function renderTls(h) {
+    const t = h.tls;
+    $("#tls-card").hidden = !t;
+    if (!t) return;
+    setText($("#tls-listen"), t.listen || "–");
+    const minV = $("#tls-min-version");
+    setText(minV, t.min_version ? `TLS ${t.min_version}` : "–");
+    minV.title = "The oldest version accepted; TLS 1.0 and 1.1 are always refused";
+    const redirect = $("#tls-redirect");
+    setText(redirect, t.redirect_http ? "on · 308 to HTTPS" : "off");
+    redirect.className = t.redirect_http ? "on" : "zero";
+    redirect.title = t.redirect_http ? "The plain listener answers 308 to the HTTPS URL (health excepted)"
+      : "The plain listener serves requests as they come";
+
+    const body = $("#tls-certs");
+    const seen = new Set();
+    const levels = { warning: 0, expired: 0 };
+    (t.certificates || []).forEach((c, i) => {
+      const key = `${i}:${c.cert}`;
+      seen.add(key);
+      let row = tlsRows.get(key);
+      if (!row) {
+        row = makeTlsRow(c.cert);
+        tlsRows.set(key, row);
+      }
+      if (body.children[i] !== row.root) body.insertBefore(row.root, body.children[i] || null);
+      const f = row.refs;
+      const hosts = c.hosts || [];
+      const isDefault = c.default || !hosts.length;
+      setText(f.hosts, hosts.length ? hosts.join(", ") : "default");
+      f.hosts.classList.toggle("tls-default", isDefault);
+      f.hosts.title = isDefault ? "The default certificate: used when SNI is absent or names no other certificate"
+        : "Chosen by SNI: exact name first, then the longest wildcard";
+      const days = c.expires_in_days;
+      const level = expiryLevel(days);
+      if (level in levels) levels[level]++;
+      row.root.dataset.expiry = level;
+      if (f.expiry.dataset.key !== `${level}:${days}`) {
+        f.expiry.dataset.key = `${level}:${days}`;
+        const mark = level === "warning" ? el("span", { class: "badge badge-half_open tls-mark", text: "EXPIRES SOON" })
+          : level === "expired" ? el("span", { class: "badge badge-expired tls-mark", text: "EXPIRED" }) : null;
+        f.expiry.replaceChildren(...[mark, el("span", { class: "tls-days", text: expiryText(days, level) })].filter(Boolean));
+      }
+      f.expiry.title = c.not_after === null || c.not_after === undefined
+        ? "The certificate's notAfter could not be read"
+        : `${level === "expired" ? "Expired" : "Valid until"} ${fmtUtc(Number(c.not_after))}`;
+    });
+    for (const [key, row] of tlsRows) {
+      if (!seen.has(key)) {
+        row.root.remove();
+        tlsRows.delete(key);
+      }
+    }
+    const alert = $("#tls-alert");
+    const parts = [];
+    if (levels.expired) parts.push(`${levels.expired} expired`);
+    if (levels.warning) parts.push(`${levels.warning} expiring within ${EXPIRY_WARN_DAYS} days`);
+    alert.hidden = !parts.length;
+    alert.className = `badge ${levels.expired ? "badge-expired" : "badge-half_open"}`;
+    setText(alert, parts.join(" · "));
+    renderHandshakes(t.handshakes || {});
+  }
+
+  // One line like the auth failures: completed handshakes, then the
+  // failed ones by reason (a new reason shows up after the known ones).
+  function renderHandshakes(hs) {
+    const box = $("#tls-handshakes");
+    const failed = hs.failed || {};
+    const known = ["unknown_name", "not_tls", "protocol", "incomplete"];
+    const reasons = known.filter((r) => r in failed).concat(Object.keys(failed).filter((r) => !known.includes(r)));
+    if (box.dataset.key !== reasons.join(",")) {
+      box.dataset.key = reasons.join(",");
+      const item = (r, cls) => el("span", { class: `auth-reason ${cls}`, "data-handshake": r, title: HANDSHAKE_INFO[r] || r },
+        r.replace(/_/g, " "), el("b", { class: "auth-reason-n" }));
+      box.replaceChildren(el("span", { class: "auth-failures-label", text: "Handshakes" }), item("ok", "hs-ok"),
+        el("span", { class: "auth-failures-label hs-failed-label", text: "failed" }), ...reasons.map((r) => item(r, "hs-failed")));
+    }
+    for (const span of box.querySelectorAll("[data-handshake]")) {
+      const r = span.dataset.handshake;
+      const n = Number(r === "ok" ? hs.ok : failed[r]) || 0;
+      setText(span.querySelector("b"), fmtInt(n));
+      span.classList.toggle("zero", n === 0);
+    }
+  }
+
   function backendAction(name, action, button) {
     const n = encodeURIComponent(name);
     if (action === "toggle") {
@@ -989,6 +1122,7 @@
       renderTotals(h);
       renderAlgos(h);
       renderBackends(h);
+      renderTls(h);
       await pollRoutes(h);
       renderEvents();
       drawChart();
