@@ -805,3 +805,70 @@ fn tls_1_0_and_1_1_are_refused() {
     assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
     assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// PEM chains and every key encoding the contract names: an RSA key
+/// (PKCS#8), an EC key in SEC1 form (`BEGIN EC PRIVATE KEY`, converted
+/// with openssl when it is installed), and a certificate file holding the
+/// leaf followed by its CA.
+#[test]
+fn rsa_keys_sec1_ec_keys_and_pem_chains_are_accepted() {
+    let pki = Pki::new("keys");
+    // RSA: the JWT fixture's 2048-bit PKCS#8 key signs a leaf.
+    let rsa_pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/jwt/rsa_private.pem"
+    ))
+    .unwrap();
+    let rsa_key = KeyPair::from_pem_and_sign_algo(&rsa_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = CertificateParams::new(vec!["rsa.test".to_string()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "rsa");
+    let rsa_cert = params.signed_by(&rsa_key, &pki.ca, &pki.ca_key).unwrap();
+    let chain = pki.dir.join("rsa-chain.pem");
+    std::fs::write(&chain, rsa_cert.pem() + &pki.ca.pem()).unwrap();
+    let rsa_key_path = pki.dir.join("rsa.key");
+    std::fs::write(&rsa_key_path, &rsa_pem).unwrap();
+    let mut certs = vec![format!(
+        r#"{{"cert": "{}", "key": "{}", "hosts": ["rsa.test"]}}"#,
+        chain.display(),
+        rsa_key_path.display()
+    )];
+    // EC in SEC1 form.
+    let ec = pki.leaf("ec", &["ec.test"]);
+    let sec1 = pki.dir.join("ec-sec1.key");
+    let converted = std::process::Command::new("openssl")
+        .args(["ec", "-in", &ec.key, "-out"])
+        .arg(&sec1)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if converted {
+        let text = std::fs::read_to_string(&sec1).unwrap();
+        assert!(text.contains("BEGIN EC PRIVATE KEY"), "{text}");
+        certs.push(format!(
+            r#"{{"cert": "{}", "key": "{}", "hosts": ["ec.test"]}}"#,
+            ec.cert,
+            sec1.display()
+        ));
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is required in CI"
+        );
+        eprintln!("SEC1 case skipped: openssl not installed");
+    }
+    let (gw, _b) = gateway(&format!(r#""certificates": [{}]"#, certs.join(",")), "");
+    let addr = gw.tls_addr().unwrap();
+    let mut rsa = tls_connect(addr, "rsa.test", default_client(&pki)).unwrap();
+    assert_eq!(peer_leaf(&rsa), *rsa_cert.der());
+    assert_eq!(
+        rsa.get_ref().conn.peer_certificates().unwrap().len(),
+        2,
+        "the whole chain is sent"
+    );
+    assert_eq!(roundtrip(&mut rsa, &get("rsa.test", "/")).status, 200);
+    if converted {
+        let mut t = tls_connect(addr, "ec.test", default_client(&pki)).unwrap();
+        assert_eq!(peer_leaf(&t), ec.der);
+        assert_eq!(roundtrip(&mut t, &get("ec.test", "/")).status, 200);
+    }
+}
