@@ -44,8 +44,8 @@ impl Transport {
     }
 
     /// Shuts our sending half (a FIN after what is queued); `false` when
-    /// TLS records are still queued (then [`Transport::finish_shutdown`]
-    /// sends the FIN once they are out).
+    /// TLS records are still queued (then [`Side::pump_out`] sends the FIN
+    /// once they are out).
     pub fn shutdown_write(&mut self) -> bool {
         match self {
             Transport::Plain(s) => {
