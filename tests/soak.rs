@@ -1,5 +1,6 @@
-//! Soak: minutes of mixed traffic, bad input, backend crashes and live
-//! algorithm switches against one gateway, then checks that nothing
+//! Soak: minutes of mixed traffic (plain and HTTPS), bad input, backend
+//! crashes and live algorithm switches against one gateway, then checks
+//! that nothing
 //! panicked, every valid request got a well-formed allowed answer, and file
 //! descriptors, memory and the open-connection gauge return to their start.
 //!
@@ -200,6 +201,87 @@ fn client_loop(addr: SocketAddr, seed: u64, until: Instant, tally: &Tally) {
     }
 }
 
+/// HTTPS traffic: keep-alive and new-connection GETs through TLS, plain
+/// HTTP to the TLS port (400), handshakes abandoned half-way, and garbage.
+fn tls_client_loop(
+    addr: SocketAddr,
+    seed: u64,
+    until: Instant,
+    tally: &Tally,
+    cfg: Arc<rustls::ClientConfig>,
+) {
+    type Tls =
+        std::io::BufReader<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>;
+    let open = || -> std::io::Result<Tls> {
+        let sock = std::net::TcpStream::connect(addr)?;
+        sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let name = rustls::pki_types::ServerName::try_from("soak.test").unwrap();
+        let conn =
+            rustls::ClientConnection::new(cfg.clone(), name).map_err(std::io::Error::other)?;
+        Ok(std::io::BufReader::new(rustls::StreamOwned::new(
+            conn, sock,
+        )))
+    };
+    let ask = |t: &mut Tls| -> std::io::Result<Response> {
+        t.get_mut()
+            .write_all(b"GET /api/users HTTP/1.1\r\nHost: soak.test\r\n\r\n")?;
+        read_response(t, false)
+    };
+    let mut rng = Rng(seed);
+    let mut ka: Option<(Tls, Instant)> = None;
+    while Instant::now() < until {
+        match rng.next() % 10 {
+            0..=5 => {
+                if ka
+                    .as_ref()
+                    .is_some_and(|(_, used)| used.elapsed() > Duration::from_millis(1000))
+                {
+                    ka = None;
+                }
+                let mut c = match ka.take() {
+                    Some((c, _)) => c,
+                    None => match open() {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tally.fail(format!("TLS connect failed: {e}"));
+                            continue;
+                        }
+                    },
+                };
+                let r = tally.check("TLS keep-alive GET", ask(&mut c));
+                if r.is_some_and(|r| r.header("connection") != Some("close")) {
+                    ka = Some((c, Instant::now()));
+                }
+            }
+            6..=7 => {
+                if let Ok(mut c) = open() {
+                    tally.check("TLS new-connection GET", ask(&mut c));
+                }
+            }
+            8 => {
+                tally.bad.fetch_add(1, Ordering::Relaxed);
+                let mut c = Client::connect(addr);
+                if let Ok(r) = roundtrip(&mut c, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") {
+                    if r.status != 400 {
+                        tally.fail(format!("plain HTTP to the TLS port answered {}", r.status));
+                    }
+                }
+            }
+            _ => {
+                // Half a ClientHello, or garbage, then gone.
+                tally.bad.fetch_add(1, Ordering::Relaxed);
+                let mut s = connect(addr);
+                let junk: &[u8] = if rng.next() % 2 == 0 {
+                    &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]
+                } else {
+                    b"\x00\xff\x13\x37 not tls at all"
+                };
+                let _ = s.write_all(junk);
+            }
+        }
+    }
+}
+
 fn respawn(name: &str, addr: SocketAddr) -> Option<DemoBackend> {
     for _ in 0..50 {
         if let Ok(b) = DemoBackend::spawn(name, addr) {
@@ -238,8 +320,40 @@ fn soak_mixed_traffic_faults_and_live_switches() {
         open_ms: 1000,
         ..cfg.circuit_breaker
     };
+    // An HTTPS listener beside the plain one, with a certificate made here.
+    let dir = std::env::temp_dir().join(format!("gw-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["soak.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("soak.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("soak.key"), key.serialize_pem()).unwrap();
+    cfg.tls = Some(api_gateway::config::TlsConfig {
+        listen: any,
+        certificates: vec![api_gateway::config::CertConfig {
+            cert: dir.join("soak.pem").display().to_string(),
+            key: dir.join("soak.key").display().to_string(),
+            hosts: Vec::new(),
+        }],
+        min_version: api_gateway::config::TlsVersion::V12,
+        redirect_http: false,
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let tls_client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
     let gw = start(cfg);
     let addr = gw.listen_addr();
+    let tls_addr = gw.tls_addr().unwrap();
 
     // Warm up, then take the baseline.
     for _ in 0..50 {
@@ -261,6 +375,10 @@ fn soak_mixed_traffic_faults_and_live_switches() {
             let tally = tally.clone();
             thread::spawn(move || client_loop(addr, 0x9e37_79b9 + t, until, &tally))
         })
+        .chain(std::iter::once({
+            let tally = tally.clone();
+            thread::spawn(move || tls_client_loop(tls_addr, 0x5eed, until, &tally, tls_client))
+        }))
         .collect();
 
     // Chaos on this thread: switches every 250 ms, crash mode toggles, and
@@ -359,6 +477,22 @@ fn soak_mixed_traffic_faults_and_live_switches() {
         rss_start / 1024,
         rss_end / 1024,
     );
+    let tls = gw
+        .shared()
+        .tls
+        .as_ref()
+        .expect("the soak runs a TLS listener");
+    let failed: Vec<u64> = tls
+        .stats
+        .failed
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .collect();
+    let ok = tls.stats.ok.load(Ordering::Relaxed);
+    eprintln!(
+        "TLS handshakes: {ok} ok, failed {failed:?} (unknown_name, not_tls, protocol, incomplete)"
+    );
+    assert!(ok > 0 && failed[1] > 0, "the TLS traffic ran");
     let failures = tally.failures.lock().unwrap().clone();
     assert!(
         failures.is_empty(),
@@ -390,4 +524,5 @@ fn soak_mixed_traffic_faults_and_live_switches() {
     .status
         == 200));
     gw.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
 }
