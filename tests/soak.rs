@@ -271,7 +271,7 @@ fn tls_client_loop(
                 // Half a ClientHello, or garbage, then gone.
                 tally.bad.fetch_add(1, Ordering::Relaxed);
                 let mut s = connect(addr);
-                let junk: &[u8] = if rng.next() % 2 == 0 {
+                let junk: &[u8] = if rng.next().is_multiple_of(2) {
                     &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]
                 } else {
                     b"\x00\xff\x13\x37 not tls at all"
