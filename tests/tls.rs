@@ -872,3 +872,25 @@ fn rsa_keys_sec1_ec_keys_and_pem_chains_are_accepted() {
         assert_eq!(roundtrip(&mut t, &get("ec.test", "/")).status, 200);
     }
 }
+
+/// `wss://`: an Upgrade through the TLS listener becomes a tunnel that
+/// carries bytes both ways (the backend echoes them upper-cased).
+#[test]
+fn upgrade_tunnel_through_tls() {
+    let pki = Pki::new("wss");
+    let (json, _) = three(&pki);
+    let (gw, _b) = gateway(&json, "");
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let r = roundtrip(
+        &mut tls,
+        b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert_eq!(r.status, 101);
+    for msg in [&b"hello"[..], b"through tls"] {
+        tls.get_mut().write_all(msg).unwrap();
+        tls.get_mut().flush().unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tls.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg.to_ascii_uppercase());
+    }
+}
