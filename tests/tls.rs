@@ -894,3 +894,34 @@ fn upgrade_tunnel_through_tls() {
         assert_eq!(got, msg.to_ascii_uppercase());
     }
 }
+
+/// A graceful shutdown does not wait for connections still in their
+/// handshake (nothing is in flight on them): it ends well inside the grace
+/// period, and they are closed.
+#[test]
+fn shutdown_closes_connections_still_handshaking() {
+    let pki = Pki::new("shutdown");
+    let (json, _) = three(&pki);
+    let (gw, _b) = gateway(
+        &json,
+        r#", "timeouts": {"handshake_ms": 60000, "header_read_ms": 60000, "shutdown_grace_ms": 30000}"#,
+    );
+    let mut silent = TcpStream::connect(gw.tls_addr().unwrap()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The gateway has accepted it: a full handshake on another connection
+    // goes through the same loop after it.
+    let mut other = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    assert_eq!(roundtrip(&mut other, &get("a.test", "/")).status, 200);
+    drop(other);
+    let t0 = Instant::now();
+    gw.shutdown();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(silent.read(&mut buf).unwrap_or(0), 0, "closed");
+}

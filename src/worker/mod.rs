@@ -332,9 +332,11 @@ impl Worker {
         let all: Vec<usize> = self.clients.iter().map(|(i, _)| i).collect();
         for ci in all {
             let s = &self.clients[ci].session;
-            // Idle keep-alive connections and ones only lingering after
-            // their last response have nothing left to deliver.
-            if s.is_idle() || matches!(s.phase(), crate::conn::Phase::Lingering) {
+            // Idle keep-alive connections, ones still in their TLS
+            // handshake, and ones only lingering after their last response
+            // have nothing left to deliver.
+            use crate::conn::Phase;
+            if s.is_idle() || matches!(s.phase(), Phase::Lingering | Phase::Handshaking) {
                 self.abort(ci);
             }
         }
