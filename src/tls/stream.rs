@@ -56,6 +56,9 @@ pub struct TlsStream {
     first: Option<u8>,
     /// The handshake's outcome has been counted.
     counted: bool,
+    /// Our `close_notify` is queued (a deferred FIN retries the flush, not
+    /// the alert).
+    notified: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -95,6 +98,7 @@ impl TlsStream {
             server: Some(server),
             first: None,
             counted: false,
+            notified: false,
         }
     }
 
@@ -108,6 +112,7 @@ impl TlsStream {
             server: None,
             first: None,
             counted: true,
+            notified: false,
         })
     }
 
@@ -184,8 +189,9 @@ impl TlsStream {
     /// Sends `close_notify` and, once everything queued is out, our FIN;
     /// returns whether the FIN was sent (else call again when writable).
     pub fn shutdown_write(&mut self) -> bool {
-        if let State::Open(conn) = &mut self.state {
+        if let (State::Open(conn), false) = (&mut self.state, self.notified) {
             conn.send_close_notify();
+            self.notified = true;
         }
         match self.flush_pending() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
