@@ -184,11 +184,10 @@ fn hits(b: &TestBackend) -> usize {
 
 /// The `X-Consumer` values the backend saw on its last request.
 fn x_consumers(b: &TestBackend) -> Vec<String> {
-    b.last_seen()
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("x-consumer"))
-        .map(|(_, v)| v.clone())
+    let seen = b.last_seen();
+    seen.headers_named("x-consumer")
+        .into_iter()
+        .map(str::to_string)
         .collect()
 }
 

@@ -110,6 +110,43 @@ fn launch(path: PathBuf, profile: &Path) -> Browser {
 }
 
 /// Evaluates `js` in the page and returns its JSON value.
+/// A Chromium with its own profile directory (removed when dropped) and
+/// one tab showing the dashboard of `admin`, live.
+struct Dashboard {
+    tab: std::sync::Arc<Tab>,
+    browser: Option<Browser>,
+    profile: PathBuf,
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        // The browser must be gone before its profile is removed.
+        self.browser.take();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Opens the dashboard of `admin` with the admin token in the URL fragment
+/// and waits until it is live.
+fn open_dashboard(chromium: PathBuf, name: &str, admin: std::net::SocketAddr) -> Dashboard {
+    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-profile-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let browser = launch(chromium, &profile);
+    let tab = browser.new_tab().expect("tab");
+    tab.set_default_timeout(WAIT);
+    let url = format!("http://{admin}/#token={TOKEN}");
+    tab.navigate_to(&url)
+        .and_then(|t| t.wait_until_navigated())
+        .expect("dashboard loads");
+    wait_for(&tab, "live status", &text_of("#conn-status"), "live".into());
+    Dashboard {
+        tab,
+        browser: Some(browser),
+        profile,
+    }
+}
+
 fn eval(tab: &Tab, js: &str) -> Value {
     tab.evaluate(js, false)
         .unwrap_or_else(|e| panic!("evaluate {js}: {e}"))
@@ -205,24 +242,9 @@ fn dashboard_in_a_real_browser() {
         // Keep the tripped circuit OPEN for the whole test and screenshot.
         c.circuit_breaker.open_ms = 120_000;
     });
-    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("chromium-profile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let browser = launch(chromium, &profile);
-    let tab = browser.new_tab().expect("tab");
-    tab.set_default_timeout(WAIT);
-
-    // Open the page with the token in the fragment (never sent to a server).
-    let url = format!("http://{}/#token={TOKEN}", rig.admin);
-    tab.navigate_to(&url)
-        .and_then(|t| t.wait_until_navigated())
-        .expect("dashboard loads");
-    wait_for(
-        tab.as_ref(),
-        "live status",
-        &text_of("#conn-status"),
-        "live".into(),
-    );
+    // The page opens with the token in the fragment (never sent to a server).
+    let page = open_dashboard(chromium, "main", rig.admin);
+    let tab = page.tab.clone();
     wait_for(
         tab.as_ref(),
         "three backend cards",
@@ -345,9 +367,6 @@ fn dashboard_in_a_real_browser() {
         std::fs::write(&readme, &png).expect("write admin/dashboard.png");
         eprintln!("updated {} ({} bytes)", readme.display(), png.len());
     }
-    drop(tab);
-    drop(browser);
-    let _ = std::fs::remove_dir_all(&profile);
 }
 
 #[test]
@@ -381,17 +400,8 @@ fn upstream_balancer_switch_and_route_table_in_a_real_browser() {
         site.name = "site".into();
         c.routes = vec![api, site];
     });
-    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("chromium-profile-routes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let browser = launch(chromium, &profile);
-    let tab = browser.new_tab().expect("tab");
-    tab.set_default_timeout(WAIT);
-    let url = format!("http://{}/#token={TOKEN}", rig.admin);
-    tab.navigate_to(&url)
-        .and_then(|t| t.wait_until_navigated())
-        .expect("dashboard loads");
-    wait_for(&tab, "live status", &text_of("#conn-status"), "live".into());
+    let page = open_dashboard(chromium, "routes", rig.admin);
+    let tab = page.tab.clone();
     wait_for(
         &tab,
         "one box per upstream",
@@ -480,9 +490,6 @@ fn upstream_balancer_switch_and_route_table_in_a_real_browser() {
         "no UI-side failures"
     );
     screenshot(&tab, "dashboard-routes.png");
-    drop(tab);
-    drop(browser);
-    let _ = std::fs::remove_dir_all(&profile);
 }
 
 /// The consumers and routes of the auth test, in the config contract's JSON:
@@ -520,17 +527,8 @@ fn consumers_and_auth_routes_in_a_real_browser() {
         // The parsed pipeline has the auth stage placed in it.
         c.pipeline = auth.pipeline;
     });
-    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("chromium-profile-auth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let browser = launch(chromium, &profile);
-    let tab = browser.new_tab().expect("tab");
-    tab.set_default_timeout(WAIT);
-    let url = format!("http://{}/#token={TOKEN}", rig.admin);
-    tab.navigate_to(&url)
-        .and_then(|t| t.wait_until_navigated())
-        .expect("dashboard loads");
-    wait_for(&tab, "live status", &text_of("#conn-status"), "live".into());
+    let page = open_dashboard(chromium, "auth", rig.admin);
+    let tab = page.tab.clone();
 
     // The routes that need auth carry the marker, the open one does not.
     wait_for(
@@ -623,24 +621,6 @@ fn consumers_and_auth_routes_in_a_real_browser() {
         Value::Bool(false)
     );
     screenshot(&tab, "dashboard-consumers.png");
-    drop(tab);
-    drop(browser);
-    let _ = std::fs::remove_dir_all(&profile);
-}
-
-/// The day `days` after 1970-01-01, as (year, month, day) in the proleptic
-/// Gregorian calendar (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m as u8, d as u8)
 }
 
 fn unix_now() -> i64 {
@@ -650,91 +630,16 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-/// A test CA and the leaves it signed, written under `dir` (removed on drop).
-struct TestPki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-impl TestPki {
-    fn new(dir: PathBuf) -> TestPki {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "dashboard test CA");
-        let ca = params.self_signed(&ca_key).unwrap();
-        TestPki { dir, ca, ca_key }
-    }
-
-    /// A leaf for `names` valid until midnight UTC `days` days after
-    /// today, as `file`.pem and `file`.key; returns both paths.
-    fn leaf(&self, file: &str, names: &[&str], days: i64) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = rcgen::CertificateParams::new(names).unwrap();
-        let (y, m, d) = civil_from_days(unix_now().div_euclid(86_400) + days);
-        params.not_after = rcgen::date_time_ymd(y, m, d);
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        let (cp, kp) = (
-            self.dir.join(format!("{file}.pem")),
-            self.dir.join(format!("{file}.key")),
-        );
-        std::fs::write(&cp, cert.pem()).unwrap();
-        std::fs::write(&kp, key.serialize_pem()).unwrap();
-        (cp.display().to_string(), kp.display().to_string())
-    }
-}
-
-impl Drop for TestPki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// One TLS handshake to `addr` for `name`, trusting `pki`'s CA, then a
-/// request on it; returns the status line.
-fn https_get(addr: std::net::SocketAddr, name: &str, pki: &TestPki) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.der().clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let sock = std::net::TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), server_name).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    write!(
-        tls,
-        "GET /api/users HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    tls.flush().unwrap();
-    let mut line = String::new();
-    BufReader::new(tls).read_line(&mut line).unwrap();
-    line.trim_end().to_string()
-}
-
 #[test]
 fn tls_listener_and_certificates_in_a_real_browser() {
     let Some(chromium) = chromium() else { return };
     let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let pki = TestPki::new(tmp.join(format!("dashboard-tls-{}", std::process::id())));
+    let pki = support::pki::Pki::new("dashboard-tls");
     // a.test expires at midnight UTC 11 days from today: 10 whole days left.
-    let (short_cert, short_key) = pki.leaf("a-test", &["a.test", "*.a.test"], 11);
-    let (long_cert, long_key) = pki.leaf("default", &["localhost"], 400);
+    let short = pki.leaf_until("a-test", &["a.test", "*.a.test"], 11);
+    let long = pki.leaf_until("default", &["localhost"], 400);
+    let (short_cert, short_key) = (short.cert.as_str(), short.key.as_str());
+    let (long_cert, long_key) = (long.cert.as_str(), long.key.as_str());
     let json = serde_json::json!({
         "listen": "127.0.0.1:0",
         "backends": [{"addr": "127.0.0.1:9"}],
@@ -752,16 +657,8 @@ fn tls_listener_and_certificates_in_a_real_browser() {
     });
     let https = rig.gw.tls_addr().expect("an HTTPS listener");
 
-    let profile = tmp.join(format!("chromium-profile-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let browser = launch(chromium, &profile);
-    let tab = browser.new_tab().expect("tab");
-    tab.set_default_timeout(WAIT);
-    let url = format!("http://{}/#token={TOKEN}", rig.admin);
-    tab.navigate_to(&url)
-        .and_then(|t| t.wait_until_navigated())
-        .expect("dashboard loads");
-    wait_for(&tab, "live status", &text_of("#conn-status"), "live".into());
+    let page = open_dashboard(chromium, "tls", rig.admin);
+    let tab = page.tab.clone();
 
     // The card, the listener and its settings.
     wait_for(
@@ -808,13 +705,13 @@ fn tls_listener_and_certificates_in_a_real_browser() {
             &format!("document.querySelectorAll('#tls-certs tr')[{i}].dataset.{key}"),
         )
     };
-    assert_eq!(cell(&short_cert, "hosts"), "a.test, *.a.test");
-    assert_eq!(cell(&long_cert, "hosts"), "default");
+    assert_eq!(cell(short_cert, "hosts"), "a.test, *.a.test");
+    assert_eq!(cell(long_cert, "hosts"), "default");
     assert_eq!(
-        cell(&short_cert, "expiry"),
+        cell(short_cert, "expiry"),
         format!("EXPIRES SOON{} days", days[0])
     );
-    assert_eq!(cell(&long_cert, "expiry"), format!("{} days", days[1]));
+    assert_eq!(cell(long_cert, "expiry"), format!("{} days", days[1]));
     assert_eq!(row_data(0, "expiry"), "warning", "the short one is marked");
     assert_eq!(row_data(1, "expiry"), "ok", "the long one is not");
     assert_eq!(
@@ -840,8 +737,14 @@ fn tls_listener_and_certificates_in_a_real_browser() {
     // Handshakes: one real one (and a request through it), one plain
     // request to the HTTPS port.
     assert_eq!(wait_text(&tab, "[data-handshake='ok'] b"), "0");
-    let status = https_get(https, "a.test", &pki);
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut tls = support::pki::tls_connect(https, "a.test", pki.client()).unwrap();
+    std::io::Write::write_all(
+        tls.get_mut(),
+        b"GET /api/users HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let r = support::read_response(&mut tls, false).unwrap();
+    assert_eq!(r.status, 200);
     {
         use std::io::{Read, Write};
         let mut plain = support::connect(https);
@@ -921,9 +824,6 @@ fn tls_listener_and_certificates_in_a_real_browser() {
         "1 expired · 1 expiring within 30 days"
     );
     screenshot(&tab, "dashboard-tls-expired.png");
-    drop(tab);
-    drop(browser);
-    let _ = std::fs::remove_dir_all(&profile);
 }
 
 /// The text of `selector` once the element exists.

@@ -12,119 +12,15 @@ mod support;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_gateway::Config;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rcgen::{CertificateParams, DnType, KeyPair};
+use rustls::pki_types::CertificateDer;
+use rustls::StreamOwned;
+use support::pki::{provider, tls_connect, Leaf, Pki, Tls};
 use support::*;
-
-/// A CA and the files of the leaves it signed, in a temporary directory.
-struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-/// One leaf certificate on disk.
-struct Leaf {
-    cert: String,
-    key: String,
-    der: CertificateDer<'static>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("gw-tls-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "api-gateway test CA");
-        let ca = params.self_signed(&ca_key).unwrap();
-        Pki { dir, ca, ca_key }
-    }
-
-    /// A leaf for `names` (an ECDSA P-256 key), written as `file`.pem/.key.
-    fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, file);
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        let (cp, kp) = (
-            self.dir.join(format!("{file}.pem")),
-            self.dir.join(format!("{file}.key")),
-        );
-        std::fs::write(&cp, cert.pem()).unwrap();
-        std::fs::write(&kp, key.serialize_pem()).unwrap();
-        Leaf {
-            cert: cp.display().to_string(),
-            key: kp.display().to_string(),
-            der: cert.der().clone(),
-        }
-    }
-
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        roots
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A client config trusting `pki`'s CA, offering `versions` and `alpn`.
-fn client_config(
-    pki: &Pki,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-    alpn: &[&[u8]],
-) -> Arc<ClientConfig> {
-    let mut c = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(pki.roots())
-        .with_no_client_auth();
-    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(c)
-}
-
-fn default_client(pki: &Pki) -> Arc<ClientConfig> {
-    client_config(pki, rustls::ALL_VERSIONS, &[b"http/1.1"])
-}
-
-type Tls = BufReader<StreamOwned<ClientConnection, TcpStream>>;
-
-/// A TLS connection to `addr` for `name`, handshake completed.
-fn tls_connect(
-    addr: SocketAddr,
-    name: &str,
-    cfg: Arc<ClientConfig>,
-) -> Result<Tls, std::io::Error> {
-    let sock = TcpStream::connect(addr)?;
-    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let server_name = ServerName::try_from(name.to_string()).unwrap();
-    let conn = ClientConnection::new(cfg, server_name).unwrap();
-    let mut s = StreamOwned::new(conn, sock);
-    while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
-    }
-    Ok(BufReader::new(s))
-}
 
 fn roundtrip(tls: &mut Tls, raw: &[u8]) -> Response {
     tls.get_mut().write_all(raw).unwrap();
@@ -192,7 +88,7 @@ fn https_request_is_proxied_with_x_forwarded_proto_https() {
     let pki = Pki::new("xfp");
     let (json, _) = three(&pki);
     let (gw, b) = gateway(&json, "");
-    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", pki.client()).unwrap();
     let r = roundtrip(
         &mut tls,
         b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: http\r\n\r\n",
@@ -200,13 +96,11 @@ fn https_request_is_proxied_with_x_forwarded_proto_https() {
     assert_eq!(r.status, 200);
     let seen = b.last_seen();
     assert_eq!(seen.path, "/x");
-    let protos: Vec<&str> = seen
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-proto"))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    assert_eq!(protos, ["https"], "the client's value is never passed on");
+    assert_eq!(
+        seen.headers_named("x-forwarded-proto"),
+        ["https"],
+        "the client's value is never passed on"
+    );
     // The plain listener still serves, and says http.
     let r = request(
         gw.listen_addr(),
@@ -222,7 +116,7 @@ fn sni_picks_exact_then_wildcard_then_default() {
     let (json, [a, w, d]) = three(&pki);
     let (gw, _b) = gateway(&json, "");
     let addr = gw.tls_addr().unwrap();
-    let leaf = |name: &str| peer_leaf(&tls_connect(addr, name, default_client(&pki)).unwrap());
+    let leaf = |name: &str| peer_leaf(&tls_connect(addr, name, pki.client()).unwrap());
     assert_eq!(leaf("a.test"), a.der);
     assert_eq!(leaf("one.w.test"), w.der);
     // One or more labels before the suffix, as route hosts.
@@ -230,20 +124,10 @@ fn sni_picks_exact_then_wildcard_then_default() {
     // Unknown names get the default (valid here for other.test).
     assert_eq!(leaf("other.test"), d.der);
     // No SNI at all: the default.
-    let mut no_sni = (*default_client(&pki)).clone();
+    let mut no_sni = (*pki.client()).clone();
     no_sni.enable_sni = false;
-    assert_eq!(leaf_for_ip(addr, Arc::new(no_sni)), d.der);
-}
-
-/// Connects by IP address, so the client sends no SNI.
-fn leaf_for_ip(addr: SocketAddr, cfg: Arc<ClientConfig>) -> CertificateDer<'static> {
-    let sock = TcpStream::connect(addr).unwrap();
-    let name = ServerName::try_from("default.test").unwrap();
-    let mut s = StreamOwned::new(ClientConnection::new(cfg, name).unwrap(), sock);
-    while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock).unwrap();
-    }
-    s.conn.peer_certificates().unwrap()[0].clone().into_owned()
+    let t = tls_connect(addr, "default.test", Arc::new(no_sni)).unwrap();
+    assert_eq!(peer_leaf(&t), d.der);
 }
 
 #[test]
@@ -252,14 +136,14 @@ fn unknown_sni_without_a_default_gets_unrecognized_name() {
     let a = pki.leaf("a", &["a.test"]);
     let json = format!(r#""certificates": [{}]"#, cert_json(&a, &["a.test"]));
     let (gw, b) = gateway(&json, "");
-    let e = tls_connect(gw.tls_addr().unwrap(), "nobody.test", default_client(&pki)).unwrap_err();
+    let e = tls_connect(gw.tls_addr().unwrap(), "nobody.test", pki.client()).unwrap_err();
     assert!(
         alert_of(&e).contains("UnrecognisedName"),
         "{}",
         alert_of(&e)
     );
     // The known name still works.
-    let mut ok = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let mut ok = tls_connect(gw.tls_addr().unwrap(), "a.test", pki.client()).unwrap();
     assert_eq!(roundtrip(&mut ok, &get("a.test", "/")).status, 200);
     assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
@@ -273,7 +157,7 @@ fn tls_1_2_and_1_3_both_work_and_min_version_1_3_refuses_1_2() {
         let mut tls = tls_connect(
             gw.tls_addr().unwrap(),
             "a.test",
-            client_config(&pki, &[v], &[b"http/1.1"]),
+            pki.client_with(&[v], &[b"http/1.1"]),
         )
         .unwrap();
         assert_eq!(tls.get_ref().conn.protocol_version(), Some(v.version));
@@ -283,7 +167,7 @@ fn tls_1_2_and_1_3_both_work_and_min_version_1_3_refuses_1_2() {
     let e = tls_connect(
         gw13.tls_addr().unwrap(),
         "a.test",
-        client_config(&pki, &[&rustls::version::TLS12], &[b"http/1.1"]),
+        pki.client_with(&[&rustls::version::TLS12], &[b"http/1.1"]),
     )
     .unwrap_err();
     assert!(alert_of(&e).contains("ProtocolVersion"), "{}", alert_of(&e));
@@ -298,14 +182,14 @@ fn alpn_offers_http_1_1_only() {
     let tls = tls_connect(
         addr,
         "a.test",
-        client_config(&pki, rustls::ALL_VERSIONS, &[b"h2", b"http/1.1"]),
+        pki.client_with(rustls::ALL_VERSIONS, &[b"h2", b"http/1.1"]),
     )
     .unwrap();
     assert_eq!(tls.get_ref().conn.alpn_protocol(), Some(&b"http/1.1"[..]));
     let e = tls_connect(
         addr,
         "a.test",
-        client_config(&pki, rustls::ALL_VERSIONS, &[b"h2"]),
+        pki.client_with(rustls::ALL_VERSIONS, &[b"h2"]),
     )
     .unwrap_err();
     assert!(
@@ -314,12 +198,7 @@ fn alpn_offers_http_1_1_only() {
         alert_of(&e)
     );
     // No ALPN at all is fine (HTTP/1.1 is assumed).
-    let mut tls = tls_connect(
-        addr,
-        "a.test",
-        client_config(&pki, rustls::ALL_VERSIONS, &[]),
-    )
-    .unwrap();
+    let mut tls = tls_connect(addr, "a.test", pki.client_with(rustls::ALL_VERSIONS, &[])).unwrap();
     assert_eq!(roundtrip(&mut tls, &get("a.test", "/")).status, 200);
 }
 
@@ -328,7 +207,7 @@ fn twenty_keep_alive_requests_on_one_tls_connection_and_resumption() {
     let pki = Pki::new("keepalive");
     let (json, _) = three(&pki);
     let (gw, b) = gateway(&json, "");
-    let cfg = default_client(&pki);
+    let cfg = pki.client();
     let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", cfg.clone()).unwrap();
     for i in 0..20 {
         let r = roundtrip(&mut tls, &get("a.test", &format!("/n/{i}")));
@@ -349,7 +228,7 @@ fn eight_mib_both_ways_and_chunked_through_tls() {
     let pki = Pki::new("bodies");
     let (json, _) = three(&pki);
     let (gw, _b) = gateway(&json, "");
-    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", pki.client()).unwrap();
     let body = pattern(8 << 20, 3);
     let mut raw = format!(
         "POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n",
@@ -399,7 +278,7 @@ fn silent_and_garbage_clients_are_closed_at_the_handshake_deadline() {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(sent).unwrap();
         // Someone else is served meanwhile.
-        let mut tls = tls_connect(addr, "a.test", default_client(&pki)).unwrap();
+        let mut tls = tls_connect(addr, "a.test", pki.client()).unwrap();
         assert_eq!(roundtrip(&mut tls, &get("a.test", "/")).status, 200);
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).unwrap_or(0);
@@ -418,7 +297,7 @@ fn two_hundred_concurrent_handshakes() {
     let (json, _) = three(&pki);
     let (gw, b) = gateway(&json, "");
     let addr = gw.tls_addr().unwrap();
-    let cfg = default_client(&pki);
+    let cfg = pki.client();
     let threads: Vec<_> = (0..200)
         .map(|i| {
             let cfg = cfg.clone();
@@ -510,7 +389,7 @@ fn certificate_reload_serves_new_handshakes_and_keeps_open_connections() {
     let (json, [a, ..]) = three(&pki);
     let (gw, _b) = gateway(&json, "");
     let addr = gw.tls_addr().unwrap();
-    let mut open = tls_connect(addr, "a.test", default_client(&pki)).unwrap();
+    let mut open = tls_connect(addr, "a.test", pki.client()).unwrap();
     assert_eq!(roundtrip(&mut open, &get("a.test", "/1")).status, 200);
     assert_eq!(peer_leaf(&open), a.der);
     // The certificate is renewed on disk: same files, a new key and cert.
@@ -523,7 +402,7 @@ fn certificate_reload_serves_new_handshakes_and_keeps_open_connections() {
         "{reply:?}"
     );
     // New handshakes get the new certificate...
-    let fresh = tls_connect(addr, "a.test", default_client(&pki)).unwrap();
+    let fresh = tls_connect(addr, "a.test", pki.client()).unwrap();
     assert_eq!(peer_leaf(&fresh), renewed.der);
     // ...and the connection opened before goes on.
     assert_eq!(roundtrip(&mut open, &get("a.test", "/2")).status, 200);
@@ -534,7 +413,7 @@ fn certificate_reload_serves_new_handshakes_and_keeps_open_connections() {
         matches!(reply, api_gateway_admin::Reply::Invalid(_)),
         "{reply:?}"
     );
-    let still = tls_connect(addr, "a.test", default_client(&pki)).unwrap();
+    let still = tls_connect(addr, "a.test", pki.client()).unwrap();
     assert_eq!(peer_leaf(&still), renewed.der);
 }
 
@@ -559,7 +438,7 @@ fn redirect_http_answers_308_to_the_https_url_except_health() {
     assert_eq!(r.status, 200);
     assert_eq!(b.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     // Over TLS nothing is redirected.
-    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", pki.client()).unwrap();
     assert_eq!(roundtrip(&mut tls, &get("a.test", "/a/b")).status, 200);
 }
 
@@ -570,7 +449,7 @@ fn handshake_metrics_and_certificate_expiry() {
     let (gw, _b) = gateway(&json, "");
     let addr = gw.tls_addr().unwrap();
     for v in [&rustls::version::TLS12, &rustls::version::TLS13] {
-        let mut t = tls_connect(addr, "a.test", client_config(&pki, &[v], &[b"http/1.1"])).unwrap();
+        let mut t = tls_connect(addr, "a.test", pki.client_with(&[v], &[b"http/1.1"])).unwrap();
         assert_eq!(roundtrip(&mut t, &get("a.test", "/")).status, 200);
     }
     let _ = request(
@@ -661,11 +540,12 @@ fn tls_backend(leaf: &Leaf) -> TlsBackend {
     TlsBackend { addr, connections }
 }
 
-fn gateway_to(backend: &str) -> api_gateway::Gateway {
+/// A gateway in front of one backend whose `tls` object is `tls`.
+fn gateway_to(addr: SocketAddr, tls: &str) -> api_gateway::Gateway {
     let text = format!(
         r#"{{"listen": "127.0.0.1:0", "admin": null, "workers": 1, "access_log": "off",
             "circuit_breaker": {{"failure_threshold": 100}},
-            "backends": [{backend}]}}"#
+            "backends": [{{"name": "t", "addr": "{addr}", "tls": {tls}}}]}}"#
     );
     start(Config::from_json(&text).unwrap_or_else(|e| panic!("{e}\n{text}")))
 }
@@ -676,53 +556,39 @@ fn tls_to_a_backend_verifies_its_certificate() {
     let leaf = pki.leaf("api", &["api.internal"]);
     let ca_file = pki.dir.join("ca.pem");
     std::fs::write(&ca_file, pki.ca.pem()).unwrap();
+    let other = Pki::new("upstream-other");
+    let other_ca = other.dir.join("ca.pem");
+    std::fs::write(&other_ca, other.ca.pem()).unwrap();
     let b = tls_backend(&leaf);
+    let verified = |name: &str, ca: &std::path::Path| {
+        format!(
+            r#"{{"server_name": "{name}", "ca_file": "{}"}}"#,
+            ca.display()
+        )
+    };
     // The right CA: proxied, and the TLS connection is pooled.
-    let gw = gateway_to(&format!(
-        r#"{{"name": "t", "addr": "{}", "tls": {{"server_name": "api.internal", "ca_file": "{}"}}}}"#,
-        b.addr,
-        ca_file.display()
-    ));
+    let gw = gateway_to(b.addr, &verified("api.internal", &ca_file));
     let mut c = Client::connect(gw.listen_addr());
     for _ in 0..3 {
         let r = c.roundtrip(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!((r.status, r.text().as_str()), (200, "tls-backend"));
     }
     assert_eq!(b.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let once = |tls: &str| {
+        let gw = gateway_to(b.addr, tls);
+        request(
+            gw.listen_addr(),
+            b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+    };
     // Another CA: the backend cannot prove itself, so 502, never a plaintext send.
-    let other = Pki::new("upstream-other");
-    let other_ca = other.dir.join("ca.pem");
-    std::fs::write(&other_ca, other.ca.pem()).unwrap();
-    let gw = gateway_to(&format!(
-        r#"{{"name": "t", "addr": "{}", "tls": {{"server_name": "api.internal", "ca_file": "{}"}}}}"#,
-        b.addr,
-        other_ca.display()
-    ));
-    let r = request(
-        gw.listen_addr(),
-        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    );
+    let r = once(&verified("api.internal", &other_ca));
     assert_eq!(r.status, 502, "{}", r.text());
     // The right CA but the wrong name: 502 as well.
-    let gw = gateway_to(&format!(
-        r#"{{"name": "t", "addr": "{}", "tls": {{"server_name": "evil.internal", "ca_file": "{}"}}}}"#,
-        b.addr,
-        ca_file.display()
-    ));
-    let r = request(
-        gw.listen_addr(),
-        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    );
+    let r = once(&verified("evil.internal", &ca_file));
     assert_eq!(r.status, 502, "{}", r.text());
     // Only an explicit insecure_skip_verify takes any certificate.
-    let gw = gateway_to(&format!(
-        r#"{{"name": "t", "addr": "{}", "tls": {{"insecure_skip_verify": true}}}}"#,
-        b.addr
-    ));
-    let r = request(
-        gw.listen_addr(),
-        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    );
+    let r = once(r#"{"insecure_skip_verify": true}"#);
     assert_eq!((r.status, r.text().as_str()), (200, "tls-backend"));
 }
 
@@ -745,7 +611,7 @@ fn the_https_example_config_works() {
         .replace("127.0.0.1:3001", &b.addr.to_string())
         .replace("127.0.0.1:3002", &b.addr.to_string());
     let gw = start(Config::from_json(&text).unwrap_or_else(|e| panic!("{e}")));
-    let mut tls = tls_connect(gw.tls_addr().unwrap(), "localhost", default_client(&pki)).unwrap();
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "localhost", pki.client()).unwrap();
     assert_eq!(
         roundtrip(&mut tls, &get("localhost", "/api/users")).status,
         200
@@ -858,7 +724,7 @@ fn rsa_keys_sec1_ec_keys_and_pem_chains_are_accepted() {
     }
     let (gw, _b) = gateway(&format!(r#""certificates": [{}]"#, certs.join(",")), "");
     let addr = gw.tls_addr().unwrap();
-    let mut rsa = tls_connect(addr, "rsa.test", default_client(&pki)).unwrap();
+    let mut rsa = tls_connect(addr, "rsa.test", pki.client()).unwrap();
     assert_eq!(peer_leaf(&rsa), *rsa_cert.der());
     assert_eq!(
         rsa.get_ref().conn.peer_certificates().unwrap().len(),
@@ -867,7 +733,7 @@ fn rsa_keys_sec1_ec_keys_and_pem_chains_are_accepted() {
     );
     assert_eq!(roundtrip(&mut rsa, &get("rsa.test", "/")).status, 200);
     if converted {
-        let mut t = tls_connect(addr, "ec.test", default_client(&pki)).unwrap();
+        let mut t = tls_connect(addr, "ec.test", pki.client()).unwrap();
         assert_eq!(peer_leaf(&t), ec.der);
         assert_eq!(roundtrip(&mut t, &get("ec.test", "/")).status, 200);
     }
@@ -880,7 +746,7 @@ fn upgrade_tunnel_through_tls() {
     let pki = Pki::new("wss");
     let (json, _) = three(&pki);
     let (gw, _b) = gateway(&json, "");
-    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let mut tls = tls_connect(gw.tls_addr().unwrap(), "a.test", pki.client()).unwrap();
     let r = roundtrip(
         &mut tls,
         b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
@@ -912,7 +778,7 @@ fn shutdown_closes_connections_still_handshaking() {
         .unwrap();
     // The gateway has accepted it: a full handshake on another connection
     // goes through the same loop after it.
-    let mut other = tls_connect(gw.tls_addr().unwrap(), "a.test", default_client(&pki)).unwrap();
+    let mut other = tls_connect(gw.tls_addr().unwrap(), "a.test", pki.client()).unwrap();
     assert_eq!(roundtrip(&mut other, &get("a.test", "/")).status, 200);
     drop(other);
     let t0 = Instant::now();

@@ -59,6 +59,15 @@ impl From<Duration> for Nanos {
     }
 }
 
+/// Wall-clock seconds since the Unix epoch, for what is dated outside the
+/// process (token `exp`/`nbf`, certificate validity); never for durations,
+/// which use [`Nanos`] from a [`Clock`].
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A source of `now`.
 pub trait Clock: Send + Sync {
     /// The current time since the clock's epoch.

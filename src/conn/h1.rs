@@ -484,7 +484,7 @@ impl Session {
             &self.head,
             &ex.target,
             routes.consumers(),
-            unix_now,
+            crate::algo::clock::unix_secs,
             &mut ex.consumer_name,
         );
         match result {
@@ -721,12 +721,4 @@ impl Session {
         };
         self.rearm(now.saturating_add(d));
     }
-}
-
-/// Seconds since the Unix epoch, for token `exp`/`nbf` (read only when a
-/// request carries a token).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -373,9 +373,7 @@ fn tls(o: &mut String, s: &Shared) {
         "gauge",
         "Seconds until each loaded certificate's notAfter (negative once expired).",
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::algo::clock::unix_secs() as i64;
     let snapshot = tls.current();
     for (i, (cfg, loaded)) in snapshot.store.certs.iter().enumerate() {
         if let Some(at) = loaded.not_after {

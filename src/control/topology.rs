@@ -243,9 +243,7 @@ pub fn tls_json(s: &Shared) -> Value {
     let (Some(server), Some(cfg)) = (&s.tls, &s.config.tls) else {
         return Value::Null;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::algo::clock::unix_secs() as i64;
     let snapshot = server.current();
     let certs: Vec<Value> = snapshot
         .store

@@ -93,24 +93,15 @@ pub fn redact(target: &mut Vec<u8>, name: &[u8]) {
     let Some(q) = query_start(target) else {
         return;
     };
-    // Values are rewritten back to front, so earlier ranges stay valid.
-    let mut values: [Option<Range<usize>>; 4] = Default::default();
+    // One value per pass; masked ones are skipped, so the loop ends.
     loop {
-        let mut n = 0;
-        for (_, pname, v) in params(&target[q..]) {
-            if pname == name && &target[q + v.start..q + v.end] != b"***" && n < values.len() {
-                values[n] = Some(q + v.start..q + v.end);
-                n += 1;
-            }
-        }
-        if n == 0 {
+        let query = &target[q..];
+        let Some((_, _, v)) =
+            params(query).find(|(_, n, v)| *n == name && query[v.clone()] != *b"***")
+        else {
             return;
-        }
-        for v in values[..n].iter_mut().rev() {
-            if let Some(r) = v.take() {
-                target.splice(r, b"***".iter().copied());
-            }
-        }
+        };
+        target.splice(q + v.start..q + v.end, b"***".iter().copied());
     }
 }
 

@@ -202,14 +202,9 @@ impl TlsStream {
         }
     }
 
-    /// The handshake failed: count it, stop.
+    /// The handshake failed: count it (if not yet), stop.
     fn fail(&mut self, why: HandshakeFailure) -> io::Error {
-        if !self.counted {
-            self.counted = true;
-            if let Some(s) = &self.server {
-                s.stats.failed(why);
-            }
-        }
+        count_failure(&mut self.counted, self.server.as_deref(), why);
         self.state = State::Done;
         io::Error::new(io::ErrorKind::InvalidData, why.label())
     }
@@ -245,18 +240,20 @@ impl TlsStream {
             Ok(Some(a)) => a,
             Err((_, mut alert)) => {
                 // Plain HTTP starts with a method's capital letter; a TLS
-                // record with 0x16.
-                let why = match self.first {
+                // record with 0x16. Counted before the answer goes out, so
+                // whoever reads the answer sees the count.
+                return Err(match self.first {
                     Some(b) if b.is_ascii_uppercase() => {
+                        let e = self.fail(HandshakeFailure::NotTls);
                         let _ = self.tcp.write(PLAIN_HTTP);
-                        HandshakeFailure::NotTls
+                        e
                     }
                     _ => {
+                        let e = self.fail(HandshakeFailure::Protocol);
                         let _ = alert.write_all(&mut self.tcp);
-                        HandshakeFailure::Protocol
+                        e
                     }
-                };
-                return Err(self.fail(why));
+                });
             }
         };
         let Some(server) = &self.server else {
@@ -268,8 +265,9 @@ impl TlsStream {
             .choose(accepted.client_hello().server_name())
             .is_none()
         {
+            let e = self.fail(HandshakeFailure::UnknownName);
             let _ = self.tcp.write(&UNRECOGNIZED_NAME);
-            return Err(self.fail(HandshakeFailure::UnknownName));
+            return Err(e);
         }
         match accepted.into_connection(snapshot.config.clone()) {
             Ok(conn) => {
@@ -281,9 +279,21 @@ impl TlsStream {
                 }
             }
             Err((_, mut alert)) => {
+                let e = self.fail(HandshakeFailure::Protocol);
                 let _ = alert.write_all(&mut self.tcp);
-                Err(self.fail(HandshakeFailure::Protocol))
+                Err(e)
             }
+        }
+    }
+}
+
+/// Counts a failed handshake once. Called before any answer is written,
+/// so a client that has read the answer sees the count.
+fn count_failure(counted: &mut bool, server: Option<&TlsServer>, why: HandshakeFailure) {
+    if !*counted {
+        *counted = true;
+        if let Some(s) = server {
+            s.stats.failed(why);
         }
     }
 }
@@ -324,9 +334,10 @@ impl Read for TlsStream {
                         continue;
                     }
                     if conn.process_new_packets().is_err() {
-                        // The alert rustls queued, then stop.
-                        let _ = conn.write_tls(&mut self.tcp);
+                        // Counted, then the alert rustls queued, then stop.
                         let why = HandshakeFailure::Protocol;
+                        count_failure(&mut self.counted, self.server.as_deref(), why);
+                        let _ = conn.write_tls(&mut self.tcp);
                         return Err(self.fail(why));
                     }
                     self.note_progress();

@@ -18,6 +18,8 @@ use api_gateway::backend::BackendDef;
 use api_gateway::config::AccessLogTarget;
 use api_gateway::{Config, Gateway};
 
+pub mod pki;
+
 pub mod binary;
 
 /// Upper bound for any single blocking socket operation in tests.
@@ -276,6 +278,15 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Every value of the header `name` (any case), in order.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
