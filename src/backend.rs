@@ -19,7 +19,23 @@ use crate::algo::open_budget::{self, OpenBudget};
 use crate::algo::{BackendId, Nanos};
 use crate::metrics::BackendStats;
 
-/// One backend server.
+/// Two backends speak the same TLS (or both none) when their client
+/// settings are equal: a pooled connection made with one is valid for the
+/// other.
+fn same_tls(
+    a: &Option<Arc<crate::tls::UpstreamTls>>,
+    b: &Option<Arc<crate::tls::UpstreamTls>>,
+) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_settings(b),
+        _ => false,
+    }
+}
+
+/// One backend as a snapshot's table holds it: where it is and its weight
+/// (this config's), over the state that outlives reloads ([`BackendState`],
+/// reached through `Deref`: `b.breaker`, `b.stats`, `b.is_up()`).
 #[derive(Debug)]
 pub struct Backend {
     /// Index in the table.
@@ -32,15 +48,53 @@ pub struct Backend {
     pub weight: u32,
     /// TLS to it (`None`: plain TCP).
     pub tls: Option<Arc<crate::tls::UpstreamTls>>,
+    /// What outlives this table: adopted by the next snapshot's table while
+    /// the backend keeps its upstream, name, address, TLS and breaker
+    /// settings.
+    pub state: Arc<BackendState>,
+}
+
+impl std::ops::Deref for Backend {
+    type Target = BackendState;
+
+    fn deref(&self) -> &BackendState {
+        &self.state
+    }
+}
+
+/// A backend's long-lived state: its operator switch, in-flight count,
+/// circuit breaker and statistics. Shared by every snapshot that has the
+/// backend, so a reload that keeps it keeps its circuit, its counts and its
+/// pooled connections (workers key those by [`BackendState::slot`]).
+#[derive(Debug)]
+pub struct BackendState {
+    /// Unique within a gateway for its whole life (never reused), so a
+    /// worker can index its idle connections by it across reloads.
+    pub slot: u32,
     up: AtomicBool,
     inflight: AtomicU32,
+    /// Removed by a reload: no new request picks it, its pooled
+    /// connections close, late verdicts no longer move its circuit.
+    retired: AtomicBool,
     /// The backend's circuit breaker.
     pub breaker: Breaker,
     /// Request counters and latency histogram.
     pub stats: BackendStats,
 }
 
-impl Backend {
+impl BackendState {
+    /// A fresh state: switched on, nothing in flight, circuit CLOSED.
+    pub fn new(slot: u32, breaker: Breaker) -> BackendState {
+        BackendState {
+            slot,
+            up: AtomicBool::new(true),
+            inflight: AtomicU32::new(0),
+            retired: AtomicBool::new(false),
+            breaker,
+            stats: BackendStats::default(),
+        }
+    }
+
     /// Whether the operator has it switched on.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
@@ -56,13 +110,26 @@ impl Backend {
         self.inflight.load(Ordering::Relaxed)
     }
 
+    /// Whether a reload removed it.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Marks it removed by a reload and closes its circuit, so its slot in
+    /// its upstream's open-circuit budget is free for the backends that
+    /// stay. Its in-flight requests finish; their verdicts are ignored.
+    pub fn retire(&self, now: Nanos) {
+        self.retired.store(true, Ordering::Release);
+        let _ = self.breaker.reset(now);
+    }
+
     /// Increments the in-flight count; only [`crate::upstream::Lease`]
     /// calls this, and undoes it on drop.
     pub(crate) fn begin_inflight(&self) {
         self.inflight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Undoes one [`Backend::begin_inflight`].
+    /// Undoes one [`BackendState::begin_inflight`].
     pub(crate) fn end_inflight(&self) {
         // Never underflow, even if a caller pairs wrongly.
         let _ = self
@@ -104,44 +171,95 @@ pub enum SelectionMode {
 /// ([`crate::upstream::Selection`]) took it; kept for API users.
 pub type Selection = SelectionMode;
 
-/// All backends, indexed by [`BackendId`].
+/// All backends of one upstream in one snapshot, indexed by [`BackendId`].
 #[derive(Debug)]
 pub struct BackendTable {
     backends: Box<[Backend]>,
     budget: Arc<OpenBudget>,
+    breaker: BreakerSpec,
     failure_statuses: StatusSet,
     /// The last [`Selection`] seen was panic (for edge-only event lines).
     panicking: AtomicBool,
 }
 
+/// Where a table's backends come from: the previous snapshot's table of
+/// the same upstream (its states are adopted where the backend is
+/// unchanged) and the gateway's slot counter.
+#[derive(Debug, Clone, Copy)]
+pub struct Lineage<'a> {
+    /// The same-named upstream's table in the running snapshot.
+    pub previous: Option<&'a BackendTable>,
+    /// Hands out [`BackendState::slot`]s.
+    pub slots: &'a AtomicU32,
+}
+
 impl BackendTable {
-    /// Builds the table; every backend starts up with a closed circuit.
+    /// Builds the table; every backend starts up with a closed circuit
+    /// (slots numbered from 0: for a table that is not part of a gateway).
     pub fn new(defs: &[BackendDef], breaker: BreakerSpec) -> BackendTable {
-        let budget = Arc::new(OpenBudget::new(
-            defs.len(),
-            open_budget::max_open(defs.len(), breaker.max_open_ratio),
-        ));
+        let slots = AtomicU32::new(0);
+        BackendTable::build(
+            defs,
+            breaker,
+            Lineage {
+                previous: None,
+                slots: &slots,
+            },
+        )
+    }
+
+    /// Builds the table for a reload: a backend whose name, address and
+    /// TLS settings are unchanged, in an upstream whose breaker settings
+    /// are unchanged, keeps its state (circuit, counts, switch, pooled
+    /// connections); the upstream then keeps its open-circuit budget too,
+    /// resized for the new backend count. Anything else starts fresh.
+    pub fn build(defs: &[BackendDef], breaker: BreakerSpec, from: Lineage<'_>) -> BackendTable {
+        let max_open = open_budget::max_open(defs.len(), breaker.max_open_ratio);
+        let previous = from.previous.filter(|p| p.breaker == breaker);
+        let budget = match previous {
+            Some(p) => {
+                p.budget.resize(defs.len(), max_open);
+                p.budget.clone()
+            }
+            None => Arc::new(OpenBudget::new(defs.len(), max_open)),
+        };
         let backends = defs
             .iter()
             .enumerate()
-            .map(|(id, d)| Backend {
-                id,
-                name: d.name.clone(),
-                addr: d.addr,
-                weight: d.weight.max(1),
-                tls: d.tls.clone(),
-                up: AtomicBool::new(true),
-                inflight: AtomicU32::new(0),
-                breaker: Breaker::with_budget(breaker, budget.clone()),
-                stats: BackendStats::default(),
+            .map(|(id, d)| {
+                let adopted = previous
+                    .and_then(|p| p.by_name(&d.name))
+                    .filter(|old| old.addr == d.addr && same_tls(&old.tls, &d.tls))
+                    .map(|old| old.state.clone());
+                let state = adopted.unwrap_or_else(|| {
+                    let slot = from.slots.fetch_add(1, Ordering::Relaxed);
+                    Arc::new(BackendState::new(
+                        slot,
+                        Breaker::with_budget(breaker, budget.clone()),
+                    ))
+                });
+                Backend {
+                    id,
+                    name: d.name.clone(),
+                    addr: d.addr,
+                    weight: d.weight.max(1),
+                    tls: d.tls.clone(),
+                    state,
+                }
             })
             .collect();
         BackendTable {
             backends,
             budget,
+            breaker,
             failure_statuses: breaker.failure_statuses,
             panicking: AtomicBool::new(false),
         }
+    }
+
+    /// The breaker settings its backends were built with.
+    pub fn breaker_spec(&self) -> BreakerSpec {
+        self.breaker
     }
 
     /// The breaker verdict for a response with this status

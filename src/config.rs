@@ -369,6 +369,16 @@ impl Config {
             .collect()
     }
 
+    /// The names of the routes, in config order (= route ids, = limiter
+    /// slots `r + 1`): the catch-all `default` alone without routes.
+    pub fn route_names(&self) -> Vec<&str> {
+        if self.routes.is_empty() {
+            vec![DEFAULT_UPSTREAM]
+        } else {
+            self.routes.iter().map(|r| r.name.as_str()).collect()
+        }
+    }
+
     /// Reads and validates a JSON config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)

@@ -18,17 +18,18 @@ use api_gateway_admin::{
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 use socket2::{Domain, Socket, Type};
 
-use crate::algo::{balance, limit};
 use crate::config::Config;
 use crate::control::{Controller, Mailbox};
-use crate::route::{route_limiters, RouteSet};
+use crate::reload::{ConfigSource, Reloader};
 use crate::shared::Shared;
+use crate::snapshot::Snapshot;
 use crate::tls::TlsServer;
 use crate::worker::{Worker, WorkerParts};
 
 /// A running gateway.
 pub struct Gateway {
     listen: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     admin: Option<AdminHandle>,
     commands: Sender<Envelope>,
     stop: Sender<()>,
@@ -80,6 +81,14 @@ impl Gateway {
     /// Binds everything and starts the threads. Fails if a port is taken or
     /// the admin exposure rules refuse the configuration.
     pub fn start(config: Config) -> io::Result<Gateway> {
+        Gateway::start_with(config, ConfigSource::inline())
+    }
+
+    /// [`Gateway::start`], remembering where `config` came from: the file
+    /// that SIGHUP and `POST /gateway/config/reload` read again, and the
+    /// document `GET /gateway/config` shows.
+    pub fn start_with(config: Config, source: ConfigSource) -> io::Result<Gateway> {
+        let reloader = Reloader::new(source, &config);
         if let Some(admin) = config.admin {
             api_gateway_admin::check_exposure(&admin, config.admin_token.as_deref())
                 .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
@@ -87,6 +96,7 @@ impl Gateway {
         let workers = config.workers.max(1);
         let listeners = bind_listeners(config.listen, workers)?;
         let listen = listeners[0].local_addr()?;
+        let tls_addr;
         let mut config = config;
         config.listen = listen;
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
@@ -95,36 +105,22 @@ impl Gateway {
                 let server = Arc::new(TlsServer::new(t).map_err(invalid)?);
                 let ls = bind_listeners(t.listen, workers)?;
                 t.listen = ls[0].local_addr()?;
+                tls_addr = Some(t.listen);
                 (Some(server), ls.into_iter().map(Some).collect())
             }
-            None => (None, Vec::new()),
+            None => {
+                tls_addr = None;
+                (None, Vec::new())
+            }
         };
-        let mut shared = Shared::new(config);
+        let mut shared = Shared::new(&config);
         shared.tls = tls;
         let shared = Arc::new(shared);
-        let routes = Arc::new(
-            RouteSet::new(&shared.config, &shared.metrics.limit_evictions)
+        let snapshot = Arc::new(
+            Snapshot::build(config, &shared, None, 0, 0)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         );
-        let limiter = limit::global::build(
-            &shared.config.rate_limit.spec,
-            shared.config.rate_limit.max_keys,
-            &shared.metrics.limit_evictions,
-            shared.limit_store.as_ref(),
-        );
-        let limiters = route_limiters(
-            &shared.config,
-            &routes,
-            &limiter,
-            &shared.metrics.limit_evictions,
-        );
-        let balancers: Vec<_> = shared
-            .config
-            .all_upstreams()
-            .iter()
-            .zip(&shared.upstreams)
-            .map(|(cfg, u)| balance::build(&cfg.load_balancer, &u.table))
-            .collect();
+        shared.set_current(snapshot.clone());
 
         let mut mailboxes = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
@@ -139,9 +135,7 @@ impl Gateway {
                 listener,
                 tls_listener,
                 shared: shared.clone(),
-                routes: routes.clone(),
-                limiters: limiters.clone(),
-                balancers: balancers.clone(),
+                snapshot: snapshot.clone(),
                 rx,
             })?;
             mailboxes.push(Mailbox { tx, waker });
@@ -158,16 +152,17 @@ impl Gateway {
 
         let (commands, command_rx) = bounded::<Envelope>(64);
         let (stop, stop_rx) = bounded::<()>(1);
-        let controller = Controller::new(shared.clone(), mailboxes, limiters, balancers);
+        let controller = Controller::new(shared.clone(), mailboxes, snapshot.clone(), reloader);
         let control = thread::Builder::new()
             .name("control".into())
             .spawn(move || control_loop(controller, command_rx, stop_rx, threads))?;
 
-        let admin = match shared.config.admin {
+        let start = &snapshot.config;
+        let admin = match start.admin {
             Some(addr) => Some(api_gateway_admin::spawn_with(
                 AdminConfig {
                     addr,
-                    token: shared.config.admin_token.clone(),
+                    token: start.admin_token.clone(),
                     gateway_addr: listen,
                 },
                 commands.clone(),
@@ -175,7 +170,7 @@ impl Gateway {
                     // One head limit for both ports: the admin reads no more
                     // of a head before auth than the data plane would.
                     limits: AdminLimits {
-                        max_head_bytes: shared.config.limits.max_header_bytes,
+                        max_head_bytes: start.limits.max_header_bytes,
                         ..AdminLimits::default()
                     },
                     ..AdminOptions::default()
@@ -184,11 +179,12 @@ impl Gateway {
             None => None,
         };
         log::info!("gateway listening on http://{listen} with {workers} worker(s)");
-        if let Some(t) = &shared.config.tls {
+        if let Some(t) = &start.tls {
             log::info!("gateway listening on https://{}", t.listen);
         }
         Ok(Gateway {
             listen,
+            tls_addr,
             admin,
             commands,
             stop,
@@ -205,7 +201,7 @@ impl Gateway {
     /// The HTTPS address, when `tls` is configured (resolved when
     /// configured with port 0).
     pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.shared.config.tls.as_ref().map(|t| t.listen)
+        self.tls_addr
     }
 
     /// The admin address, when the admin port is enabled.
@@ -213,9 +209,15 @@ impl Gateway {
         self.admin.as_ref().map(AdminHandle::local_addr)
     }
 
-    /// Shared state (metrics, backends) for inspection.
+    /// Shared state (metrics, events) for inspection.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The configuration snapshot now running (its backends, routes,
+    /// limiters), for inspection.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.current()
     }
 
     /// Sends a control command and waits for the reply (what the admin API

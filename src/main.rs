@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use api_gateway::demo::DemoBackend;
+use api_gateway::reload::ConfigSource;
 use api_gateway::{Config, Gateway};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -25,6 +26,10 @@ USAGE:
                                   (to try a config such as examples/routes.json on one machine)
     api-gateway --check FILE      validate a config file and exit
 
+SIGNALS:
+    SIGHUP                        reload the config file live (in-flight requests finish on the old one)
+    SIGINT, SIGTERM               graceful shutdown
+
 ENVIRONMENT:
     API_GATEWAY_LOG=error|warn|info|debug|trace   log level (default: info)
 ";
@@ -32,8 +37,8 @@ ENVIRONMENT:
 fn main() -> ExitCode {
     init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (config, demo) = match args.as_slice() {
-        [] => (Config::demo(), true),
+    let (config, source, demo) = match args.as_slice() {
+        [] => (Config::demo(), ConfigSource::inline(), true),
         [flag, path] | [flag, path, _]
             if flag == "--config" || flag == "-c" || flag == "--check" =>
         {
@@ -45,8 +50,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match Config::load(&PathBuf::from(path)) {
-                Ok(c) if flag == "--check" => {
+            match ConfigSource::file(PathBuf::from(path)) {
+                Ok((c, _)) if flag == "--check" => {
                     let ups = c.all_upstreams();
                     println!(
                         "{path}: OK ({} backends in {} upstreams, {} routes, listen {})",
@@ -57,7 +62,7 @@ fn main() -> ExitCode {
                     );
                     return ExitCode::SUCCESS;
                 }
-                Ok(c) => (c, demo_backends),
+                Ok((c, source)) => (c, source, demo_backends),
                 Err(e) => {
                     eprintln!("api-gateway: config error: {e}");
                     return ExitCode::from(1);
@@ -94,7 +99,7 @@ fn main() -> ExitCode {
         }
     }
 
-    let gateway = match Gateway::start(config) {
+    let gateway = match Gateway::start_with(config, source) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("api-gateway: cannot start: {e}");
@@ -113,14 +118,10 @@ fn main() -> ExitCode {
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if sig == SIGHUP {
-                // Until the whole config reloads (issue 15): the
-                // certificate files are read again.
-                match control.command(api_gateway_admin::Command::ReloadTls) {
-                    api_gateway_admin::Reply::Json(_) => {
-                        log::info!("SIGHUP: TLS certificates reloaded")
-                    }
-                    other => log::warn!("SIGHUP: nothing reloaded: {other:?}"),
-                }
+                // The whole config file again, certificates included; the
+                // gateway logs the outcome (and what was not applied).
+                log::info!("SIGHUP: reloading the config");
+                let _ = control.command(api_gateway_admin::Command::ReloadConfig);
                 continue;
             }
             log::info!("signal {sig} received: graceful shutdown");

@@ -1,56 +1,31 @@
-//! State shared by every worker and the control loop (behind one `Arc`): the
-//! configuration, the upstreams with their backend tables, metrics, the event log, the clock epoch,
-//! the rate-limit key hasher and the shared rate-limit store; plus the helpers
-//! that record typed events about backends and selection, and the client hash
-//! of the sticky balancers.
+//! State shared by every worker and the control loop (behind one `Arc`)
+//! for the gateway's whole life: metrics, the event log, the clock epoch,
+//! the rate-limit key hasher and shared store, the TLS listener's state,
+//! and the snapshot now running (for reports and tests; workers are handed
+//! theirs). Plus the helpers that record typed events about backends and
+//! selection, and the client hash of the sticky balancers.
 //!
 //! The request path reads it without locks (atomics inside); the event log's
-//! mutex is taken only on state changes. The algorithm objects are not here
-//! but handed to each worker, so a switch is a message, not a lock on the
-//! request path.
+//! mutex is taken only on state changes, and the `current` mutex only by the
+//! control thread and by callers off the request path.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::algo::breaker::Transition;
 use crate::algo::limit::global::{GlobalStore, KeyHasher};
 use crate::algo::{MonotonicClock, Nanos};
 use crate::backend::{Backend, BackendTable, SelectionMode};
-use crate::config::{Config, DEFAULT_UPSTREAM};
+use crate::config::Config;
 use crate::events::{EventKind, EventLog};
-use crate::metrics::{ConsumerStats, Metrics, RouteStats};
-use crate::upstream::PoolId;
-
-/// One upstream pool as every thread sees it.
-#[derive(Debug)]
-pub struct Upstream {
-    /// Its id (index in [`Shared::upstreams`] and in each worker's pools).
-    pub id: PoolId,
-    /// Its name (`default` for the top-level backends).
-    pub name: String,
-    /// Its backends with their breakers and counters (selection guards
-    /// hold it too).
-    pub table: Arc<BackendTable>,
-}
+use crate::metrics::Metrics;
+use crate::snapshot::{Counters, Snapshot};
 
 /// Shared by all threads (behind an `Arc`).
 #[derive(Debug)]
 pub struct Shared {
-    /// The configuration the gateway started with.
-    pub config: Config,
-    /// Every upstream, `default` first when there is one (the order of
-    /// [`Config::all_upstreams`]).
-    pub upstreams: Vec<Upstream>,
-    /// The `default` upstream's backends (the top-level `backends`; an
-    /// empty table when the config has none). The seed's admin endpoints
-    /// act on it.
-    pub backends: Arc<BackendTable>,
     /// Totals.
     pub metrics: Metrics,
-    /// Per route, in config order (the catch-all alone without routes).
-    pub route_stats: Box<[RouteStats]>,
-    /// Per consumer, in config order (= `ConsumerId`).
-    pub consumer_stats: Box<[ConsumerStats]>,
     /// Operator-visible events.
     pub events: EventLog,
     /// The one clock epoch, so every worker's `now` means the same instant.
@@ -64,47 +39,41 @@ pub struct Shared {
     /// The HTTPS listener's TLS state, when `tls` is configured (set by
     /// `Gateway::start`).
     pub tls: Option<Arc<crate::tls::TlsServer>>,
+    /// Numbers handed out to snapshots' backend states.
+    pub counters: Counters,
+    /// The snapshot now running, as the control thread last installed it.
+    current: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl Shared {
-    /// Builds the shared state for `config`.
-    pub fn new(config: Config) -> Shared {
-        let upstreams: Vec<Upstream> = config
-            .all_upstreams()
-            .into_iter()
-            .enumerate()
-            .map(|(i, u)| Upstream {
-                id: PoolId(i as u16),
-                name: u.name,
-                table: Arc::new(BackendTable::new(&u.backends, u.circuit_breaker)),
-            })
-            .collect();
-        let backends = match upstreams.first() {
-            Some(u) if u.name == DEFAULT_UPSTREAM => u.table.clone(),
-            _ => Arc::new(BackendTable::new(&[], config.circuit_breaker)),
-        };
+    /// Builds the shared state for a gateway starting with `config` (its
+    /// rate-limit store and key hasher, which only a restart changes).
+    pub fn new(config: &Config) -> Shared {
         let clock = MonotonicClock::new();
         let key_hasher = KeyHasher::for_store(&config.rate_limit.store);
         let limit_store = GlobalStore::start(&config.rate_limit.store, &clock);
-        let route_stats = (0..config.routes.len().max(1))
-            .map(|_| RouteStats::default())
-            .collect();
-        let consumer_stats = (0..config.consumers.len())
-            .map(|_| ConsumerStats::default())
-            .collect();
         Shared {
-            config,
-            upstreams,
-            backends,
             metrics: Metrics::default(),
-            route_stats,
-            consumer_stats,
             events: EventLog::default(),
             clock,
             key_hasher,
             limit_store,
             tls: None,
+            counters: Counters::default(),
+            current: Mutex::new(None),
         }
+    }
+
+    /// The snapshot now running. Panics before the gateway installed one
+    /// (`Gateway::start` does so before any thread starts).
+    pub fn current(&self) -> Arc<Snapshot> {
+        let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        cur.clone().expect("a snapshot is installed at start")
+    }
+
+    /// Records `snap` as the one running (control thread).
+    pub fn set_current(&self, snap: Arc<Snapshot>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap);
     }
 
     /// Logs a circuit transition of backend `b`.
@@ -156,19 +125,6 @@ impl Shared {
                 max_open: budget.max_open(),
             },
         );
-    }
-
-    /// The upstream named `name`.
-    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
-        self.upstreams.iter().find(|u| u.name == name)
-    }
-
-    /// The backend named `name` (names are unique across upstreams), with
-    /// its upstream.
-    pub fn backend_by_name(&self, name: &str) -> Option<(&Upstream, &Backend)> {
-        self.upstreams
-            .iter()
-            .find_map(|u| u.table.by_name(name).map(|b| (u, b)))
     }
 }
 

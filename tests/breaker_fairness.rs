@@ -23,7 +23,11 @@ const BOOM: &str = "/status?code=500";
 fn circuits(gw: &Gateway) -> Vec<CircuitState> {
     let s = gw.shared();
     let now = s.clock_now();
-    s.backends.iter().map(|b| b.breaker.state(now)).collect()
+    s.current()
+        .backends
+        .iter()
+        .map(|b| b.breaker.state(now))
+        .collect()
 }
 
 fn count(states: &[CircuitState], want: CircuitState) -> usize {
@@ -64,7 +68,11 @@ fn six_500s_with_the_defaults_open_no_circuit_and_nobody_gets_503() {
     assert_eq!(statuses(addr, "/", 10), [200; 10]);
     let s = gw.shared();
     assert_eq!(s.metrics.circuit_broken.load(Ordering::Relaxed), 0);
-    assert!(s.backends.iter().all(|b| b.breaker.failures() == 0));
+    assert!(s
+        .current()
+        .backends
+        .iter()
+        .all(|b| b.breaker.failures() == 0));
 }
 
 #[test]
@@ -97,7 +105,10 @@ fn the_ratio_caps_open_circuits_and_other_users_still_succeed() {
     // Everyone else is served by the backend whose trip was suppressed.
     assert_eq!(statuses(addr, "/", 10), [200; 10]);
     assert_eq!(s.metrics.circuit_broken.load(Ordering::Relaxed), 0);
-    assert_eq!(s.backends.selection(s.clock_now()), Selection::Normal);
+    assert_eq!(
+        s.current().backends.selection(s.clock_now()),
+        Selection::Normal
+    );
 }
 
 #[test]
@@ -109,12 +120,13 @@ fn panic_mode_serves_rather_than_503_when_too_few_backends_are_available() {
     assert_eq!(tripped.status, 500);
     let tripped = tripped.header("x-backend").unwrap().to_string();
     let s = gw.shared();
-    let other = s.backends.iter().find(|b| b.name != tripped).unwrap();
+    let snap = s.current();
+    let other = snap.backends.iter().find(|b| b.name != tripped).unwrap();
     // The operator switches the healthy one off: nothing is available.
     assert!(!other.toggle());
     let now = s.clock_now();
     assert_eq!(
-        s.backends.selection(now),
+        s.current().backends.selection(now),
         Selection::Panic {
             available: 0,
             floor: 1
@@ -130,7 +142,10 @@ fn panic_mode_serves_rather_than_503_when_too_few_backends_are_available() {
     assert_eq!(s.metrics.circuit_broken.load(Ordering::Relaxed), 0);
     // Switched back on: open circuits are skipped again.
     assert!(other.toggle());
-    assert_eq!(s.backends.selection(s.clock_now()), Selection::Normal);
+    assert_eq!(
+        s.current().backends.selection(s.clock_now()),
+        Selection::Normal
+    );
     for _ in 0..5 {
         assert_eq!(
             get(addr, "/").header("x-backend"),
@@ -155,10 +170,11 @@ fn panic_mode_spreads_over_every_switched_on_backend() {
     let addr = gw.listen_addr();
     let tripped = get(addr, BOOM).header("x-backend").unwrap().to_string();
     let s = gw.shared();
-    let off = s.backends.iter().find(|b| b.name != tripped).unwrap();
+    let snap = s.current();
+    let off = snap.backends.iter().find(|b| b.name != tripped).unwrap();
     assert!(!off.toggle());
     assert!(matches!(
-        s.backends.selection(s.clock_now()),
+        s.current().backends.selection(s.clock_now()),
         Selection::Panic {
             available: 1,
             floor: 2
@@ -198,7 +214,7 @@ fn connect_failures_still_count_with_the_default_statuses() {
     assert_eq!(circuits(&gw), [CircuitState::Closed, CircuitState::Open]);
     // A 502 *answer* from a live backend counts too (default statuses).
     assert_eq!(get(addr, "/status?code=502").status, 502);
-    assert_eq!(gw.shared().backends.get(0).breaker.failures(), 1);
+    assert_eq!(gw.snapshot().backends.get(0).breaker.failures(), 1);
 }
 
 #[test]
@@ -216,6 +232,9 @@ fn a_lone_backend_that_is_down_still_fails_fast_at_the_default_ratio() {
     assert_eq!(statuses(addr, "/", 2), [502, 502]);
     assert_eq!(circuits(&gw), [CircuitState::Open]);
     let s = gw.shared();
-    assert_eq!(s.backends.selection(s.clock_now()), Selection::Normal);
+    assert_eq!(
+        s.current().backends.selection(s.clock_now()),
+        Selection::Normal
+    );
     assert_eq!(statuses(addr, "/", 3), [503; 3]);
 }

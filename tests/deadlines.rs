@@ -129,7 +129,7 @@ fn trickled_response_head_is_504_at_the_response_deadline() {
     assert!(to_504 >= DEADLINE - Duration::from_millis(50), "{to_504:?}");
     assert!(to_504 < DEADLINE + SLACK, "504 late: {to_504:?}");
     // The backend is at fault: its breaker hears about it.
-    assert_eq!(gw.shared().backends.get(0).breaker.failures(), 1);
+    assert_eq!(gw.snapshot().backends.get(0).breaker.failures(), 1);
     gw.shutdown();
 }
 
@@ -402,7 +402,7 @@ fn upload_below_the_minimum_rate_is_408_and_the_backend_connection_is_closed() {
     );
     // The client was slow, not the backend: its breaker (threshold 1) is
     // untouched and the next request is served.
-    assert_eq!(gw.shared().backends.get(0).breaker.failures(), 0);
+    assert_eq!(gw.snapshot().backends.get(0).breaker.failures(), 0);
     let r = request(
         gw.listen_addr(),
         b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",

@@ -32,7 +32,7 @@ fn fault_config(backend: SocketAddr) -> api_gateway::Config {
 
 fn circuit(gw: &Gateway) -> CircuitState {
     let now = gw.shared().clock_now();
-    gw.shared().backends.get(0).breaker.state(now)
+    gw.snapshot().backends.get(0).breaker.state(now)
 }
 
 /// Reads until EOF, a reset, or `limit`; returns the bytes and whether the

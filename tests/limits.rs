@@ -322,7 +322,7 @@ fn client_that_never_reads_does_not_block_others_and_is_cut_off() {
     assert!(got.starts_with(b"HTTP/1.1 200"));
     assert!(got.len() < N, "got {} bytes", got.len());
     // The client stalled, not the backend: no failure against its breaker.
-    assert_eq!(gw.shared().backends.get(0).breaker.failures(), 0);
+    assert_eq!(gw.snapshot().backends.get(0).breaker.failures(), 0);
     gw.shutdown();
 }
 
@@ -343,7 +343,8 @@ fn slow_uploader_gets_408_and_does_not_charge_the_backend() {
     assert!(r.text().contains("body timeout"));
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(c.is_closed());
-    let b = gw.shared().backends.get(0);
+    let snap = gw.snapshot();
+    let b = snap.backends.get(0);
     assert_eq!(b.stats.failures.load(Ordering::SeqCst), 0);
     assert_eq!(
         get(gw.listen_addr(), "/still-served").status,

@@ -236,6 +236,10 @@ impl Sim {
             Command::Routes => Reply::Json(json!({"routing": false, "routes": []})),
             Command::Consumers => Reply::Json(json!({"consumers": []})),
             Command::ReloadTls => Reply::Invalid("the fake has no TLS listener".into()),
+            Command::Config => Reply::Json(json!({"listen": "127.0.0.1:4000"})),
+            Command::ReloadConfig | Command::ApplyConfig(_) => {
+                Reply::Invalid("the fake has no config to reload".into())
+            }
             Command::Upstreams => Reply::Json(json!({"upstreams": [{
                 "name": "default",
                 "loadBalancer": serde_json::to_value(&self.balancer).unwrap_or_default(),

@@ -202,13 +202,18 @@ impl Conn {
         }
     }
 
-    /// Reads the body `head` announces (empty without `Content-Length`).
-    pub(crate) fn read_body(&mut self, head: &Head) -> Result<Vec<u8>, BodyError> {
+    /// Reads the body `head` announces (empty without `Content-Length`),
+    /// refusing one longer than `max` bytes.
+    pub(crate) fn read_body_up_to(
+        &mut self,
+        head: &Head,
+        max: usize,
+    ) -> Result<Vec<u8>, BodyError> {
         if head.header("transfer-encoding").is_some() {
             return Err(BodyError::Unframed);
         }
         let len = content_length(head)?;
-        if len > self.limits.max_body_bytes as u64 {
+        if len > max as u64 {
             return Err(BodyError::TooLarge);
         }
         let len = len as usize;

@@ -30,6 +30,10 @@ pub struct AdminLimits {
     /// Largest request body (default 64 KiB; algorithm parameters are tiny);
     /// beyond it: 413.
     pub max_body_bytes: usize,
+    /// Largest body of `POST /gateway/config` (default 1 MiB): a whole
+    /// config with its routes and consumers. Applies only after the token
+    /// was checked.
+    pub max_config_bytes: usize,
     /// Time allowed to write a response to a client that does not read it.
     pub send_timeout: Duration,
     /// After the response, how long the admin keeps discarding what the
@@ -46,6 +50,7 @@ impl Default for AdminLimits {
             body_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
+            max_config_bytes: 1024 * 1024,
             send_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(1),
         }

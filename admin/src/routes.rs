@@ -31,6 +31,12 @@ pub(crate) enum Route {
     Consumers,
     /// `POST /gateway/tls/reload`
     ReloadTls,
+    /// `GET /gateway/config`
+    Config,
+    /// `POST /gateway/config` (the body is the config)
+    ApplyConfig,
+    /// `POST /gateway/config/reload`
+    ReloadConfig,
     /// `POST /gateway/upstreams/:upstream/load-balancer/:algo`
     SetUpstreamBalancer {
         /// The upstream's name.
@@ -92,6 +98,15 @@ pub(crate) fn resolve(method: &str, target: &str) -> Result<Route, RouteError> {
         ["gateway", "upstreams"] => ("GET", Route::Upstreams),
         ["gateway", "consumers"] => ("GET", Route::Consumers),
         ["gateway", "tls", "reload"] => ("POST", Route::ReloadTls),
+        ["gateway", "config", "reload"] => ("POST", Route::ReloadConfig),
+        ["gateway", "config"] => {
+            // GET reads the active config, POST applies a new one.
+            return match method {
+                "GET" => Ok(Route::Config),
+                "POST" => Ok(Route::ApplyConfig),
+                _ => Err(RouteError::MethodNotAllowed("GET, POST")),
+            };
+        }
         ["gateway", "upstreams", u, "load-balancer", a] if !u.is_empty() && !a.is_empty() => (
             "POST",
             Route::SetUpstreamBalancer {
@@ -152,6 +167,15 @@ pub(crate) fn command_for(route: &Route, body: Option<&Value>) -> Result<Option<
         Route::Upstreams => Command::Upstreams,
         Route::Consumers => Command::Consumers,
         Route::ReloadTls => Command::ReloadTls,
+        Route::Config => Command::Config,
+        Route::ReloadConfig => Command::ReloadConfig,
+        // The server hands the raw text over as a JSON string (see
+        // `server::read_config_body`): the gateway parses it itself, so
+        // its duplicate-key check sees what was sent.
+        Route::ApplyConfig => match body {
+            Some(Value::String(text)) => Command::ApplyConfig(text.clone()),
+            _ => return Err("send the config as the JSON request body".into()),
+        },
         // Same parameters and validation as the seed's endpoints; whether
         // the upstream or route exists is the gateway's answer (404).
         Route::SetUpstreamBalancer { upstream, algo } => Command::SetUpstreamBalancer {
@@ -263,6 +287,16 @@ mod tests {
         assert_eq!(resolve("GET", "/gateway/upstreams"), Ok(Route::Upstreams));
         assert_eq!(resolve("GET", "/gateway/consumers"), Ok(Route::Consumers));
         assert_eq!(resolve("POST", "/gateway/tls/reload"), Ok(Route::ReloadTls));
+        assert_eq!(resolve("GET", "/gateway/config"), Ok(Route::Config));
+        assert_eq!(resolve("POST", "/gateway/config"), Ok(Route::ApplyConfig));
+        assert_eq!(
+            resolve("DELETE", "/gateway/config"),
+            Err(RouteError::MethodNotAllowed("GET, POST"))
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/config/reload"),
+            Ok(Route::ReloadConfig)
+        );
         assert_eq!(
             resolve("POST", "/gateway/upstreams/us%20ers/load-balancer/ip-hash"),
             Ok(Route::SetUpstreamBalancer {

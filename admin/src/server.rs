@@ -150,7 +150,11 @@ fn answer(shared: &Shared, conn: &mut Conn, req: &Head) -> Answer {
                 .with("Allow", allow)
         }
     };
-    let body = match read_body(conn, req) {
+    let body = match route {
+        Route::ApplyConfig => read_config_body(conn, req),
+        _ => read_body(conn, req),
+    };
+    let body = match body {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -167,12 +171,34 @@ fn is_dashboard_file(target: &str) -> bool {
 
 /// Reads an optional JSON body: empty means `None`.
 fn read_body(conn: &mut Conn, req: &Head) -> Result<Option<Value>, Answer> {
+    let max = conn.limits().max_body_bytes;
+    let raw = read_raw(conn, req, max)?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&raw)
+        .map(Some)
+        .map_err(|e| Answer::error(400, format!("invalid JSON body: {e}")))
+}
+
+/// Reads the body of `POST /gateway/config` as text (up to
+/// `max_config_bytes`), handed on as a JSON string: the gateway parses it,
+/// with its own checks (duplicate keys, every field's name in errors).
+fn read_config_body(conn: &mut Conn, req: &Head) -> Result<Option<Value>, Answer> {
+    let max = conn.limits().max_config_bytes;
+    let raw = read_raw(conn, req, max)?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    String::from_utf8(raw)
+        .map(|text| Some(Value::String(text)))
+        .map_err(|_| Answer::error(400, "the config must be UTF-8 JSON"))
+}
+
+fn read_raw(conn: &mut Conn, req: &Head, max: usize) -> Result<Vec<u8>, Answer> {
     let limits = *conn.limits();
-    let raw = conn.read_body(req).map_err(|e| match e {
-        BodyError::TooLarge => Answer::error(
-            413,
-            format!("body larger than {} bytes", limits.max_body_bytes),
-        ),
+    conn.read_body_up_to(req, max).map_err(|e| match e {
+        BodyError::TooLarge => Answer::error(413, format!("body larger than {max} bytes")),
         BodyError::TimedOut => Answer::error(
             408,
             format!(
@@ -186,13 +212,7 @@ fn read_body(conn: &mut Conn, req: &Head) -> Result<Option<Value>, Answer> {
         ),
         BodyError::BadLength => Answer::error(400, "malformed Content-Length"),
         BodyError::Gone => Answer::error(400, "connection closed before the body was complete"),
-    })?;
-    if raw.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(&raw)
-        .map(Some)
-        .map_err(|e| Answer::error(400, format!("invalid JSON body: {e}")))
+    })
 }
 
 fn dispatch(shared: &Shared, route: &Route, body: Option<&Value>) -> Answer {
@@ -223,6 +243,9 @@ fn describe(cmd: &Command) -> Option<(&'static str, String)> {
         | Command::Upstreams
         | Command::Consumers => return None,
         Command::ReloadTls => ("tls", "TLS certificates reloaded".to_string()),
+        // The gateway logs each reload itself (with what changed), for
+        // SIGHUP too.
+        Command::Config | Command::ReloadConfig | Command::ApplyConfig(_) => return None,
         Command::SetRateLimiter(s) => (
             "rate-limiter",
             format!(

@@ -52,6 +52,12 @@ fn fake_reply(cmd: &Command, backend_addr: &str) -> Reply {
         Command::Upstreams => Reply::Json(json!({"upstreams": []})),
         Command::Consumers => Reply::Json(json!({"consumers": []})),
         Command::ReloadTls => Reply::Invalid("no tls listener".into()),
+        Command::Config => Reply::Json(json!({"listen": "127.0.0.1:4000"})),
+        Command::ReloadConfig => Reply::Json(json!({"reloaded": true, "generation": 1})),
+        Command::ApplyConfig(text) if text.contains("bad") => {
+            Reply::Invalid("routes[0].upstream: no upstream named \"bad\"".into())
+        }
+        Command::ApplyConfig(_) => Reply::Json(json!({"reloaded": true, "generation": 2})),
         Command::SetUpstreamBalancer { upstream, .. }
         | Command::SetRouteLimiter {
             route: upstream, ..
@@ -291,6 +297,41 @@ fn routes_and_upstreams_endpoints_send_scoped_commands() {
                     window_ms: 10000
                 },
             },
+        ]
+    );
+}
+
+#[test]
+fn config_endpoints_pass_the_body_through_as_sent() {
+    let h = Harness::simple();
+    assert_eq!(
+        get(h.addr, "/gateway/config").json(),
+        json!({"listen": "127.0.0.1:4000"})
+    );
+    assert_eq!(post(h.addr, "/gateway/config/reload", "").status, 200);
+    // The text as sent, duplicate keys and all: the gateway's own parser
+    // judges it.
+    let text = r#"{"listen": "127.0.0.1:0", "listen": "127.0.0.1:1"}"#;
+    assert_eq!(post(h.addr, "/gateway/config", text).status, 200);
+    let r = post(h.addr, "/gateway/config", r#"{"bad": 1}"#);
+    assert_eq!(r.status, 400);
+    assert!(r.error().starts_with("routes[0].upstream"), "{}", r.body);
+    // No body, or one beyond the config bound (1 MiB): refused here.
+    assert_eq!(post(h.addr, "/gateway/config", "").status, 400);
+    let big = format!("{{\"x\": \"{}\"}}", "a".repeat(1024 * 1024));
+    assert_eq!(post(h.addr, "/gateway/config", &big).status, 413);
+    // A config bigger than other bodies' 64 KiB bound is fine.
+    let mid = format!("{{\"x\": \"{}\"}}", "a".repeat(100 * 1024));
+    assert_eq!(post(h.addr, "/gateway/config", &mid).status, 200);
+    assert_eq!(http(h.addr, "PUT", "/gateway/config", &[], "").status, 405);
+    assert_eq!(
+        h.commands(),
+        vec![
+            Command::Config,
+            Command::ReloadConfig,
+            Command::ApplyConfig(text.into()),
+            Command::ApplyConfig(r#"{"bad": 1}"#.into()),
+            Command::ApplyConfig(mid),
         ]
     );
 }

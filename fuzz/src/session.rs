@@ -184,9 +184,9 @@ pub fn run(input: &[u8]) -> Summary {
             12 => w.advance_by(Nanos::from_millis(u64::from(take(&mut rest)) * 8)),
             13 => fire(&mut w),
             14 => {
-                let backends = w.shared.backends.len();
+                let backends = w.snap.backends.len();
                 let b = usize::from(take(&mut rest)) % backends;
-                if w.pool.idle().count() < 4 {
+                if w.idle_count() < 4 {
                     let _ = w.pool_idle(b);
                 }
             }
@@ -256,7 +256,7 @@ fn same_request(client: &Message, backend: &Message) -> bool {
 /// attachment (in time order), so a pooled connection's later requests are
 /// placed where they were sent.
 fn check_framing(w: &World, sum: &mut Summary) {
-    let client_data = if w.shared.config.proxy_protocol {
+    let client_data = if w.snap.config.proxy_protocol {
         skip_preface(&w.client.sent)
     } else {
         &w.client.sent[..]

@@ -30,6 +30,14 @@ pub enum Command {
     /// Re-read the TLS certificate files; new handshakes use them, open
     /// connections carry on (`POST /gateway/tls/reload`, SIGHUP).
     ReloadTls,
+    /// Re-read the config file the gateway was started with and apply it
+    /// live (`POST /gateway/config/reload`, SIGHUP).
+    ReloadConfig,
+    /// Apply this JSON config text live; it is not written to disk
+    /// (`POST /gateway/config`).
+    ApplyConfig(String),
+    /// The active config, secrets redacted (`GET /gateway/config`).
+    Config,
     /// Switch one upstream's load balancer
     /// (`POST /gateway/upstreams/:name/load-balancer/:algo`).
     SetUpstreamBalancer {

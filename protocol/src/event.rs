@@ -91,6 +91,21 @@ pub enum EventKind {
     },
     /// Every counter and histogram was zeroed.
     MetricsReset,
+    /// A new configuration is live (reload or `POST /gateway/config`).
+    #[serde(rename = "config-reload")]
+    ConfigReloaded {
+        /// The config generation now running.
+        generation: u64,
+        /// What changed, one line: routes added/removed/changed, backends
+        /// added/removed, live overrides replaced, fields not applied.
+        changes: String,
+    },
+    /// A reload was refused; the old configuration keeps serving.
+    #[serde(rename = "config-reload-failed")]
+    ConfigReloadFailed {
+        /// Why, naming the field.
+        error: String,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -153,6 +168,13 @@ impl fmt::Display for EventKind {
                 ),
             },
             EventKind::MetricsReset => f.write_str("metrics reset"),
+            EventKind::ConfigReloaded {
+                generation,
+                changes,
+            } => write!(f, "config generation {generation} live: {changes}"),
+            EventKind::ConfigReloadFailed { error } => {
+                write!(f, "config reload refused, old config kept: {error}")
+            }
         }
     }
 }
@@ -241,6 +263,19 @@ mod tests {
                 "load balancer of upstream users switched to ip-hash (generation 6)",
             ),
             (EventKind::MetricsReset, "metrics reset"),
+            (
+                EventKind::ConfigReloaded {
+                    generation: 3,
+                    changes: "routes +b".into(),
+                },
+                "config generation 3 live: routes +b",
+            ),
+            (
+                EventKind::ConfigReloadFailed {
+                    error: "routes[0].upstream: no upstream named \"x\"".into(),
+                },
+                "config reload refused, old config kept: routes[0].upstream: no upstream named \"x\"",
+            ),
         ];
         for (event, text) in cases {
             assert_eq!(event.to_string(), text);

@@ -344,6 +344,11 @@ impl Breaker {
         );
     }
 
+    /// Whether the word is anything but CLOSED (holds a budget slot).
+    fn holds_slot(&self) -> bool {
+        unpack(self.word.load(Ordering::Acquire)).0 != CLOSED
+    }
+
     /// Forces CLOSED with counts cleared (operator reset); `Some` unless it
     /// was already CLOSED.
     pub fn reset(&self, now: Nanos) -> Option<Transition> {
@@ -358,6 +363,17 @@ impl Breaker {
             from,
             to: CircuitState::Closed,
         })
+    }
+}
+
+/// A breaker that goes away while not CLOSED (its backend was removed by a
+/// reload and its last user is gone) gives its budget slot back, so the
+/// upstream's remaining backends may use it.
+impl Drop for Breaker {
+    fn drop(&mut self) {
+        if self.holds_slot() {
+            self.budget.release();
+        }
     }
 }
 

@@ -68,6 +68,33 @@ pub fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The civil date (year, month 1-12, day 1-31) of `days` since the Unix
+/// epoch (proleptic Gregorian; H. Hinnant's civil-from-days).
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC), for
+/// reports read by people.
+pub fn utc_string(secs: u64) -> String {
+    let (y, m, d) = civil_date((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// A source of `now`.
 pub trait Clock: Send + Sync {
     /// The current time since the clock's epoch.
@@ -147,5 +174,15 @@ mod tests {
         c.advance(Nanos::from_millis(10));
         assert_eq!(c.now().as_millis(), 15);
         assert_eq!(Nanos(3).saturating_sub(Nanos(7)), Nanos::ZERO);
+    }
+
+    #[test]
+    fn utc_strings() {
+        assert_eq!(super::utc_string(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc_string(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            super::utc_string(20_788 * 86_400 + 45_296),
+            "2026-12-01T12:34:56Z"
+        );
     }
 }

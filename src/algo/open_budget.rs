@@ -40,8 +40,10 @@ pub fn max_open(backends: usize, ratio: f64) -> u32 {
 #[derive(Debug)]
 pub struct OpenBudget {
     open: AtomicU32,
-    max_open: u32,
-    backends: u32,
+    /// Both change only when a reload resizes the upstream
+    /// ([`OpenBudget::resize`]); read with relaxed loads.
+    max_open: AtomicU32,
+    backends: AtomicU32,
 }
 
 impl OpenBudget {
@@ -50,8 +52,8 @@ impl OpenBudget {
         let backends = u32::try_from(backends).unwrap_or(u32::MAX);
         OpenBudget {
             open: AtomicU32::new(0),
-            max_open: max_open.min(backends),
-            backends,
+            max_open: AtomicU32::new(max_open.min(backends)),
+            backends: AtomicU32::new(backends),
         }
     }
 
@@ -62,7 +64,17 @@ impl OpenBudget {
 
     /// How many circuits may be open at once.
     pub fn max_open(&self) -> u32 {
+        self.max_open.load(Ordering::Relaxed)
+    }
+
+    /// A reload changed the upstream's backend count: the cap follows.
+    /// Circuits already open stay open (and counted); when they exceed the
+    /// new cap, no other circuit opens until enough have closed.
+    pub fn resize(&self, backends: usize, max_open: u32) {
+        let backends = u32::try_from(backends).unwrap_or(u32::MAX);
+        self.backends.store(backends, Ordering::Relaxed);
         self.max_open
+            .store(max_open.min(backends), Ordering::Relaxed);
     }
 
     /// Circuits counted as not CLOSED (an upper bound, exact when quiet).
@@ -73,7 +85,9 @@ impl OpenBudget {
     /// The fewest backends with a CLOSED circuit the cap promises
     /// (`backends - max_open`); fewer than this available means panic.
     pub fn panic_floor(&self) -> u32 {
-        self.backends - self.max_open
+        self.backends
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.max_open())
     }
 
     /// Takes a slot for a circuit about to open; `false` when the cap is
@@ -82,7 +96,7 @@ impl OpenBudget {
     pub(crate) fn try_reserve(&self) -> bool {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_open).then_some(n + 1)
+                (n < self.max_open()).then_some(n + 1)
             })
             .is_ok()
     }

@@ -51,6 +51,8 @@ impl Answer {
 /// Per-request state.
 #[derive(Debug, Default)]
 pub struct Exchange {
+    /// The serial of the snapshot the request runs on (see `Ctx::snap`).
+    pub snapshot: u64,
     /// When the head was parsed.
     pub start: Nanos,
     /// Request method.

@@ -38,7 +38,7 @@ impl Session {
     /// The pipeline chose a backend: write the outgoing head and ask the
     /// worker for a connection (pooled, else a fresh connect).
     pub(super) fn start_forwarding(&mut self, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
-        let config = &ctx.shared.config;
+        let config = &ctx.snap.config;
         let Some(backend) = self.ex.selection.as_ref().map(|s| s.backend) else {
             return self.reject(HttpError::NoBackend, ctx, now);
         };
@@ -46,7 +46,7 @@ impl Session {
         // client: each hop appends its own peer.
         let peer_ip = self.peer_ip();
         let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
-        let routing = ctx.routes.is_routing();
+        let routing = ctx.snap.routes.is_routing();
         self.to_backend.clear();
         write_request(
             &mut self.to_backend.bytes,
@@ -58,6 +58,7 @@ impl Session {
                 allowed_upgrades: &config.allowed_upgrades,
                 path: routing.then_some(&self.ex.target[..]),
                 edits: &ctx
+                    .snap
                     .routes
                     .policy(self.ex.route.unwrap_or(0))
                     .request_headers,
@@ -79,7 +80,7 @@ impl Session {
         }
         self.req_fwd = 0;
         self.ex.sent_at = now;
-        let t = ctx.timeouts;
+        let t = ctx.timeouts();
         if self.has_body() && t.min_body_rate > 0 {
             self.upload.start(now, t.body_rate_window);
         }
@@ -100,8 +101,8 @@ impl Session {
     /// `timeouts.connect_ms`, or the route's own.
     #[inline]
     fn connect_timeout(&self, ctx: &Ctx<'_>) -> Nanos {
-        let route = ctx.routes.policy(self.ex.route.unwrap_or(0));
-        route.connect.unwrap_or(ctx.timeouts.connect)
+        let route = ctx.snap.routes.policy(self.ex.route.unwrap_or(0));
+        route.connect.unwrap_or(ctx.timeouts().connect)
     }
 
     /// `timeouts.backend_response_ms`, or the route's own (decided when
@@ -294,7 +295,7 @@ impl Session {
                     return self.backend_failed(err, ctx, now);
                 }
                 self.forward_final_head(Outcome::Success, io, ctx, now);
-                self.enter(Phase::Tunnelling, now.saturating_add(ctx.timeouts.idle));
+                self.enter(Phase::Tunnelling, now.saturating_add(ctx.timeouts().idle));
                 return Step::Continue;
             }
             if self.resp_head.is_interim() {
@@ -391,6 +392,7 @@ impl Session {
                 close,
                 keep_alive_1_0: self.ex.minor_version == 0 && !close,
                 edits: &ctx
+                    .snap
                     .routes
                     .policy(self.ex.route.unwrap_or(0))
                     .response_headers,

@@ -71,7 +71,10 @@ impl Session {
         if io.client_handshaking {
             return Step::Wait;
         }
-        self.enter(Phase::ReadingHead, now.saturating_add(ctx.timeouts.header));
+        self.enter(
+            Phase::ReadingHead,
+            now.saturating_add(ctx.timeouts().header),
+        );
         self.on_reading_head(io, ctx, now)
     }
 
@@ -89,7 +92,7 @@ impl Session {
     }
 
     fn on_reading_head(&mut self, io: &IoView, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
-        let limits_cfg = &ctx.shared.config.limits;
+        let limits_cfg = &ctx.snap.config.limits;
         let limits = RequestLimits {
             max_uri: limits_cfg.max_uri_bytes,
             max_body: limits_cfg.max_body_bytes,
@@ -138,7 +141,7 @@ impl Session {
             Ok(false) => {
                 if matches!(self.phase(), Phase::Idle) {
                     // First bytes of a new head: the header timer starts.
-                    let at = now.saturating_add(ctx.timeouts.header);
+                    let at = now.saturating_add(ctx.timeouts().header);
                     self.enter(Phase::ReadingHead, at);
                 }
                 Step::Wait
@@ -160,6 +163,10 @@ impl Session {
     }
 
     fn start_exchange(&mut self, ctx: &mut Ctx<'_>, now: Nanos) {
+        // The request runs on the snapshot current now, to its end; the
+        // worker keeps that snapshot while the request is owed.
+        ctx.snap = ctx.current;
+        self.ex.snapshot = ctx.current.serial;
         Metrics::inc(&ctx.shared.metrics.requests);
         Metrics::inc(&ctx.shared.metrics.inflight);
         ctx.ids.serial += 1;
@@ -174,7 +181,7 @@ impl Session {
         ex.extra.clear();
         ex.route = None;
         ex.pool = PoolId::DEFAULT;
-        ex.response_timeout = ctx.timeouts.response;
+        ex.response_timeout = ctx.timeouts().response;
         ex.selection = None;
         ex.attempts = 0;
         ex.answer = Answer::Nothing;
@@ -193,7 +200,7 @@ impl Session {
         self.start_exchange(ctx, now);
         // From here the head is pending in the request buffer.
         self.enter(Phase::Routing { next: 0 }, Nanos::ZERO);
-        let config = &ctx.shared.config;
+        let config = &ctx.snap.config;
         let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
         // Only an allowed protocol may turn this connection into a tunnel
         // (which no later stage sees); any other offer is dropped and the
@@ -231,7 +238,7 @@ impl Session {
             .extend_from_slice(&target[..target.len().min(512)]);
         // With routes, normalization judges the path (and resolves what
         // the raw check refuses); without, the raw check stands.
-        if let Err(e) = rules::check(buf, head, ctx.routes.is_routing()) {
+        if let Err(e) = rules::check(buf, head, ctx.snap.routes.is_routing()) {
             return self.reject(e, ctx, now);
         }
         let routed = self.route(ctx);
@@ -249,7 +256,7 @@ impl Session {
     /// named `health`), which load balancers make over plain HTTP.
     fn redirects_to_https(&self, ctx: &Ctx<'_>, routed: bool) -> bool {
         let on = ctx
-            .shared
+            .snap
             .config
             .tls
             .as_ref()
@@ -264,7 +271,7 @@ impl Session {
             && self
                 .ex
                 .route
-                .is_some_and(|r| ctx.routes.policy(r).name == "health");
+                .is_some_and(|r| ctx.snap.routes.policy(r).name == "health");
         path != b"/health" && !health_route
     }
 
@@ -277,7 +284,7 @@ impl Session {
         let host = head.authority.or(head.host).map_or(&[][..], |s| s.get(buf));
         let (host, _) = host::split_port(host);
         let port = ctx
-            .shared
+            .snap
             .config
             .tls
             .as_ref()
@@ -302,12 +309,13 @@ impl Session {
     /// routes configured, writes the path to forward into `ex.target`: the
     /// normalized path, rewritten by the route, then the query as sent.
     fn route(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HttpError> {
-        let routes = ctx.routes;
+        let snap = ctx.snap;
+        let routes = &*snap.routes;
         if !routes.is_routing() {
             let policy = routes.policy(0);
             self.ex.route = Some(0);
             self.ex.pool = policy.pool;
-            self.ex.response_timeout = policy.response.unwrap_or(ctx.timeouts.response);
+            self.ex.response_timeout = policy.response.unwrap_or(ctx.timeouts().response);
             return Ok(());
         }
         let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
@@ -327,7 +335,7 @@ impl Session {
         };
         // A CORS preflight is routed as the request it announces, so a
         // route that takes PUT also answers the preflight for PUT.
-        let preflight = ctx.shared.config.pipeline.contains(&Stage::Cors)
+        let preflight = ctx.snap.config.pipeline.contains(&Stage::Cors)
             && cors::classify(buf, head) == CorsKind::Preflight;
         let method = match preflight {
             true => head
@@ -353,7 +361,7 @@ impl Session {
                 let policy = routes.policy(id);
                 ex.route = Some(id);
                 ex.pool = policy.pool;
-                ex.response_timeout = policy.response.unwrap_or(ctx.timeouts.response);
+                ex.response_timeout = policy.response.unwrap_or(snap.timeouts.response);
                 if &normalized[..path_len] == b"*" {
                     ex.target.clear();
                     ex.target.push(b'*');
@@ -375,7 +383,7 @@ impl Session {
     /// Runs the pipeline stages from the phase's `next` until one answers,
     /// parks the request, or the proxy stage starts forwarding.
     fn run_pipeline(&mut self, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
-        let pipeline = &ctx.shared.config.pipeline;
+        let pipeline = &ctx.snap.config.pipeline;
         loop {
             let Phase::Routing { next } = self.phase_mut() else {
                 return Step::Continue;
@@ -391,7 +399,7 @@ impl Session {
                 Stage::Cors => {
                     let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
                     let kind = cors::classify(buf, &self.head);
-                    let cfg = &ctx.shared.config.cors;
+                    let cfg = &ctx.snap.config.cors;
                     cors::write_headers(&mut self.ex.extra, cfg, buf, &self.head, kind);
                     if kind == CorsKind::Preflight {
                         return self.reply(204, b"", "", false, ctx, now);
@@ -405,11 +413,11 @@ impl Session {
                 Stage::RateLimit => {
                     let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
                     let route = self.ex.route.unwrap_or(0);
-                    let policy = ctx.routes.policy(route);
+                    let policy = ctx.snap.routes.policy(route);
                     let source = policy
                         .limit_key
                         .as_ref()
-                        .unwrap_or(&ctx.shared.config.rate_limit.key);
+                        .unwrap_or(&ctx.snap.config.rate_limit.key);
                     let caller = rate_limit::Caller {
                         ip: self.client_ip(),
                         consumer: &self.ex.consumer_name,
@@ -424,10 +432,14 @@ impl Session {
                     // A consumer with a limit of their own has it on routes
                     // whose limiter is keyed by consumer.
                     let own = match (source, self.ex.consumer) {
-                        (KeySource::Consumer, Some(id)) => ctx.routes.consumer_limiter(route, id),
+                        (KeySource::Consumer, Some(id)) => {
+                            ctx.snap.routes.consumer_limiter(route, id)
+                        }
                         _ => None,
                     };
-                    let d = own.unwrap_or_else(|| ctx.limiter(route)).check(key, now);
+                    let d = own
+                        .unwrap_or_else(|| ctx.snap.limiter(route))
+                        .check(key, now);
                     rate_limit::write_headers(&mut self.ex.extra, &d);
                     let m = &ctx.shared.metrics;
                     match d.verdict {
@@ -473,7 +485,7 @@ impl Session {
     /// query parameter is dropped from the target to forward; on failure
     /// the `WWW-Authenticate` lines are queued and the reason counted.
     fn authenticate(&mut self, ctx: &mut Ctx<'_>) -> Result<(), AuthFailure> {
-        let routes = ctx.routes;
+        let routes = &*ctx.snap.routes;
         let Some(auth) = self.ex.route.and_then(|r| routes.policy(r).auth.as_ref()) else {
             return Ok(());
         };
@@ -595,7 +607,7 @@ impl Session {
         );
         self.enter(
             Phase::Replying(after),
-            now.saturating_add(ctx.timeouts.idle),
+            now.saturating_add(ctx.timeouts().idle),
         );
         Step::Release { reusable: false }
     }
@@ -625,19 +637,19 @@ impl Session {
     pub(super) fn enter_idle(&mut self, ctx: &Ctx<'_>, now: Nanos) {
         self.to_client.clear();
         self.to_backend.clear();
-        self.enter(Phase::Idle, now.saturating_add(ctx.timeouts.idle));
+        self.enter(Phase::Idle, now.saturating_add(ctx.timeouts().idle));
     }
 
     /// Flush what is queued, then send our FIN and linger.
     pub(super) fn enter_closing(&mut self, ctx: &Ctx<'_>, now: Nanos) {
-        self.enter(Phase::Closing, now.saturating_add(ctx.timeouts.idle));
+        self.enter(Phase::Closing, now.saturating_add(ctx.timeouts().idle));
     }
 
     fn on_closing(&mut self, ctx: &Ctx<'_>, now: Nanos) -> Step {
         if !self.to_client.is_flushed() {
             return Step::Wait;
         }
-        self.enter(Phase::Lingering, now.saturating_add(ctx.timeouts.linger));
+        self.enter(Phase::Lingering, now.saturating_add(ctx.timeouts().linger));
         Step::Shut(super::session::Peer::Client)
     }
 
@@ -657,18 +669,18 @@ impl Session {
         m.count_status(status);
         let duration_us = now.saturating_sub(ex.start).0 / 1000;
         m.latency.observe_us(duration_us);
-        if let Some(stats) = ex.route.and_then(|r| ctx.shared.route_stats.get(r)) {
+        if let Some(stats) = ex.route.and_then(|r| ctx.snap.route_stats.get(r)) {
             stats.record(status, duration_us);
         }
         if let Some(stats) = ex
             .consumer
-            .and_then(|c| ctx.shared.consumer_stats.get(c.index()))
+            .and_then(|c| ctx.snap.consumer_stats.get(c.index()))
         {
             stats.record(status);
         }
         let selection = ex.selection.take();
-        if ctx.log_requests {
-            ctx.routes.redact_keys(&mut ex.log_target);
+        if ctx.log_requests() {
+            ctx.snap.routes.redact_keys(&mut ex.log_target);
             let backend = selection
                 .as_ref()
                 .map(|s| s.entry().name.as_str())

@@ -18,16 +18,14 @@
 
 use crate::http::rewrite::Scheme;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use crate::algo::limit::RateLimiter;
 use crate::algo::{BackendId, Nanos};
 use crate::http::head::{HeaderSpan, Span};
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 use crate::pipeline::access_log::AccessLog;
-use crate::route::RouteSet;
 use crate::shared::Shared;
+use crate::snapshot::Snapshot;
 use crate::transport::{Fill, Outbox, Seen};
 use crate::upstream::{Pool, PoolId};
 
@@ -139,22 +137,18 @@ pub struct RequestIds {
 /// Everything a session may consult or feed while it advances: shared
 /// state, the algorithms this worker uses, and per-worker sinks.
 pub struct Ctx<'a> {
-    /// Configuration, metrics, events, the key hasher.
+    /// Metrics, events, the key hasher: what outlives configurations.
     pub shared: &'a Shared,
-    /// The routes this worker serves.
-    pub routes: &'a RouteSet,
-    /// The rate limiters this worker uses: slot 0 the top-level one, slot
-    /// `r + 1` route `r`'s (the top-level one again while the route has
-    /// none of its own).
-    pub limiters: &'a [Arc<dyn RateLimiter>],
-    /// The upstream pools, indexed by [`PoolId`].
-    pub pools: &'a [Pool],
-    /// Timeouts.
-    pub timeouts: &'a Timeouts,
+    /// The snapshot this session's request runs on: the one current when
+    /// its head was parsed (the current one between requests).
+    pub snap: &'a Snapshot,
+    /// The snapshot a request starting now runs on.
+    pub current: &'a Snapshot,
     /// The access log (used only when the logger stage is configured).
     pub log: &'a mut AccessLog,
-    /// Whether the logger stage is configured and the log is open.
-    pub log_requests: bool,
+    /// Whether the access log is open (the snapshot's pipeline decides
+    /// whether a request is logged).
+    pub log_open: bool,
     /// Request-id source.
     pub ids: &'a mut RequestIds,
     /// A reusable buffer for reply bodies.
@@ -164,16 +158,22 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Upstream pool `id`.
+    /// Upstream pool `id` of the request's snapshot.
     #[inline]
     pub fn pool(&self, id: PoolId) -> &Pool {
-        &self.pools[id.index()]
+        self.snap.pool_at(id)
     }
 
-    /// The limiter that counts route `route`'s requests.
+    /// The timeouts of the request's snapshot.
     #[inline]
-    pub fn limiter(&self, route: usize) -> &dyn RateLimiter {
-        &*self.limiters[route + 1]
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.snap.timeouts
+    }
+
+    /// Whether this request is written to the access log.
+    #[inline]
+    pub fn log_requests(&self) -> bool {
+        self.log_open && self.snap.logs_requests()
     }
 }
 
@@ -325,6 +325,20 @@ impl Session {
     #[inline]
     pub fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// The serial of the snapshot the request in flight runs on; `None`
+    /// between requests (the next one takes the current snapshot).
+    #[inline]
+    pub fn pinned(&self) -> Option<u64> {
+        (self.ex.ledger == super::Ledger::Owed).then_some(self.ex.snapshot)
+    }
+
+    /// The backend the request in flight was given (its address, TLS and
+    /// long-lived state), for the worker's connect.
+    #[inline]
+    pub fn selected_backend(&self) -> Option<&crate::backend::Backend> {
+        self.ex.selection.as_ref().map(|s| s.entry())
     }
 
     /// When the current phase times out (`Nanos::ZERO`: never).

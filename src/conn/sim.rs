@@ -39,19 +39,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use crate::algo::balance;
 use crate::algo::breaker::CircuitState;
-use crate::algo::limit::{self, RateLimiter};
 use crate::algo::{BackendId, Nanos};
 use crate::backend::BackendDef;
 use crate::config::{AccessLogTarget, Config};
 use crate::http::request::{RequestFraming, RequestHead, RequestLimits};
 use crate::http::response::{ResponseFraming, ResponseHead};
 use crate::pipeline::access_log::AccessLog;
-use crate::route::{route_limiters, RouteSet};
 use crate::shared::Shared;
+use crate::snapshot::Snapshot;
 use crate::transport::{Fill, Link, Outbound, Outbox, Seen};
-use crate::upstream::{Pool, PoolId};
+use crate::upstream::IdleConns;
 
 use super::buffer::{BufferPool, Spares};
 use super::exchange::Ledger;
@@ -281,16 +279,14 @@ pub struct Attachment {
 
 /// The world around one session.
 pub struct World {
-    /// Configuration, metrics, the backend table.
+    /// Metrics, events.
     pub shared: Arc<Shared>,
-    /// The routes (one upstream: the sim has the `default` pool only).
-    pub routes: RouteSet,
-    /// The rate limiters by slot (see `Ctx::limiters`).
-    pub limiters: Vec<Arc<dyn RateLimiter>>,
-    /// The upstream pool (the real one; its idle list holds indices into
-    /// [`World::ups`]).
-    pub pool: Pool,
-    /// Timeouts, as the worker converts them.
+    /// The configuration, compiled (the sim has the `default` pool only).
+    pub snap: Arc<Snapshot>,
+    /// Idle pooled connections (indices into [`World::ups`]), as a
+    /// worker keeps them.
+    idle: IdleConns,
+    /// Timeouts, as the snapshot converts them.
     pub timeouts: Timeouts,
     log: AccessLog,
     ids: RequestIds,
@@ -399,20 +395,12 @@ impl World {
     /// A world whose client has just connected, at time 1 s.
     pub fn new(mut config: Config) -> World {
         config.access_log = AccessLogTarget::Off;
-        let shared = Arc::new(Shared::new(config));
-        let cfg = &shared.config;
-        let limiter = limit::global::build(
-            &cfg.rate_limit.spec,
-            cfg.rate_limit.max_keys,
-            &shared.metrics.limit_evictions,
-            shared.limit_store.as_ref(),
+        let shared = Arc::new(Shared::new(&config));
+        let snap = Arc::new(
+            Snapshot::build(config, &shared, None, 0, 0).expect("the sim's routes go to default"),
         );
-        let routes = RouteSet::new(cfg, &shared.metrics.limit_evictions)
-            .expect("the sim's routes go to default");
-        let limiters = route_limiters(cfg, &routes, &limiter, &shared.metrics.limit_evictions);
-        let balancer = balance::build(&cfg.load_balancer, &shared.backends);
-        let pool = Pool::new(PoolId::DEFAULT, shared.backends.clone(), balancer);
-        let timeouts = Timeouts::from_config(cfg, crate::worker::LINGER);
+        let cfg = &snap.config;
+        let timeouts = snap.timeouts;
         let log = AccessLog::open(&AccessLogTarget::Off).expect("an access log that is off opens");
         let now = Nanos::from_millis(1000);
         let first = if cfg.proxy_protocol {
@@ -425,9 +413,8 @@ impl World {
         crate::metrics::Metrics::inc(&shared.metrics.connections_open);
         World {
             shared,
-            routes,
-            limiters,
-            pool,
+            snap,
+            idle: IdleConns::default(),
             timeouts,
             log,
             ids: RequestIds::default(),
@@ -542,8 +529,8 @@ impl World {
     /// as if an earlier request had left it there; `None` if the pool is full.
     pub fn pool_idle(&mut self, backend: BackendId) -> Option<usize> {
         let u = self.ups.len();
-        let max = self.shared.config.limits.max_idle_per_backend;
-        if !self.pool.push_idle(backend, u, max) {
+        let max = self.snap.config.limits.max_idle_per_backend;
+        if !self.idle.push(self.slot(backend), u, max) {
             return None;
         }
         self.ups.push(UpConn {
@@ -703,15 +690,23 @@ impl World {
         }
     }
 
+    /// How many connections are pooled.
+    pub fn idle_count(&self) -> usize {
+        self.idle.iter().count()
+    }
+
+    /// The long-lived slot of backend `id` (what idle lists are keyed by).
+    fn slot(&self, id: BackendId) -> u32 {
+        self.snap.backends.get(id).slot
+    }
+
     fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Session, &mut Ctx<'_>, Nanos) -> R) -> R {
         let mut ctx = Ctx {
             shared: &self.shared,
-            routes: &self.routes,
-            limiters: &self.limiters,
-            pools: std::slice::from_ref(&self.pool),
-            timeouts: &self.timeouts,
+            snap: &self.snap,
+            current: &self.snap,
             log: &mut self.log,
-            log_requests: false,
+            log_open: false,
             ids: &mut self.ids,
             scratch: &mut self.scratch,
             draining: self.draining,
@@ -765,7 +760,7 @@ impl World {
     fn attach(&mut self, backend: BackendId, fresh: bool) {
         self.detach(false);
         if !fresh {
-            while let Some(u) = self.pool.pop_idle(backend) {
+            while let Some(u) = self.idle.pop(self.slot(backend)) {
                 if self.ups[u].remote.may_read() {
                     // The backend closed it (or sent stray bytes) meanwhile.
                     self.ups[u].life = Life::Closed;
@@ -807,9 +802,9 @@ impl World {
         let Some(u) = self.attached.take() else {
             return;
         };
-        let max = self.shared.config.limits.max_idle_per_backend;
+        let max = self.snap.config.limits.max_idle_per_backend;
         let backend = self.ups[u].backend;
-        if reusable && !self.draining && self.pool.push_idle(backend, u, max) {
+        if reusable && !self.draining && self.idle.push(self.slot(backend), u, max) {
             self.ups[u].life = Life::Idle;
         } else {
             self.ups[u].life = Life::Closed;
@@ -818,7 +813,7 @@ impl World {
 
     fn close_up(&mut self, u: usize) {
         if self.ups[u].life == Life::Idle {
-            self.pool.remove_idle(self.ups[u].backend, u);
+            self.idle.remove(self.slot(self.ups[u].backend), u);
         }
         self.ups[u].life = Life::Closed;
     }
@@ -884,7 +879,7 @@ impl World {
 
     /// The sum of the backends' in-flight counts.
     pub fn inflight(&self) -> u32 {
-        self.shared.backends.iter().map(|b| b.inflight()).sum()
+        self.snap.backends.iter().map(|b| b.inflight()).sum()
     }
 
     /// Asserts the invariants that hold after every event:
@@ -945,7 +940,7 @@ impl World {
         if self.session.ex.selection.is_some() {
             return;
         }
-        for b in self.shared.backends.iter() {
+        for b in self.snap.backends.iter() {
             if b.breaker.state(self.now) == CircuitState::HalfOpen {
                 let p = b
                     .breaker

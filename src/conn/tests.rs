@@ -46,7 +46,7 @@ fn backend_requests(w: &World, u: usize) -> Vec<sim::Message> {
 }
 
 fn failures(w: &World) -> u32 {
-    w.shared.backends.get(0).breaker.failures()
+    w.snap.backends.get(0).breaker.failures()
 }
 
 /// Ends a scenario: nothing leaked.
@@ -842,7 +842,7 @@ fn probe_permit_is_handed_back_when_the_client_leaves() {
     w.connects.push_back(ConnectPlan::Refuse);
     w.client_sends(GET_A);
     assert_eq!(statuses(&w.client.received), [502]);
-    let breaker = |w: &World| w.shared.backends.get(0).breaker.state(w.now);
+    let breaker = |w: &World| w.snap.backends.get(0).breaker.state(w.now);
     assert_eq!(breaker(&w), CircuitState::Open);
     w.advance_by(ms(1000));
     assert_eq!(breaker(&w), CircuitState::HalfOpen);

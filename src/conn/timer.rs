@@ -92,7 +92,7 @@ impl Session {
             // The client rightly waits for `100 Continue` from the backend.
             self.upload.pause();
         }
-        let t = ctx.timeouts;
+        let t = ctx.timeouts();
         if self.upload.judge(now, t.body_rate_window, t.min_body_rate) == UploadVerdict::TooSlow {
             log::debug!("request body below limits.min_body_bytes_per_sec; 408");
             return self.client_too_slow(ctx, now);

@@ -17,7 +17,7 @@
 
 mod prometheus;
 mod store;
-mod topology;
+pub(crate) mod topology;
 
 use std::sync::Arc;
 
@@ -27,11 +27,13 @@ use mio::Waker;
 use serde_json::{json, Value};
 
 use crate::algo::balance::{self, Balancer};
-use crate::algo::limit::{self, RateLimiter};
+use crate::algo::limit;
 use crate::backend::SelectionMode;
 use crate::events::{Event, EventKind};
 use crate::metrics::{get, Histogram};
+use crate::reload::{self, Reloader, Trigger};
 use crate::shared::Shared;
+use crate::snapshot::Snapshot;
 use crate::worker::WorkerMsg;
 
 /// A worker's mailbox: send, then wake (never the other way round, or the
@@ -56,41 +58,54 @@ impl Mailbox {
 pub struct Controller {
     shared: Arc<Shared>,
     mailboxes: Vec<Mailbox>,
-    /// Rate limiters by slot: 0 the top-level one, `r + 1` route `r`'s.
-    limiters: Vec<Arc<dyn RateLimiter>>,
-    /// Per route: it has no limiter of its own and follows the top-level
-    /// one (switched with it).
-    inherits: Vec<bool>,
-    /// Each upstream's balancer (in [`Shared::upstreams`] order).
-    balancers: Vec<Arc<dyn Balancer>>,
-    generation: u64,
+    /// The snapshot every worker has been sent last.
+    current: Arc<Snapshot>,
+    /// The serial of the last snapshot built.
+    serial: u64,
+    /// Live algorithm switches so far (reported with each switch).
+    switches: u64,
+    /// Where the config comes from, and how reloads went.
+    reload: Reloader,
 }
 
 impl Controller {
-    /// A controller for these workers, starting from the algorithms they run.
+    /// A controller for these workers, which start on `current`.
     pub fn new(
         shared: Arc<Shared>,
         mailboxes: Vec<Mailbox>,
-        limiters: Vec<Arc<dyn RateLimiter>>,
-        balancers: Vec<Arc<dyn Balancer>>,
+        current: Arc<Snapshot>,
+        reload: Reloader,
     ) -> Controller {
-        let inherits = limiters[1..]
-            .iter()
-            .map(|l| Arc::ptr_eq(l, &limiters[0]))
-            .collect();
         Controller {
             shared,
             mailboxes,
-            limiters,
-            inherits,
-            balancers,
-            generation: 0,
+            serial: current.serial,
+            current,
+            switches: 0,
+            reload,
         }
+    }
+
+    /// The next snapshot serial.
+    fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// Makes `next` the running snapshot: every worker's new requests run
+    /// on it from the next loop iteration.
+    fn install(&mut self, next: Snapshot) {
+        let next = Arc::new(next);
+        for m in &self.mailboxes {
+            m.send(WorkerMsg::Install(next.clone()));
+        }
+        self.shared.set_current(next.clone());
+        self.current = next;
     }
 
     /// Tells every worker to stop accepting and finish within the grace period.
     pub fn shutdown(&self) {
-        let grace = crate::algo::Nanos::from_millis(self.shared.config.timeouts.shutdown_grace_ms);
+        let grace = crate::algo::Nanos::from_millis(self.current.config.timeouts.shutdown_grace_ms);
         for m in &self.mailboxes {
             m.send(WorkerMsg::Shutdown { grace });
         }
@@ -104,15 +119,23 @@ impl Controller {
             Command::Metrics => Reply::Text(self.prometheus()),
             Command::Routes => Reply::Json(self.routes()),
             Command::Upstreams => Reply::Json(self.upstreams()),
-            Command::Consumers => Reply::Json(topology::consumers_json(&self.shared)),
+            Command::Consumers => {
+                Reply::Json(topology::consumers_json(&self.shared, &self.current))
+            }
             Command::ReloadTls => self.reload_tls(),
+            Command::ReloadConfig => match self.reload.read_file() {
+                Ok(text) => self.reload(&text, Trigger::File),
+                Err(e) => self.refuse(Trigger::File, e),
+            },
+            Command::ApplyConfig(text) => self.reload(&text, Trigger::Admin),
+            Command::Config => Reply::Json(self.reload.document()),
             Command::SetRateLimiter(spec) => self.set_limiter(spec),
             Command::SetLoadBalancer(spec) => self.set_balancer(spec),
             Command::SetUpstreamBalancer { upstream, spec } => {
                 self.set_upstream_balancer(&upstream, spec, true)
             }
             Command::SetRouteLimiter { route, spec } => self.set_route_limiter(&route, spec),
-            Command::ToggleBackend(name) => match self.shared.backend_by_name(&name) {
+            Command::ToggleBackend(name) => match self.current.backend_by_name(&name) {
                 None => Reply::NotFound(format!("no backend named '{name}'")),
                 Some((u, b)) => {
                     let up = b.toggle();
@@ -126,7 +149,7 @@ impl Controller {
                     Reply::Json(json!({"name": name, "upstream": u.name, "up": up}))
                 }
             },
-            Command::ResetCircuit(name) => match self.shared.backend_by_name(&name) {
+            Command::ResetCircuit(name) => match self.current.backend_by_name(&name) {
                 None => Reply::NotFound(format!("no backend named '{name}'")),
                 Some((u, b)) => {
                     if let Some(t) = b.breaker.reset(now) {
@@ -141,15 +164,14 @@ impl Controller {
             },
             Command::ResetMetrics => {
                 self.shared.metrics.reset();
-                for u in &self.shared.upstreams {
-                    for b in u.table.iter() {
-                        b.stats.reset();
-                    }
+                let snap = &self.current;
+                for b in snap.pools.iter().flat_map(|p| p.table.iter()) {
+                    b.stats.reset();
                 }
-                for r in self.shared.route_stats.iter() {
+                for r in snap.route_stats.iter() {
                     r.reset();
                 }
-                for c in self.shared.consumer_stats.iter() {
+                for c in snap.consumer_stats.iter() {
                     c.reset();
                 }
                 self.shared.events.record(now, EventKind::MetricsReset);
@@ -163,30 +185,28 @@ impl Controller {
             return Reply::Invalid(e);
         }
         // Through the global builder: a live switch keeps the configured store.
+        let cfg = &self.current.config;
         let limiter = limit::global::build(
             &spec,
-            self.shared.config.rate_limit.max_keys,
+            cfg.rate_limit.max_keys,
             &self.shared.metrics.limit_evictions,
             self.shared.limit_store.as_ref(),
         );
         // Routes without a limiter of their own follow the top-level one.
+        let inherits = &self.current.inherits;
         let slots: Vec<usize> = std::iter::once(0)
-            .chain(
-                (0..self.inherits.len())
-                    .filter(|&r| self.inherits[r])
-                    .map(|r| r + 1),
-            )
+            .chain((0..inherits.len()).filter(|&r| inherits[r]).map(|r| r + 1))
             .collect();
-        for &slot in &slots {
-            self.install_limiter(slot, &limiter);
-        }
+        let serial = self.next_serial();
+        let next = self.current.with_limiter(serial, &slots, &limiter);
+        self.install(next);
         self.record_switch(|generation| EventKind::LimiterSwitched {
             algorithm: spec.name().to_string(),
             generation,
             route: None,
         });
         Reply::Json(
-            json!({"rateLimiter": limiter_json(&spec, &self.shared), "generation": self.generation}),
+            json!({"rateLimiter": limiter_json(&spec, &self.current, &self.shared), "generation": self.switches}),
         )
     }
 
@@ -199,22 +219,24 @@ impl Controller {
     /// does, so the data path needs no change). It tracks as many clients
     /// as the route's own `max_keys`, else the top-level one.
     fn set_route_limiter(&mut self, name: &str, spec: LimitSpec) -> Reply {
-        let names = topology::route_names(&self.shared.config);
+        let names = self.current.config.route_names();
         let Some(r) = names.iter().position(|n| *n == name) else {
             return Reply::NotFound(format!("no route named '{name}'"));
         };
         if let Err(e) = spec.validate() {
             return Reply::Invalid(e);
         }
-        let cfg = &self.shared.config;
+        let cfg = &self.current.config;
         let max_keys = cfg
             .routes
             .get(r)
             .and_then(|c| c.rate_limit.as_ref())
             .map_or(cfg.rate_limit.max_keys, |rl| rl.max_keys);
         let limiter = limit::build(&spec, max_keys, &self.shared.metrics.limit_evictions);
-        self.install_limiter(r + 1, &limiter);
-        self.inherits[r] = false;
+        let serial = self.next_serial();
+        let mut next = self.current.with_limiter(serial, &[r + 1], &limiter);
+        next.inherits[r] = false;
+        self.install(next);
         self.record_switch(|generation| EventKind::LimiterSwitched {
             algorithm: spec.name().to_string(),
             generation,
@@ -223,23 +245,15 @@ impl Controller {
         Reply::Json(json!({
             "route": name,
             "rateLimiter": self.route_limiter_json(r),
-            "generation": self.generation,
+            "generation": self.switches,
         }))
-    }
-
-    /// Puts `limiter` in slot `slot` here and in every worker.
-    fn install_limiter(&mut self, slot: usize, limiter: &Arc<dyn RateLimiter>) {
-        self.limiters[slot] = limiter.clone();
-        for m in &self.mailboxes {
-            m.send(WorkerMsg::SetLimiter(slot, limiter.clone()));
-        }
     }
 
     /// Counts a switch (the next generation) and logs it as `kind` says.
     fn record_switch(&mut self, kind: impl FnOnce(u64) -> EventKind) {
-        self.generation += 1;
+        self.switches += 1;
         let now = self.shared.clock_now();
-        self.shared.events.record(now, kind(self.generation));
+        self.shared.events.record(now, kind(self.switches));
     }
 
     /// Switches the `default` upstream's balancer (the seed's endpoint).
@@ -250,14 +264,13 @@ impl Controller {
     /// Switches upstream `name`'s balancer in every worker; `scoped`: asked
     /// through the per-upstream endpoint (the event names the upstream).
     fn set_upstream_balancer(&mut self, name: &str, spec: BalanceSpec, scoped: bool) -> Reply {
-        let Some(u) = self.shared.upstream(name) else {
+        let Some(u) = self.current.pool(name) else {
             return Reply::NotFound(format!("no upstream named '{name}'"));
         };
         let (id, balancer) = (u.id, balance::build(&spec, &u.table));
-        self.balancers[id.index()] = balancer.clone();
-        for m in &self.mailboxes {
-            m.send(WorkerMsg::SetBalancer(id, balancer.clone()));
-        }
+        let serial = self.next_serial();
+        let next = self.current.with_balancer(serial, id, balancer);
+        self.install(next);
         self.record_switch(|generation| EventKind::BalancerSwitched {
             algorithm: spec.name().to_string(),
             generation,
@@ -265,7 +278,7 @@ impl Controller {
         });
         let mut reply = json!({
             "loadBalancer": serde_json::to_value(&spec).unwrap_or(Value::Null),
-            "generation": self.generation,
+            "generation": self.switches,
         });
         if scoped {
             reply["upstream"] = json!(name);
@@ -275,32 +288,24 @@ impl Controller {
 
     /// The `default` upstream's balancer, when there is that upstream.
     fn default_balancer(&self) -> Option<&Arc<dyn Balancer>> {
-        let u = self.shared.upstream(crate::config::DEFAULT_UPSTREAM)?;
-        self.balancers.get(u.id.index())
-    }
-
-    /// The JSON of the balancer the upstream at `index` runs.
-    fn balancer_json(&self, index: usize) -> Value {
-        self.balancers.get(index).map_or(Value::Null, |b| {
-            serde_json::to_value(b.spec()).unwrap_or(Value::Null)
-        })
+        Some(&self.current.pool(crate::config::DEFAULT_UPSTREAM)?.balancer)
     }
 
     /// The limiter counting route `r`: its spec and key, its store, and
     /// whether it is the top-level one (`inherited`) or its own.
     fn route_limiter_json(&self, r: usize) -> Value {
-        let s = &self.shared;
-        let spec = self.limiters[r + 1].spec();
-        let inherited = self.inherits[r];
+        let snap = &self.current;
+        let spec = snap.limiters[r + 1].spec();
+        let inherited = snap.inherits[r];
         let mut v = if inherited {
-            limiter_json(spec, s)
+            limiter_json(spec, snap, &self.shared)
         } else {
-            let key = s
+            let key = snap
                 .config
                 .routes
                 .get(r)
                 .and_then(|c| c.rate_limit.as_ref())
-                .map_or(&s.config.rate_limit.key, |rl| &rl.key);
+                .map_or(&snap.config.rate_limit.key, |rl| &rl.key);
             let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
             if let Value::Object(o) = &mut v {
                 o.insert("key".into(), Value::String(key.describe()));
@@ -316,32 +321,34 @@ impl Controller {
 
     /// The `/gateway/routes` report.
     pub fn routes(&self) -> Value {
-        let s = &self.shared;
-        let routes: Vec<Value> = topology::route_names(&s.config)
+        let snap = &self.current;
+        let routes: Vec<Value> = snap
+            .config
+            .route_names()
             .into_iter()
             .enumerate()
-            .zip(s.route_stats.iter())
+            .zip(snap.route_stats.iter())
             .map(|((r, name), stats)| {
                 topology::route_json(
-                    s,
+                    snap,
                     name,
-                    s.config.routes.get(r),
+                    snap.config.routes.get(r),
                     self.route_limiter_json(r),
                     stats,
                 )
             })
             .collect();
-        json!({"routing": s.config.routing(), "routes": routes})
+        json!({"routing": snap.config.routing(), "routes": routes})
     }
 
     /// The `/gateway/upstreams` report.
     pub fn upstreams(&self) -> Value {
-        let s = &self.shared;
-        let now = s.clock_now();
-        let list: Vec<Value> = s
-            .upstreams
+        let now = self.shared.clock_now();
+        let snap = &self.current;
+        let list: Vec<Value> = snap
+            .pools
             .iter()
-            .map(|u| topology::upstream_json(s, u, self.balancer_json(u.id.index()), now))
+            .map(|p| topology::upstream_json(snap, p, now))
             .collect();
         json!({"upstreams": list})
     }
@@ -352,26 +359,28 @@ impl Controller {
     /// first), and a summary of the upstreams and routes.
     pub fn health(&self) -> Value {
         let s = &self.shared;
+        let snap = &self.current;
+        let cfg = &snap.config;
         let now = s.clock_now();
         let m = &s.metrics;
-        let backends: Vec<Value> = s
-            .upstreams
+        let backends: Vec<Value> = snap
+            .pools
             .iter()
-            .flat_map(|u| {
-                u.table
+            .flat_map(|p| {
+                p.table
                     .iter()
-                    .map(move |b| topology::backend_json(u, b, now))
+                    .map(move |b| topology::backend_json(p, b, now))
             })
             .collect();
-        let upstreams: Vec<Value> = s
-            .upstreams
+        let upstreams: Vec<Value> = snap
+            .pools
             .iter()
-            .map(|u| {
+            .map(|p| {
                 json!({
-                    "name": u.name,
-                    "loadBalancer": self.balancer_json(u.id.index()),
-                    "panic": matches!(u.table.selection(now), SelectionMode::Panic { .. }),
-                    "backends": u.table.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+                    "name": p.name,
+                    "loadBalancer": spec_json(p.balancer.spec()),
+                    "panic": matches!(p.table.selection(now), SelectionMode::Panic { .. }),
+                    "backends": p.table.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -379,21 +388,21 @@ impl Controller {
         json!({
             "status": "ok",
             "uptime_ms": now.as_millis(),
-            "listen": s.config.listen.to_string(),
-            "workers": s.config.workers,
-            "pipeline": s.config.pipeline.iter().map(|st| st.name()).collect::<Vec<_>>(),
-            "rateLimiter": limiter_json(self.limiters[0].spec(), s),
-            "loadBalancer": self.default_balancer().map_or(Value::Null, |b| serde_json::to_value(b.spec()).unwrap_or(Value::Null)),
-            "circuitBreaker": serde_json::to_value(s.config.circuit_breaker).unwrap_or(Value::Null),
+            "listen": cfg.listen.to_string(),
+            "workers": cfg.workers,
+            "pipeline": cfg.pipeline.iter().map(|st| st.name()).collect::<Vec<_>>(),
+            "rateLimiter": limiter_json(snap.limiters[0].spec(), snap, s),
+            "loadBalancer": self.default_balancer().map_or(Value::Null, |b| spec_json(b.spec())),
+            "circuitBreaker": serde_json::to_value(cfg.circuit_breaker).unwrap_or(Value::Null),
             "upstream": {
-                "panic": matches!(s.backends.selection(now), SelectionMode::Panic { .. }),
-                "openCircuits": s.backends.open_budget().open(),
-                "maxOpenCircuits": s.backends.open_budget().max_open(),
+                "panic": matches!(snap.backends.selection(now), SelectionMode::Panic { .. }),
+                "openCircuits": snap.backends.open_budget().open(),
+                "maxOpenCircuits": snap.backends.open_budget().max_open(),
             },
             "backends": backends,
             "upstreams": upstreams,
-            "routing": s.config.routing(),
-            "routes": topology::route_names(&s.config),
+            "routing": cfg.routing(),
+            "routes": cfg.route_names(),
             "totals": {
                 "requests": get(&m.requests),
                 "proxied": get(&m.proxied),
@@ -406,21 +415,137 @@ impl Controller {
                 "latency_ms": quantiles(&m.latency),
             },
             "connections": {"open": get(&m.connections_open), "accepted": get(&m.connections_accepted)},
-            "tls": topology::tls_json(s),
+            "tls": topology::tls_json(s, snap),
+            "generation": snap.generation,
+            "config": self.reload.health_json(snap.generation),
             "events": events,
         })
+    }
+
+    /// Applies config `text` live, or refuses it whole (see
+    /// [`crate::reload`]).
+    fn reload(&mut self, text: &str, trigger: Trigger) -> Reply {
+        match self.try_reload(text, trigger) {
+            Ok(answer) => Reply::Json(answer),
+            Err(e) => self.refuse(trigger, e),
+        }
+    }
+
+    /// Records and logs a refused reload; the running config stays.
+    fn refuse(&mut self, trigger: Trigger, why: String) -> Reply {
+        self.reload.failed(trigger, why.clone());
+        let now = self.shared.clock_now();
+        self.shared
+            .events
+            .record(now, EventKind::ConfigReloadFailed { error: why.clone() });
+        Reply::Invalid(why)
+    }
+
+    /// Validates everything, then swaps: parse and check the config, keep
+    /// the restart-only settings as they run, read the certificates, build
+    /// the snapshot (adopting limiters, backend state and counters whose
+    /// owner is unchanged); then install the certificates and the
+    /// snapshot, and retire the backends that are gone.
+    fn try_reload(&mut self, text: &str, trigger: Trigger) -> Result<Value, String> {
+        let (mut next, doc) = reload::parse(text)?;
+        let not_applied = self.reload.not_applied(&next);
+        let running = self.current.config.clone();
+        reload::restart::keep_running(&mut next, &running);
+        let certs = match (&self.shared.tls, &next.tls) {
+            (Some(server), Some(cfg)) => Some(server.prepare(cfg)?),
+            _ => None,
+        };
+        let changes = reload::diff::Changes::between(&running, &next).summary();
+        let overrides = self.live_overrides();
+        let serial = self.next_serial();
+        let generation = self.current.generation + 1;
+        let snap = Snapshot::build(next, &self.shared, Some(&self.current), serial, generation)?;
+        // Nothing can fail from here on.
+        if let (Some(server), Some(certs)) = (&self.shared.tls, certs) {
+            server.install(certs);
+        }
+        let now = self.shared.clock_now();
+        let previous = self.current.clone();
+        self.install(snap);
+        retire_removed(&previous, &self.current, now);
+        let mut line = changes.clone();
+        if !overrides.is_empty() {
+            line.push_str(&format!(
+                "; live overrides replaced by the config: {}",
+                overrides.join(", ")
+            ));
+        }
+        if !not_applied.is_empty() {
+            line.push_str(&format!(
+                "; not applied (restart needed): {}",
+                not_applied.join(", ")
+            ));
+            log::warn!(
+                "config reload: these fields need a restart and were not applied: {}",
+                not_applied.join(", ")
+            );
+        }
+        self.shared.events.record(
+            now,
+            EventKind::ConfigReloaded {
+                generation,
+                changes: line,
+            },
+        );
+        self.reload.succeeded(
+            trigger,
+            doc,
+            &self.current.config,
+            not_applied.clone(),
+            changes.clone(),
+        );
+        Ok(json!({
+            "reloaded": true,
+            "generation": generation,
+            "changes": changes,
+            "overrides_replaced": overrides,
+            "not_applied": not_applied,
+        }))
+    }
+
+    /// The live switches in force that differ from the config (a reload
+    /// replaces them with the config's settings).
+    fn live_overrides(&self) -> Vec<String> {
+        let snap = &self.current;
+        let cfg = &snap.config;
+        let mut out = Vec::new();
+        if *snap.limiters[0].spec() != cfg.rate_limit.spec {
+            out.push("rate limiter".to_string());
+        }
+        for (r, name) in cfg.route_names().iter().enumerate() {
+            let configured = cfg.routes.get(r).and_then(|c| c.rate_limit.as_ref());
+            let own = !snap.inherits[r];
+            let differs = match configured {
+                Some(rl) => *snap.limiters[r + 1].spec() != rl.spec,
+                None => own,
+            };
+            if differs {
+                out.push(format!("rate limiter of route {name}"));
+            }
+        }
+        for (p, u) in snap.pools.iter().zip(cfg.all_upstreams()) {
+            if *p.balancer.spec() != u.load_balancer {
+                out.push(format!("load balancer of upstream {}", p.name));
+            }
+        }
+        out
     }
 
     /// Re-reads the certificate files (`POST /gateway/tls/reload`, SIGHUP).
     fn reload_tls(&self) -> Reply {
         let s = &self.shared;
-        let (Some(server), Some(cfg)) = (&s.tls, &s.config.tls) else {
+        let (Some(server), Some(cfg)) = (&s.tls, &self.current.config.tls) else {
             return Reply::Invalid("no \"tls\" listener is configured".into());
         };
         match server.reload(cfg) {
             Ok(()) => {
                 log::info!("TLS certificates reloaded");
-                Reply::Json(json!({"reloaded": true, "tls": topology::tls_json(s)}))
+                Reply::Json(json!({"reloaded": true, "tls": topology::tls_json(s, &self.current)}))
             }
             Err(e) => {
                 log::warn!("TLS reload failed, the old certificates stay: {e}");
@@ -431,7 +556,23 @@ impl Controller {
 
     /// The `/metrics` report (Prometheus text format 0.0.4).
     pub fn prometheus(&self) -> String {
-        prometheus::render(&self.shared)
+        prometheus::render(&self.shared, &self.current, self.reload.totals())
+    }
+}
+
+/// Retires every backend of `old` that `new` did not adopt: no new request
+/// picks it, its pooled connections close, its open circuit frees its slot.
+fn retire_removed(old: &Snapshot, new: &Snapshot, now: crate::algo::Nanos) {
+    let kept = |state: &Arc<crate::backend::BackendState>| {
+        new.pools
+            .iter()
+            .flat_map(|p| p.table.iter())
+            .any(|b| Arc::ptr_eq(&b.state, state))
+    };
+    for b in old.pools.iter().flat_map(|p| p.table.iter()) {
+        if !kept(&b.state) {
+            b.state.retire(now);
+        }
     }
 }
 
@@ -447,12 +588,17 @@ fn event_json(e: Event) -> Value {
     v
 }
 
-fn limiter_json(spec: &LimitSpec, s: &Shared) -> Value {
+/// A balancer's or limiter's spec as JSON (`null` if it cannot be).
+fn spec_json(spec: &impl serde::Serialize) -> Value {
+    serde_json::to_value(spec).unwrap_or(Value::Null)
+}
+
+fn limiter_json(spec: &LimitSpec, snap: &Snapshot, s: &Shared) -> Value {
     let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
         o.insert(
             "key".into(),
-            Value::String(s.config.rate_limit.key.describe()),
+            Value::String(snap.config.rate_limit.key.describe()),
         );
         o.insert("store".into(), store::store_json(s.limit_store.as_ref()));
     }

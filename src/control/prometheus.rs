@@ -20,9 +20,9 @@ use crate::backend::SelectionMode;
 use crate::config::DEFAULT_UPSTREAM;
 use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
 use crate::shared::Shared;
+use crate::snapshot::Snapshot;
 
 use super::store;
-use super::topology::route_names;
 
 /// Escapes a label value (text format: backslash, double quote, newline).
 fn esc(v: &str) -> Cow<'_, str> {
@@ -51,7 +51,8 @@ fn gauge(o: &mut String, name: &str, help: &str, v: u64) {
 }
 
 /// The whole report.
-pub fn render(s: &Shared) -> String {
+/// `reloads`: config reloads so far, (succeeded, refused).
+pub fn render(s: &Shared, snap: &Snapshot, reloads: (u64, u64)) -> String {
     let m = &s.metrics;
     let now = s.clock_now();
     let mut o = String::with_capacity(8192);
@@ -146,7 +147,7 @@ pub fn render(s: &Shared) -> String {
         "gauge",
         "1 while too few backends of the upstream have a closed circuit and its traffic is spread over all its switched-on backends.",
     );
-    for u in &s.upstreams {
+    for u in &snap.pools {
         let panic = matches!(u.table.selection(now), SelectionMode::Panic { .. });
         let _ = writeln!(
             o,
@@ -185,7 +186,29 @@ pub fn render(s: &Shared) -> String {
         "Seconds since start.",
         now.as_millis() / 1000,
     );
-    backends(&mut o, s, now);
+    gauge(
+        &mut o,
+        "gateway_config_generation",
+        "The configuration generation running (0 at start, +1 per successful reload).",
+        snap.generation,
+    );
+    family(
+        &mut o,
+        "gateway_config_reload_total",
+        "counter",
+        "Config reloads (SIGHUP, POST /gateway/config/reload, POST /gateway/config), by result.",
+    );
+    let _ = writeln!(
+        o,
+        "gateway_config_reload_total{{result=\"ok\"}} {}",
+        reloads.0
+    );
+    let _ = writeln!(
+        o,
+        "gateway_config_reload_total{{result=\"error\"}} {}",
+        reloads.1
+    );
+    backends(&mut o, snap, now);
     histogram(
         &mut o,
         "gateway_request_duration_seconds",
@@ -199,7 +222,7 @@ pub fn render(s: &Shared) -> String {
         "histogram",
         "Time to the backend's response head.",
     );
-    for u in &s.upstreams {
+    for u in &snap.pools {
         for b in u.table.iter() {
             histogram_lines(
                 &mut o,
@@ -213,18 +236,18 @@ pub fn render(s: &Shared) -> String {
             );
         }
     }
-    routes(&mut o, s);
-    consumers(&mut o, s);
+    routes(&mut o, snap);
+    consumers(&mut o, s, snap);
     tls(&mut o, s);
     store::prometheus(&mut o, s.limit_store.as_ref());
     o
 }
 
 /// The per-backend families, each backend labelled with its upstream.
-fn backends(o: &mut String, s: &Shared, now: crate::algo::Nanos) {
+fn backends(o: &mut String, snap: &Snapshot, now: crate::algo::Nanos) {
     // (upstream, backend) label pairs, escaped once.
-    let labels: Vec<(String, &crate::backend::Backend)> = s
-        .upstreams
+    let labels: Vec<(String, &crate::backend::Backend)> = snap
+        .pools
         .iter()
         .flat_map(|u| {
             u.table.iter().map(move |b| {
@@ -396,7 +419,7 @@ fn tls(o: &mut String, s: &Shared) {
 /// Authentication failures by reason, and the per-consumer families
 /// (`consumer`: configured names only, so the series are bounded by the
 /// config).
-fn consumers(o: &mut String, s: &Shared) {
+fn consumers(o: &mut String, s: &Shared, snap: &Snapshot) {
     family(
         o,
         "gateway_auth_failures_total",
@@ -410,10 +433,10 @@ fn consumers(o: &mut String, s: &Shared) {
             get(n)
         );
     }
-    if s.config.consumers.is_empty() {
+    if snap.config.consumers.is_empty() {
         return;
     }
-    let stats = || s.config.consumers.iter().zip(s.consumer_stats.iter());
+    let stats = || snap.config.consumers.iter().zip(snap.consumer_stats.iter());
     family(
         o,
         "gateway_consumer_requests_total",
@@ -451,12 +474,14 @@ fn consumers(o: &mut String, s: &Shared) {
 }
 
 /// The per-route families (`route` and its `upstream`).
-fn routes(o: &mut String, s: &Shared) {
-    let labels: Vec<String> = route_names(&s.config)
+fn routes(o: &mut String, snap: &Snapshot) {
+    let labels: Vec<String> = snap
+        .config
+        .route_names()
         .into_iter()
         .enumerate()
         .map(|(r, name)| {
-            let upstream = s
+            let upstream = snap
                 .config
                 .routes
                 .get(r)
@@ -464,7 +489,7 @@ fn routes(o: &mut String, s: &Shared) {
             format!("route=\"{}\",upstream=\"{}\"", esc(name), esc(upstream))
         })
         .collect();
-    let stats = || labels.iter().zip(s.route_stats.iter());
+    let stats = || labels.iter().zip(snap.route_stats.iter());
     family(
         o,
         "gateway_route_requests_total",

@@ -23,23 +23,15 @@ use crate::config::{
     DEFAULT_UPSTREAM,
 };
 use crate::metrics::{get, ConsumerStats, RouteStats};
-use crate::shared::{Shared, Upstream};
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
+use crate::upstream::Pool;
 
 use super::{class_json, quantiles};
 
-/// The names of the routes, in config order (= route ids, = slots `r + 1`
-/// of the limiters): the catch-all `default` alone without routes.
-pub fn route_names(config: &Config) -> Vec<&str> {
-    if config.routes.is_empty() {
-        vec![DEFAULT_UPSTREAM]
-    } else {
-        config.routes.iter().map(|r| r.name.as_str()).collect()
-    }
-}
-
 /// One backend of `upstream` as every report shows it (the health report's
 /// historical fields, plus the upstream's name).
-pub fn backend_json(upstream: &Upstream, b: &Backend, now: Nanos) -> Value {
+pub fn backend_json(upstream: &Pool, b: &Backend, now: Nanos) -> Value {
     json!({
         "name": b.name,
         "upstream": upstream.name,
@@ -64,9 +56,9 @@ fn breaker_of(config: &Config, upstream: &str) -> BreakerSpec {
         .map_or(config.circuit_breaker, |u| u.circuit_breaker)
 }
 
-/// One entry of `/gateway/upstreams`; `balancer` is the JSON of the spec in
-/// force.
-pub fn upstream_json(s: &Shared, u: &Upstream, balancer: Value, now: Nanos) -> Value {
+/// One entry of `/gateway/upstreams`.
+pub fn upstream_json(s: &Snapshot, u: &Pool, now: Nanos) -> Value {
+    let balancer = serde_json::to_value(u.balancer.spec()).unwrap_or(Value::Null);
     let table = &u.table;
     let routes: Vec<&str> = if s.config.routes.is_empty() {
         // The catch-all goes to `default`.
@@ -97,7 +89,7 @@ pub fn upstream_json(s: &Shared, u: &Upstream, balancer: Value, now: Nanos) -> V
 /// One entry of `/gateway/routes`. `route` is `None` for the catch-all of a
 /// config without routes; `limiter` is the JSON of the limiter counting it.
 pub fn route_json(
-    s: &Shared,
+    s: &Snapshot,
     name: &str,
     route: Option<&RouteConfig>,
     limiter: Value,
@@ -191,12 +183,12 @@ fn auth_json(a: &RouteAuthConfig) -> Value {
 /// The `/gateway/consumers` report: each consumer with how many keys it
 /// has (never which), its own limit, the authenticated routes it may call,
 /// and its live counters; then the authentication failures by reason.
-pub fn consumers_json(s: &Shared) -> Value {
-    let config = &s.config;
+pub fn consumers_json(s: &Shared, snap: &Snapshot) -> Value {
+    let config = &snap.config;
     let consumers: Vec<Value> = config
         .consumers
         .iter()
-        .zip(s.consumer_stats.iter())
+        .zip(snap.consumer_stats.iter())
         .map(|(c, st)| {
             let routes: Vec<&str> = config
                 .routes
@@ -239,8 +231,8 @@ fn consumer_counters_json(st: &ConsumerStats) -> Value {
 /// The HTTPS listener as reports show it (`null` without `tls`): its
 /// address, floor, each certificate (file, hosts, days to expiry; never a
 /// key) and the handshake counters.
-pub fn tls_json(s: &Shared) -> Value {
-    let (Some(server), Some(cfg)) = (&s.tls, &s.config.tls) else {
+pub fn tls_json(s: &Shared, snap: &Snapshot) -> Value {
+    let (Some(server), Some(cfg)) = (&s.tls, &snap.config.tls) else {
         return Value::Null;
     };
     let now = crate::algo::clock::unix_secs() as i64;

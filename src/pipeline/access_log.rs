@@ -153,19 +153,10 @@ pub fn push_escaped(out: &mut Vec<u8>, field: &[u8]) {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, H. Hinnant's algorithm).
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn format_utc(secs: u64, millis: u32) -> [u8; 24] {
-    let days = (secs / 86_400) as i64;
+    let (y, m, d) = crate::algo::clock::civil_date((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
     let mut out = [b' '; 24];
     // Formatted straight into the array: the stamp is refreshed every sweep
     // even with logging off, and must not allocate.

@@ -66,7 +66,7 @@ mod table;
 
 pub use error::RouteError;
 pub use policy::RoutePolicy;
-pub use set::{route_limiters, RouteSet};
+pub use set::RouteSet;
 pub use table::RouteTable;
 
 /// A route's identity: its index in the defs slice, i.e. its config order.

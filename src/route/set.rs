@@ -43,7 +43,11 @@ pub struct RouteSet {
 impl RouteSet {
     /// Builds the set for `config`; `evictions` counts the consumer
     /// limiters' evictions.
-    pub fn new(config: &Config, evictions: &Evictions) -> Result<RouteSet, String> {
+    pub fn new(
+        config: &Config,
+        evictions: &Evictions,
+        previous: Option<&RouteSet>,
+    ) -> Result<RouteSet, String> {
         // Fail closed: a route's `auth` must never be skipped because the
         // pipeline (built by hand) has no stage to run it.
         if config.routes.iter().any(|r| r.auth.is_some())
@@ -64,7 +68,7 @@ impl RouteSet {
             let pool = pool_of(DEFAULT_UPSTREAM)?;
             let policies = vec![RoutePolicy::catch_all(DEFAULT_UPSTREAM, pool)];
             return Ok(RouteSet::assemble(
-                config, None, policies, consumers, evictions,
+                config, None, policies, consumers, evictions, previous,
             ));
         }
         let defs: Vec<RouteDef> = config
@@ -88,6 +92,7 @@ impl RouteSet {
             policies,
             consumers,
             evictions,
+            previous,
         ))
     }
 
@@ -97,21 +102,36 @@ impl RouteSet {
         policies: Vec<RoutePolicy>,
         consumers: Consumers,
         evictions: &Evictions,
+        previous: Option<&RouteSet>,
     ) -> RouteSet {
         let slots = policies.len() + 1;
         let by_consumer = |s: usize| match s {
             0 => config.rate_limit.key == KeySource::Consumer,
             s => policies[s - 1].limit_key == Some(KeySource::Consumer),
         };
+        let owner = |s: usize| match s {
+            0 => "",
+            s => policies[s - 1].name.as_str(),
+        };
         let mut consumer_limiters = Vec::new();
-        for c in config
-            .consumers
-            .iter()
-            .filter_map(|c| c.rate_limit.as_ref())
-        {
+        for c in &config.consumers {
+            let Some(rl) = c.rate_limit.as_ref() else {
+                continue;
+            };
             for s in 0..slots {
-                consumer_limiters
-                    .push(by_consumer(s).then(|| limit::build(&c.spec, c.max_keys, evictions)));
+                consumer_limiters.push(by_consumer(s).then(|| {
+                    let sig = ConsumerLimitSig {
+                        consumer: c.name.clone(),
+                        owner: owner(s).to_string(),
+                        spec: rl.spec.clone(),
+                        max_keys: rl.max_keys,
+                    };
+                    // A reload that leaves this limit alone keeps its counters.
+                    let limiter = previous
+                        .and_then(|p| p.consumer_limiters.adopt(&sig))
+                        .unwrap_or_else(|| limit::build(&rl.spec, rl.max_keys, evictions));
+                    (limiter, sig)
+                }));
             }
         }
         let mut key_params: Vec<Box<[u8]>> = policies
@@ -187,7 +207,7 @@ impl RouteSet {
             .consumer_limiters
             .0
             .get(o * (self.policies.len() + 1) + slot)?;
-        l.as_deref()
+        l.as_ref().map(|(l, _)| &**l)
     }
 
     /// Masks API keys sent as query parameters in `log_target` (a logged
@@ -201,32 +221,31 @@ impl RouteSet {
 }
 
 /// Consumers' own limiters (see `RouteSet::consumer_limiters`).
-struct ConsumerLimiters(Vec<Option<Arc<dyn RateLimiter>>>);
+struct ConsumerLimiters(Vec<Option<(Arc<dyn RateLimiter>, ConsumerLimitSig)>>);
+
+/// Which consumer's own limit a limiter enforces, on which slot (`owner`:
+/// the route's name, empty for the top level), with which settings.
+#[derive(Debug, Clone, PartialEq)]
+struct ConsumerLimitSig {
+    consumer: String,
+    owner: String,
+    spec: api_gateway_protocol::LimitSpec,
+    max_keys: usize,
+}
+
+impl ConsumerLimiters {
+    /// The running limiter with this signature, if there is one.
+    fn adopt(&self, sig: &ConsumerLimitSig) -> Option<Arc<dyn RateLimiter>> {
+        self.0
+            .iter()
+            .flatten()
+            .find(|(_, s)| s == sig)
+            .map(|(l, _)| l.clone())
+    }
+}
 
 impl std::fmt::Debug for ConsumerLimiters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} consumer limiters", self.0.iter().flatten().count())
     }
-}
-
-/// The limiters for `routes`: slot 0 the top-level one (`top`), then one
-/// per route (slot `r + 1`): its own when it has a `rate_limit` (counting
-/// in this process only), else `top` again, so it shares the top-level key
-/// space. A config without routes has the catch-all's slot, `top`.
-pub fn route_limiters(
-    config: &Config,
-    routes: &RouteSet,
-    top: &Arc<dyn RateLimiter>,
-    evictions: &Evictions,
-) -> Vec<Arc<dyn RateLimiter>> {
-    let own = |r: usize| {
-        let rl = config.routes.get(r).and_then(|c| c.rate_limit.as_ref());
-        match rl {
-            Some(rl) => limit::build(&rl.spec, rl.max_keys, evictions),
-            None => top.clone(),
-        }
-    };
-    std::iter::once(top.clone())
-        .chain((0..routes.policies.len()).map(own))
-        .collect()
 }

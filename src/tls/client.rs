@@ -39,6 +39,14 @@ impl fmt::Debug for UpstreamTls {
 }
 
 impl UpstreamTls {
+    /// Whether a connection made with `self` is as good as one made with
+    /// `other`: the same name verified, the same CA file, the same
+    /// verification switch (the CA file's contents are read again by
+    /// each reload and apply to new connections).
+    pub fn same_settings(&self, other: &UpstreamTls) -> bool {
+        self.name == other.name && self.ca_file == other.ca_file && self.insecure == other.insecure
+    }
+
     /// Builds a backend's TLS from its `tls` fields; `at` names them in
     /// errors. `server_name` defaults to the address's IP.
     pub fn new(

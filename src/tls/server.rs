@@ -141,12 +141,24 @@ impl TlsServer {
     /// Re-reads the certificate files of `cfg` and swaps them in; on any
     /// error nothing changes.
     pub fn reload(&self, cfg: &TlsConfig) -> Result<(), String> {
-        let snapshot = Arc::new(build(cfg, &self.ticketer)?);
+        let snapshot = self.prepare(cfg)?;
+        self.install(snapshot);
+        Ok(())
+    }
+
+    /// Reads `cfg`'s certificate files and builds what [`TlsServer::install`]
+    /// would put in place, without touching the running state (a config
+    /// reload validates everything before it changes anything).
+    pub fn prepare(&self, cfg: &TlsConfig) -> Result<Arc<Snapshot>, String> {
+        Ok(Arc::new(build(cfg, &self.ticketer)?))
+    }
+
+    /// Makes `snapshot` the one new handshakes use.
+    pub fn install(&self, snapshot: Arc<Snapshot>) {
         match self.current.write() {
             Ok(mut cur) => *cur = snapshot,
             Err(p) => *p.into_inner() = snapshot,
         }
-        Ok(())
     }
 }
 

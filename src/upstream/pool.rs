@@ -47,16 +47,17 @@ pub enum PoolEvent {
     Probe(BackendId),
 }
 
-/// One worker's view of a pool.
+/// One upstream of a snapshot: its backends and the balancer in force.
+#[derive(Clone)]
 pub struct Pool {
-    /// Its id.
+    /// Its id (index in the snapshot's pools).
     pub id: PoolId,
-    /// The shared backend table.
+    /// Its name (`default` for the top-level backends).
+    pub name: String,
+    /// The backend table (shared with selection guards).
     pub table: Arc<BackendTable>,
-    /// The balancer this worker uses.
+    /// The balancer in force.
     pub balancer: Arc<dyn Balancer>,
-    /// Idle keep-alive connections per backend (upstream slab indices).
-    idle: Vec<Vec<usize>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -70,14 +71,18 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool over `table` using `balancer`, with no idle connections.
-    pub fn new(id: PoolId, table: Arc<BackendTable>, balancer: Arc<dyn Balancer>) -> Pool {
-        let idle = vec![Vec::new(); table.len()];
+    /// A pool of `table` chosen among by `balancer`.
+    pub fn new(
+        id: PoolId,
+        name: &str,
+        table: Arc<BackendTable>,
+        balancer: Arc<dyn Balancer>,
+    ) -> Pool {
         Pool {
             id,
+            name: name.to_string(),
             table,
             balancer,
-            idle,
         }
     }
 
@@ -127,33 +132,5 @@ impl Pool {
             notice(PoolEvent::Probe(picked));
         }
         Some(Selection::new(self.id, &self.table, picked, permit))
-    }
-
-    /// Takes the most recently pooled idle connection to `backend`.
-    pub fn pop_idle(&mut self, backend: BackendId) -> Option<usize> {
-        self.idle.get_mut(backend)?.pop()
-    }
-
-    /// Pools an idle connection to `backend`, if there is room for it.
-    pub fn push_idle(&mut self, backend: BackendId, u: usize, max: usize) -> bool {
-        match self.idle.get_mut(backend) {
-            Some(list) if list.len() < max => {
-                list.push(u);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Forgets a pooled connection (it closed or expired).
-    pub fn remove_idle(&mut self, backend: BackendId, u: usize) {
-        if let Some(list) = self.idle.get_mut(backend) {
-            list.retain(|&x| x != u);
-        }
-    }
-
-    /// Every pooled connection.
-    pub fn idle(&self) -> impl Iterator<Item = usize> + '_ {
-        self.idle.iter().flatten().copied()
     }
 }

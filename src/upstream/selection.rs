@@ -38,7 +38,14 @@ impl PermitGuard {
     /// and returns any state change of the breaker.
     pub fn record(&mut self, outcome: Outcome, now: Nanos) -> Option<Change> {
         let p = self.permit.take()?;
-        self.table.get(self.backend).breaker.record(p, outcome, now)
+        let b = self.table.get(self.backend);
+        if b.is_retired() {
+            // Removed by a reload: its circuit no longer matters, and a
+            // late trip must not take a slot the remaining backends need.
+            b.breaker.release(p);
+            return None;
+        }
+        b.breaker.record(p, outcome, now)
     }
 
     /// Gives the permit back without a verdict (the request never tested

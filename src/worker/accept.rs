@@ -74,7 +74,7 @@ impl Worker {
         if self.now < self.acceptors[a].paused_until {
             return;
         }
-        let max = self.shared.config.limits.max_connections;
+        let max = self.snaps.current.config.limits.max_connections;
         loop {
             let acceptor = &mut self.acceptors[a];
             let Some(listener) = acceptor.listener.as_ref() else {
@@ -117,14 +117,14 @@ impl Worker {
                     // The first request gets the header timeout, not the
                     // longer idle one: a silent new connection is a slowloris.
                     // A TLS one gets the handshake timeout first.
-                    let t = &self.sinks.timeouts;
+                    let t = &self.snaps.current.timeouts;
                     let (first, wait, transport) = match tls {
                         Some(server) => (
                             Phase::Handshaking,
                             t.handshake,
                             Transport::Tls(Box::new(TlsStream::accept(sock, server))),
                         ),
-                        None if self.shared.config.proxy_protocol => {
+                        None if self.snaps.current.config.proxy_protocol => {
                             (Phase::Preface, t.header, Transport::Plain(sock))
                         }
                         None => (Phase::ReadingHead, t.header, Transport::Plain(sock)),

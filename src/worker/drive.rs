@@ -51,8 +51,9 @@ impl Worker {
             if !progress {
                 return;
             }
-            let (timeouts, now) = (&self.sinks.timeouts, self.now);
-            self.clients[ci].session.touch(timeouts, now);
+            let session = &mut self.clients[ci].session;
+            let timeouts = &self.snaps.for_pin(session.pinned()).timeouts;
+            session.touch(timeouts, self.now);
         }
         let c = &self.clients[ci];
         log::error!(
@@ -112,28 +113,25 @@ impl Worker {
     ) -> R {
         let Worker {
             clients,
-            pools,
+            snaps,
             shared,
-            routes,
-            limiters,
             sinks,
             shutdown_at,
             now,
             ..
         } = self;
+        let session = &mut clients[ci].session;
         let mut ctx = Ctx {
             shared,
-            routes,
-            limiters,
-            pools,
-            timeouts: &sinks.timeouts,
+            snap: snaps.for_pin(session.pinned()),
+            current: &snaps.current,
             log: &mut sinks.log,
-            log_requests: sinks.log_requests,
+            log_open: sinks.log_open,
             ids: &mut sinks.ids,
             scratch: &mut sinks.scratch,
             draining: shutdown_at.is_some(),
         };
-        f(&mut clients[ci].session, &mut ctx, *now)
+        f(session, &mut ctx, *now)
     }
 
     /// What connection `ci`'s sockets saw.
@@ -154,11 +152,7 @@ impl Worker {
     fn execute(&mut self, ci: usize, step: Step) {
         match step {
             Step::Wait | Step::Continue => {}
-            Step::Connect {
-                pool,
-                backend,
-                fresh,
-            } => self.attach(ci, pool, backend, fresh),
+            Step::Connect { fresh, .. } => self.attach(ci, fresh),
             Step::Release { reusable } => self.detach(ci, reusable),
             Step::Park { until } => {
                 let serial = self.clients[ci].serial;

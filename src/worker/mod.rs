@@ -6,7 +6,8 @@
 //! Files: `accept.rs` (the listener), `drive.rs` (pumping bytes, advancing
 //! sessions, executing steps), `upstream.rs` (backend sockets and idle
 //! pools), `timers.rs` (parked requests, the deadline sweep), `spares.rs`
-//! (buffers and per-request vectors kept between requests).
+//! (buffers and per-request vectors kept between requests), `snaps.rs`
+//! (the configuration snapshots in use).
 //!
 //! Invariants:
 //! - Readiness is edge-triggered and drained until `WouldBlock`; a full
@@ -20,10 +21,12 @@
 //! - The clock is read once per loop iteration; timeouts are swept every
 //!   [`SWEEP_EVERY`] (coarse, O(connections) per sweep, nothing per request).
 //! - Control messages are drained before socket events each iteration, so a
-//!   switch acknowledged to the admin applies to every later request.
+//!   switch or reload acknowledged to the admin applies to every request
+//!   that starts later; requests already started finish on their snapshot.
 
 mod accept;
 mod drive;
+mod snaps;
 mod spares;
 mod timers;
 mod upstream;
@@ -36,37 +39,30 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Waker};
 use slab::Slab;
 
-use crate::algo::balance::Balancer;
-use crate::algo::limit::RateLimiter;
 use crate::algo::Nanos;
-use crate::conn::{RequestIds, Session, Timeouts};
+use crate::conn::{RequestIds, Session};
 use crate::pipeline::access_log::AccessLog;
-use crate::route::RouteSet;
 use crate::shared::Shared;
+use crate::snapshot::Snapshot;
+pub use crate::snapshot::LINGER;
 use crate::token;
 use crate::transport::Side;
-use crate::upstream::{Pool, PoolId};
+use crate::upstream::IdleConns;
 pub use upstream::{UpState, Upstream};
 
 use accept::Acceptor;
+use snaps::Snaps;
 use spares::Spares;
 use timers::Timers;
 
 /// How often deadlines are checked.
 pub const SWEEP_EVERY: Nanos = Nanos::from_millis(50);
 
-/// After our write side is shut, how long we keep reading (and discarding)
-/// so the kernel does not answer unread input with a reset that would
-/// destroy the response we just sent (the "lingering close").
-pub const LINGER: Nanos = Nanos::from_millis(2000);
-
 /// Sent to a worker by the control loop (then the worker's waker is woken).
 pub enum WorkerMsg {
-    /// Use this rate limiter in this slot (0: the top-level limiter;
-    /// `r + 1`: route `r`'s) for the next requests.
-    SetLimiter(usize, Arc<dyn RateLimiter>),
-    /// Use this balancer for the next requests to this upstream.
-    SetBalancer(PoolId, Arc<dyn Balancer>),
+    /// Run requests that start from now on on this snapshot (a reload or
+    /// a live switch); requests in flight finish on theirs.
+    Install(Arc<Snapshot>),
     /// Stop accepting, finish in-flight requests within `grace`, then exit.
     Shutdown {
         /// How long in-flight requests may take.
@@ -77,10 +73,11 @@ pub enum WorkerMsg {
 impl std::fmt::Debug for WorkerMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WorkerMsg::SetLimiter(slot, l) => write!(f, "SetLimiter({slot}, {})", l.spec().name()),
-            WorkerMsg::SetBalancer(id, b) => {
-                write!(f, "SetBalancer({}, {})", id.0, b.spec().name())
-            }
+            WorkerMsg::Install(s) => write!(
+                f,
+                "Install(serial {}, generation {})",
+                s.serial, s.generation
+            ),
             WorkerMsg::Shutdown { grace } => write!(f, "Shutdown({grace:?})"),
         }
     }
@@ -102,10 +99,9 @@ struct Client {
 
 /// What a worker lends a session while it advances (see [`crate::conn::Ctx`]).
 struct Sinks {
-    timeouts: Timeouts,
     log: AccessLog,
-    /// The logger stage is configured and the access log is open.
-    log_requests: bool,
+    /// The access log is open (the snapshot says whether requests go to it).
+    log_open: bool,
     ids: RequestIds,
     /// Reused for reply bodies.
     scratch: Vec<u8>,
@@ -119,10 +115,10 @@ pub struct Worker {
     acceptors: Vec<Acceptor>,
     clients: Slab<Client>,
     ups: Slab<Upstream>,
-    pools: Vec<Pool>,
+    /// Idle keep-alive connections to backends.
+    idle: IdleConns,
     shared: Arc<Shared>,
-    routes: Arc<RouteSet>,
-    limiters: Vec<Arc<dyn RateLimiter>>,
+    snaps: Snaps,
     rx: Receiver<WorkerMsg>,
     now: Nanos,
     timers: Timers,
@@ -154,14 +150,8 @@ pub struct WorkerParts {
     pub tls_listener: Option<(std::net::TcpListener, Arc<crate::tls::TlsServer>)>,
     /// Shared state.
     pub shared: Arc<Shared>,
-    /// The routes (shared by all workers).
-    pub routes: Arc<RouteSet>,
-    /// Initial rate limiters by slot (see [`crate::conn::Ctx::limiters`];
-    /// shared by all workers).
-    pub limiters: Vec<Arc<dyn RateLimiter>>,
-    /// Initial balancers, one per upstream in [`Shared::upstreams`] order
-    /// (shared by all workers).
-    pub balancers: Vec<Arc<dyn Balancer>>,
+    /// The snapshot to start with (shared by all workers).
+    pub snapshot: Arc<Snapshot>,
     /// Control messages.
     pub rx: Receiver<WorkerMsg>,
 }
@@ -176,41 +166,32 @@ impl Worker {
         if let Some((l, tls)) = parts.tls_listener {
             acceptors.push(Acceptor::new(&poll, l, Some(tls))?);
         }
-        let cfg = &parts.shared.config;
+        let cfg = &parts.snapshot.config;
         let ms = Nanos::from_millis;
-        let timeouts = Timeouts::from_config(cfg, LINGER);
         let log = AccessLog::open(&cfg.access_log)?;
-        let log_requests = log.enabled() && cfg.pipeline.contains(&crate::pipeline::Stage::Logger);
+        let log_open = log.enabled();
         let buffer_size = cfg.limits.max_header_bytes.max(16 * 1024);
+        let trim_every = ms(cfg.tuning.pool_trim_ms);
         let rid_prefix = {
             use std::hash::BuildHasher;
             parts.shared.key_hasher.hash_one(parts.id) as u32
         };
-        let pools = parts
-            .shared
-            .upstreams
-            .iter()
-            .zip(parts.balancers)
-            .map(|(u, b)| Pool::new(u.id, u.table.clone(), b))
-            .collect();
         let worker = Worker {
             id: parts.id,
             poll,
             acceptors,
             clients: Slab::with_capacity(1024),
             ups: Slab::with_capacity(256),
-            pools,
+            idle: IdleConns::default(),
             now: parts.shared.clock_now(),
-            spares: Spares::new(buffer_size, ms(cfg.tuning.pool_trim_ms)),
+            spares: Spares::new(buffer_size, trim_every),
             shared: parts.shared,
-            routes: parts.routes,
-            limiters: parts.limiters,
+            snaps: Snaps::new(parts.snapshot),
             rx: parts.rx,
             timers: Timers::default(),
             sinks: Sinks {
-                timeouts,
                 log,
-                log_requests,
+                log_open,
                 ids: RequestIds {
                     prefix: rid_prefix,
                     serial: 0,
@@ -302,19 +283,30 @@ impl Worker {
     fn drain_messages(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                WorkerMsg::SetLimiter(slot, l) => {
-                    if let Some(old) = self.limiters.get_mut(slot) {
-                        *old = l;
-                    }
-                }
-                WorkerMsg::SetBalancer(id, b) => {
-                    if let Some(pool) = self.pools.get_mut(id.index()) {
-                        pool.balancer = b;
-                    }
-                }
+                WorkerMsg::Install(next) => self.install(next),
                 WorkerMsg::Shutdown { grace } => self.begin_shutdown(grace),
             }
         }
+    }
+
+    /// Makes `next` the snapshot new requests run on: the access log
+    /// follows its settings, and pooled connections to backends it
+    /// removed are closed.
+    fn install(&mut self, next: Arc<Snapshot>) {
+        if next.config.access_log != self.snaps.current.config.access_log {
+            self.sinks.log.flush();
+            match AccessLog::open(&next.config.access_log) {
+                Ok(log) => {
+                    self.sinks.log_open = log.enabled();
+                    self.sinks.log = log;
+                }
+                // Checked by the reload before it was applied; keep the
+                // old log rather than lose lines.
+                Err(e) => log::error!("worker {}: access log not reopened: {e}", self.id),
+            }
+        }
+        self.snaps.install(next);
+        self.close_retired_idle();
     }
 
     fn draining(&self) -> bool {

@@ -62,7 +62,11 @@ impl Worker {
             self.on_timer(ci);
             self.drive(ci);
         }
-        self.expire_idle_upstreams(self.sinks.timeouts.idle);
+        self.expire_idle_upstreams(self.snaps.current.timeouts.idle);
+        if self.snaps.has_older() {
+            let pins = self.clients.iter().filter_map(|(_, c)| c.session.pinned());
+            self.snaps.release_unpinned(pins);
+        }
         self.spares.trim(self.id, self.now, &self.shared.metrics);
         self.sinks.log.tick();
         self.sinks.log.flush();

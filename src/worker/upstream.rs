@@ -7,18 +7,19 @@
 //! returns 0) and it is dropped from the pool before anyone reuses it.
 
 use std::io;
+use std::sync::Arc;
 
 use mio::net::TcpStream;
 use mio::Interest;
 
 use super::Worker;
-use crate::algo::{BackendId, Nanos};
+use crate::algo::Nanos;
+use crate::backend::BackendState;
 use crate::conn::{Attach, UpstreamView};
 use crate::tls::TlsStream;
 use crate::token;
 use crate::transport::outcome::{read_into, IoOutcome};
 use crate::transport::{Ready, Side, Transport};
-use crate::upstream::PoolId;
 
 /// Where an upstream socket is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +46,9 @@ pub enum UpState {
 pub struct Upstream {
     /// The socket side.
     pub side: Side,
-    /// Which pool.
-    pub pool: PoolId,
-    /// Which backend of the pool.
-    pub backend: BackendId,
+    /// The backend it is connected to (its state outlives snapshots; its
+    /// slot keys the idle pool).
+    pub backend: Arc<BackendState>,
     /// The client connection using it (slab index), if any.
     pub owner: Option<usize>,
     /// Life-cycle state.
@@ -81,22 +81,26 @@ impl Worker {
         }
     }
 
-    /// Gives connection `ci` a connection to `backend` of `pool`: a pooled
-    /// one unless `fresh`, else a new non-blocking connect. Attaches none if
-    /// the connect fails at once (the session sees that).
-    pub(super) fn attach(&mut self, ci: usize, pool: PoolId, backend: BackendId, fresh: bool) {
+    /// Gives connection `ci` a connection to the backend its request was
+    /// given: a pooled one unless `fresh`, else a new non-blocking connect.
+    /// Attaches none if the connect fails at once (the session sees that).
+    pub(super) fn attach(&mut self, ci: usize, fresh: bool) {
         self.detach(ci, false);
+        let Some(b) = self.clients[ci].session.selected_backend() else {
+            return;
+        };
+        let (addr, tls, state) = (b.addr, b.tls.clone(), b.state.clone());
         let u = if fresh {
             None
         } else {
-            self.checkout_idle(pool, backend, ci)
+            self.checkout_idle(state.slot, ci)
         };
         let u = match u {
             Some(u) => Some(u),
-            None => match self.connect(pool, backend, ci) {
+            None => match self.connect(addr, tls, state, ci) {
                 Ok(u) => Some(u),
                 Err(e) => {
-                    log::debug!("connect to backend {backend} failed at once: {e}");
+                    log::debug!("connect to backend {addr} failed at once: {e}");
                     None
                 }
             },
@@ -114,8 +118,8 @@ impl Worker {
 
     /// Takes a pooled connection to `backend` for connection `ci`, skipping
     /// pooled sockets the backend has closed meanwhile.
-    fn checkout_idle(&mut self, pool: PoolId, backend: BackendId, ci: usize) -> Option<usize> {
-        while let Some(u) = self.pools[pool.index()].pop_idle(backend) {
+    fn checkout_idle(&mut self, slot: u32, ci: usize) -> Option<usize> {
+        while let Some(u) = self.idle.pop(slot) {
             if self.ups[u].side.ready.readable && !self.idle_still_open(u) {
                 self.close_upstream(u);
                 continue;
@@ -128,10 +132,15 @@ impl Worker {
         None
     }
 
-    /// Starts a non-blocking connect to `backend` for connection `ci`.
-    fn connect(&mut self, pool: PoolId, backend: BackendId, ci: usize) -> io::Result<usize> {
-        let entry = self.pools[pool.index()].table.get(backend);
-        let (addr, tls) = (entry.addr, entry.tls.clone());
+    /// Starts a non-blocking connect to `addr` (backend `state`) for
+    /// connection `ci`.
+    fn connect(
+        &mut self,
+        addr: std::net::SocketAddr,
+        tls: Option<Arc<crate::tls::UpstreamTls>>,
+        backend: Arc<BackendState>,
+        ci: usize,
+    ) -> io::Result<usize> {
         let mut sock = TcpStream::connect(addr)?;
         // Small heads and replies must not wait for Nagle.
         let _ = sock.set_nodelay(true);
@@ -148,7 +157,6 @@ impl Worker {
         };
         entry.insert(Upstream {
             side: Side::new(transport),
-            pool,
             backend,
             owner: Some(ci),
             state: UpState::Connecting,
@@ -159,9 +167,12 @@ impl Worker {
     /// Returns an upstream to its pool, or closes it when it cannot be
     /// reused or the pool is full.
     fn release_upstream(&mut self, u: usize, reusable: bool) {
-        let (pool, backend) = (self.ups[u].pool, self.ups[u].backend);
-        let max = self.shared.config.limits.max_idle_per_backend;
-        if reusable && !self.draining() && self.pools[pool.index()].push_idle(backend, u, max) {
+        let max = self.snaps.current.config.limits.max_idle_per_backend;
+        let b = &self.ups[u].backend;
+        // A backend a reload removed gets no new requests: its connections
+        // close as their requests end.
+        let keep = reusable && !self.draining() && !b.is_retired();
+        if keep && self.idle.push(b.slot, u, max) {
             let up = &mut self.ups[u];
             up.owner = None;
             up.state = UpState::Idle { since: self.now };
@@ -177,7 +188,7 @@ impl Worker {
         }
         let mut up = self.ups.remove(u);
         if let UpState::Idle { .. } = up.state {
-            self.pools[up.pool.index()].remove_idle(up.backend, u);
+            self.idle.remove(up.backend.slot, u);
         }
         super::forget(self.poll.registry(), up.side.transport.tcp());
     }
@@ -207,14 +218,26 @@ impl Worker {
         let now = self.now;
         let ups = &self.ups;
         let stale: Vec<usize> = self
-            .pools
+            .idle
             .iter()
-            .flat_map(|p| p.idle())
             .filter(|&u| {
                 matches!(ups[u].state, UpState::Idle { since } if now.saturating_sub(since) >= max_idle)
             })
             .collect();
         for u in stale {
+            self.close_upstream(u);
+        }
+    }
+
+    /// Closes the pooled connections to backends a reload removed.
+    pub(super) fn close_retired_idle(&mut self) {
+        let ups = &self.ups;
+        let retired: Vec<usize> = self
+            .idle
+            .iter()
+            .filter(|&u| ups[u].backend.is_retired())
+            .collect();
+        for u in retired {
             self.close_upstream(u);
         }
     }
