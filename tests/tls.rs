@@ -418,6 +418,49 @@ fn certificate_reload_serves_new_handshakes_and_keeps_open_connections() {
 }
 
 #[test]
+fn a_config_reload_reads_the_certificates_again_under_an_open_connection() {
+    use api_gateway::reload::ConfigSource;
+    use api_gateway_admin::{Command, Reply};
+    let pki = Pki::new("config-reload");
+    let (json, [a, ..]) = three(&pki);
+    let b = TestBackend::start();
+    let text = format!(
+        r#"{{"listen": "127.0.0.1:0", "admin": null, "workers": 1, "access_log": "off",
+            "backends": [{{"name": "b", "addr": "{}"}}],
+            "tls": {{"listen": "127.0.0.1:0", {json}}}}}"#,
+        b.addr
+    );
+    let path = std::env::temp_dir().join(format!("tls-config-reload-{}.json", std::process::id()));
+    std::fs::write(&path, &text).unwrap();
+    let (config, source) = ConfigSource::file(&path).unwrap();
+    let gw = api_gateway::Gateway::start_with(config, source).unwrap();
+    let addr = gw.tls_addr().unwrap();
+    let mut open = tls_connect(addr, "a.test", pki.client()).unwrap();
+    assert_eq!(roundtrip(&mut open, &get("a.test", "/1")).status, 200);
+    assert_eq!(peer_leaf(&open), a.der);
+    // Renewed on disk, the config file untouched: the reload reads it.
+    let renewed = pki.leaf("a", &["a.test"]);
+    match gw.command(Command::ReloadConfig) {
+        Reply::Json(v) => assert_eq!(v["not_applied"], serde_json::json!([]), "{v}"),
+        other => panic!("{other:?}"),
+    }
+    let fresh = tls_connect(addr, "a.test", pki.client()).unwrap();
+    assert_eq!(peer_leaf(&fresh), renewed.der);
+    assert_eq!(roundtrip(&mut open, &get("a.test", "/2")).status, 200);
+    assert_eq!(gw.tls_addr(), Some(addr), "the listener stays");
+    // An unreadable key refuses the whole reload, naming the field.
+    std::fs::write(&renewed.key, "not a key").unwrap();
+    match gw.command(Command::ReloadConfig) {
+        Reply::Invalid(e) => assert!(e.starts_with("tls.certificates[0]"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let still = tls_connect(addr, "a.test", pki.client()).unwrap();
+    assert_eq!(peer_leaf(&still), renewed.der);
+    assert_eq!(roundtrip(&mut open, &get("a.test", "/3")).status, 200);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
 fn redirect_http_answers_308_to_the_https_url_except_health() {
     let pki = Pki::new("redirect");
     let (json, _) = three(&pki);

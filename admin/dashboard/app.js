@@ -255,6 +255,10 @@
     setText($("#stat-rps"), `${(last ? last.total : 0).toFixed(1)} req/s`);
     setText($("#listen"), h.listen ? `gateway ${h.listen}` : "");
     setText($("#uptime"), fmtDuration(h.uptime_ms));
+    const cfg = h.config || {};
+    const lr = cfg.last_reload;
+    setText($("#config-gen"), `config gen ${fmtInt(h.generation || 0)}${lr && lr.result === "error" ? " (last reload refused)" : ""}`);
+    $("#config-gen").title = lr ? `Last reload ${lr.at}: ${lr.result === "ok" ? lr.changes : lr.error}` : "Config generation: no reload yet";
   }
 
   const CHART_COLORS = { ok: "#22c55e", limited: "#f59e0b", err: "#ef4444", broken: "#a855f7" };
@@ -1092,6 +1096,8 @@
   // from HALF_OPEN included, as before), one into CLOSED green.
   function eventClass(e) {
     if (e.kind === "probe") return "half";
+    if (e.kind === "config-reload-failed") return "error";
+    if (e.kind === "config-reload") return "closed";
     if (e.kind !== "circuit") return "gateway";
     if (e.to === "OPEN") return "open";
     if (e.from === "HALF_OPEN" || e.to === "HALF_OPEN") return "half";

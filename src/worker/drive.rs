@@ -44,6 +44,16 @@ impl Worker {
                 return;
             }
             let mut progress = self.pump_client_in(ci);
+            // A request whose bytes were read after a reload was
+            // acknowledged must run on the new snapshot, even when they
+            // arrived while this connection was still being driven (the
+            // messages are otherwise drained once per loop iteration).
+            if !self.rx.is_empty() {
+                self.drain_messages();
+                if self.clients[ci].session.is_closed() {
+                    return;
+                }
+            }
             progress |= self.advance(ci);
             progress |= self.pump_upstream(ci);
             progress |= self.advance(ci);

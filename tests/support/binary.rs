@@ -61,6 +61,22 @@ impl GatewayProcess {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Writes a new `config` over the file it was started on.
+    pub fn rewrite(&self, config: &serde_json::Value) {
+        std::fs::write(&self.config, config.to_string()).unwrap();
+    }
+
+    /// Sends it signal `sig` (`HUP`, `TERM`, ...).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().unwrap().try_wait().unwrap().is_none()
