@@ -1,5 +1,6 @@
 //! Soak: minutes of mixed traffic (plain and HTTPS), bad input, backend
-//! crashes and live algorithm switches against one gateway, then checks
+//! crashes, live algorithm switches and config reloads against one
+//! gateway, then checks
 //! that nothing
 //! panicked, every valid request got a well-formed allowed answer, and file
 //! descriptors, memory and the open-connection gauge return to their start.
@@ -351,7 +352,33 @@ fn soak_mixed_traffic_faults_and_live_switches() {
         .with_root_certificates(roots)
         .with_no_client_auth(),
     );
-    let gw = start(cfg);
+    // The same config as a document, with the weights 3/2/1 or 1/1/1:
+    // reloaded every 1.5 s (which also puts the file's limiter and balancer
+    // back over the live switches), while the TLS files are read again.
+    let reload_doc = |weighted: bool| -> String {
+        let backends: Vec<serde_json::Value> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let weight = if weighted { 3 - i } else { 1 };
+                serde_json::json!({"name": format!("B{i}"), "addr": a.to_string(), "weight": weight})
+            })
+            .collect();
+        let t = &cfg.timeouts;
+        serde_json::json!({
+            "listen": "127.0.0.1:0", "admin": null, "workers": 2, "access_log": "off",
+            "backends": backends,
+            "rate_limit": {"algorithm": "token-bucket", "capacity": 1_000_000, "refill_per_sec": 1_000_000},
+            "circuit_breaker": serde_json::to_value(cfg.circuit_breaker).unwrap(),
+            "timeouts": {"connect_ms": t.connect_ms, "header_read_ms": t.header_read_ms,
+                         "backend_response_ms": t.backend_response_ms, "idle_ms": t.idle_ms},
+            "tls": {"listen": "127.0.0.1:0", "certificates": [{
+                "cert": dir.join("soak.pem").display().to_string(),
+                "key": dir.join("soak.key").display().to_string()}]},
+        })
+        .to_string()
+    };
+    let gw = start(cfg.clone());
     let addr = gw.listen_addr();
     let tls_addr = gw.tls_addr().unwrap();
 
@@ -414,6 +441,7 @@ fn soak_mixed_traffic_faults_and_live_switches() {
     ];
     let mut tick = 0u64;
     let mut switches = 0u64;
+    let mut reloads = 0u64;
     while Instant::now() < until {
         thread::sleep(Duration::from_millis(250));
         tick += 1;
@@ -426,6 +454,13 @@ fn soak_mixed_traffic_faults_and_live_switches() {
         for r in [r1, r2] {
             assert!(matches!(r, Reply::Json(_)), "switch refused: {r:?}");
             switches += 1;
+        }
+        if tick.is_multiple_of(6) {
+            match gw.command(Command::ApplyConfig(reload_doc(tick.is_multiple_of(12)))) {
+                Reply::Json(v) => assert_eq!(v["not_applied"], serde_json::json!([]), "{v}"),
+                r => panic!("reload refused: {r:?}"),
+            }
+            reloads += 1;
         }
         if tick.is_multiple_of(8) {
             let b = backends[(tick / 8) as usize % 2].as_ref().unwrap();
@@ -470,7 +505,8 @@ fn soak_mixed_traffic_faults_and_live_switches() {
     );
     let by_status = tally.by_status.lock().unwrap().clone();
     eprintln!(
-        "soak {secs}s: {} valid requests {by_status:?}, {} bad inputs, {switches} live switches; \
+        "soak {secs}s: {} valid requests {by_status:?}, {} bad inputs, {switches} live switches, \
+         {reloads} config reloads; \
          fds {fd_start} -> {fd_end}; RSS {} KiB -> {} KiB",
         tally.valid.load(Ordering::Relaxed),
         tally.bad.load(Ordering::Relaxed),
