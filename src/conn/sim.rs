@@ -8,8 +8,9 @@
 //! What is real and what is fake:
 //! - Real: the [`Session`], its [`Buffer`](super::buffer::Buffer)s from a real [`BufferPool`], the
 //!   [`Outbox`] views it writes through, the [`Shared`] state, the
-//!   [`Pool`] (its backend table, breakers, in-flight leases and its idle
-//!   list) and the rate limiter, all built from a [`Config`].
+//!   [`Snapshot`] (its pool with the backend table, breakers and in-flight
+//!   leases, and the rate limiter) and an [`IdleConns`] list as a worker
+//!   keeps it, all built from a [`Config`].
 //! - Fake: the peers. A [`Remote`] is one end of a TCP connection as the
 //!   gateway sees it: the bytes it will send (queued), how its sending half
 //!   ends ([`Ending`]: open, FIN, reset), everything it received, our FIN,
