@@ -41,7 +41,7 @@ pub struct RoutePolicy {
 
 impl RoutePolicy {
     /// The policy of `route`, whose upstream is `pool`. (Its limiter is
-    /// slot `id + 1` of the worker's limiters: see `set::route_limiters`.)
+    /// slot `id + 1` of the snapshot's limiters: see `snapshot::Snapshot::limiters`.)
     pub fn new(
         route: &RouteConfig,
         pool: PoolId,
