@@ -42,7 +42,12 @@ impl EventLog {
     }
 
     fn append(&self, event: Event) {
-        log::info!("{}", event.message);
+        // A refused reload is an operator's error to see at `warn` (SIGHUP
+        // has no other answer); everything else is news.
+        match event.kind {
+            EventKind::ConfigReloadFailed { .. } => log::warn!("{}", event.message),
+            _ => log::info!("{}", event.message),
+        }
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if e.len() == CAPACITY {
             e.pop_front();

@@ -620,6 +620,24 @@ fn sighup_reloads_the_config_file_of_the_real_binary() {
     assert!(p.is_running());
     assert_eq!(get(listen, "/new/x").status, 200);
     assert_eq!(get(listen, "/old/x").status, 404);
+    // A broken file: refused, logged at `warn` (SIGHUP has no other
+    // answer), and the running config stays.
+    let mut broken = doc(true);
+    broken["routes"][0]["upstream"] = json!("missing");
+    p.rewrite(&broken);
+    p.signal("HUP");
+    assert!(
+        eventually(WAIT, || health()
+            .is_some_and(|h| h["config"]["reloads"]["error"] == 1)),
+        "the refusal is on record"
+    );
+    assert_eq!(health().unwrap()["generation"], 1);
+    assert_eq!(get(listen, "/new/x").status, 200);
     let log = p.stop();
-    assert!(!log.contains("refused"), "{log}");
+    assert_eq!(
+        log.matches("config reload refused, old config kept: routes[0].upstream")
+            .count(),
+        1,
+        "{log}"
+    );
 }
