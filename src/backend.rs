@@ -9,7 +9,7 @@
 //! [`crate::upstream::Pool::select`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use api_gateway_protocol::{BreakerSpec, StatusSet};
@@ -78,6 +78,12 @@ pub struct BackendState {
     retired: AtomicBool,
     /// The backend's circuit breaker.
     pub breaker: Breaker,
+    /// What the active health checks concluded.
+    pub health: crate::health::Health,
+    /// When its slow-start ramp began (nanoseconds on the gateway clock;
+    /// 0: never, so at full weight): it became healthy again or its circuit
+    /// closed.
+    ramp_since: AtomicU64,
     /// Request counters and latency histogram.
     pub stats: BackendStats,
 }
@@ -91,6 +97,8 @@ impl BackendState {
             inflight: AtomicU32::new(0),
             retired: AtomicBool::new(false),
             breaker,
+            health: crate::health::Health::default(),
+            ramp_since: AtomicU64::new(0),
             stats: BackendStats::default(),
         }
     }
@@ -108,6 +116,27 @@ impl BackendState {
     /// Requests currently assigned to this backend.
     pub fn inflight(&self) -> u32 {
         self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Starts its slow-start ramp at `now` (it recovered).
+    pub fn begin_ramp(&self, now: Nanos) {
+        self.ramp_since.store(now.0.max(1), Ordering::Relaxed);
+    }
+
+    /// Its share of its weight at `now` under a `slow_start` ramp: from 0.1
+    /// when the ramp begins, linearly to 1.0 after `slow_start` (1.0 with
+    /// no ramp configured or none begun).
+    #[inline]
+    pub fn ramp(&self, now: Nanos, slow_start: Nanos) -> f64 {
+        let since = self.ramp_since.load(Ordering::Relaxed);
+        if slow_start.0 == 0 || since == 0 {
+            return 1.0;
+        }
+        let elapsed = now.0.saturating_sub(since);
+        if elapsed >= slow_start.0 {
+            return 1.0;
+        }
+        0.1 + 0.9 * (elapsed as f64 / slow_start.0 as f64)
     }
 
     /// Whether a reload removed it.
@@ -175,6 +204,8 @@ pub type Selection = SelectionMode;
 #[derive(Debug)]
 pub struct BackendTable {
     backends: Box<[Backend]>,
+    /// The upstream's `slow_start_ms` (zero: off).
+    slow_start: Nanos,
     budget: Arc<OpenBudget>,
     breaker: BreakerSpec,
     failure_statuses: StatusSet,
@@ -250,11 +281,32 @@ impl BackendTable {
             .collect();
         BackendTable {
             backends,
+            slow_start: Nanos::ZERO,
             budget,
             breaker,
             failure_statuses: breaker.failure_statuses,
             panicking: AtomicBool::new(false),
         }
+    }
+
+    /// The table with a slow-start ramp of `slow_start` for recovered
+    /// backends.
+    pub fn with_slow_start(mut self, slow_start: Nanos) -> BackendTable {
+        self.slow_start = slow_start;
+        self
+    }
+
+    /// The upstream's slow-start ramp (zero: off).
+    #[inline]
+    pub fn slow_start(&self) -> Nanos {
+        self.slow_start
+    }
+
+    /// Backend `id`'s weight at `now`, scaled by its slow-start ramp.
+    #[inline]
+    pub fn effective_weight(&self, id: BackendId, now: Nanos) -> f64 {
+        let b = &self.backends[id];
+        f64::from(b.weight) * b.ramp(now, self.slow_start)
     }
 
     /// The breaker settings its backends were built with.

@@ -12,6 +12,7 @@ use std::path::Path;
 
 mod auth;
 mod dup_keys;
+pub mod resilience;
 mod routing;
 mod stage;
 mod store;
@@ -21,6 +22,7 @@ pub use auth::{
     algorithm_name, family, ApiKeyConfig, ConsumerConfig, Family, JwtConfig, RouteAuthConfig,
     DEFAULT_KEY_HEADER, DEFAULT_LEEWAY_SECS,
 };
+pub use resilience::Resilience;
 pub use routing::{
     HeaderRules, PathRule, RouteConfig, RouteTimeouts, UpstreamConfig, DEFAULT_UPSTREAM,
 };
@@ -224,6 +226,10 @@ pub struct Config {
     /// Every accepted connection must start with a PROXY protocol header
     /// (v1 or v2), whose source becomes the connection's peer.
     pub proxy_protocol: bool,
+    /// The `default` upstream's resilience settings (health checks,
+    /// retries, slow start, in-flight cap and queue), and the defaults of
+    /// every other upstream.
+    pub resilience: Resilience,
 }
 
 impl Default for Timeouts {
@@ -337,6 +343,7 @@ impl Config {
             tuning: Tuning::default(),
             trusted_proxies: CidrSet::default(),
             proxy_protocol: false,
+            resilience: Resilience::default(),
         }
     }
 
@@ -356,6 +363,7 @@ impl Config {
             backends: self.backends.clone(),
             load_balancer: self.load_balancer.clone(),
             circuit_breaker: self.circuit_breaker,
+            resilience: self.resilience.clone(),
         });
         default.into_iter().chain(self.upstreams.clone()).collect()
     }
@@ -417,6 +425,11 @@ impl Config {
                 "access_log",
                 "trusted_proxies",
                 "proxy_protocol",
+                "health_check",
+                "retry",
+                "slow_start_ms",
+                "max_inflight_per_backend",
+                "queue",
             ],
         )?;
         let mut cfg = Config::demo();
@@ -453,11 +466,13 @@ impl Config {
         if let Some(v) = obj.get("circuit_breaker") {
             cfg.circuit_breaker = breaker(v, "circuit_breaker")?;
         }
+        cfg.resilience = resilience::parse(obj, "", &Resilience::default())?;
         if let Some(v) = obj.get("upstreams") {
             cfg.upstreams = routing::upstreams(
                 v,
                 &cfg.load_balancer,
                 &cfg.circuit_breaker,
+                &cfg.resilience,
                 !cfg.backends.is_empty(),
                 &mut backend_names,
             )?;

@@ -45,6 +45,7 @@ pub mod control;
 pub mod demo;
 pub mod events;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod net;

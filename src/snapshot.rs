@@ -118,14 +118,17 @@ impl Snapshot {
             .enumerate()
             .map(|(i, u)| {
                 let before = previous.and_then(|p| p.pool(&u.name));
-                let table = Arc::new(BackendTable::build(
-                    &u.backends,
-                    u.circuit_breaker,
-                    Lineage {
-                        previous: before.map(|p| &*p.table),
-                        slots: &shared.counters.backend_slots,
-                    },
-                ));
+                let table = Arc::new(
+                    BackendTable::build(
+                        &u.backends,
+                        u.circuit_breaker,
+                        Lineage {
+                            previous: before.map(|p| &*p.table),
+                            slots: &shared.counters.backend_slots,
+                        },
+                    )
+                    .with_slow_start(crate::algo::Nanos::from_millis(u.resilience.slow_start_ms)),
+                );
                 let balancer = balance::build(&u.load_balancer, &table);
                 Pool::new(PoolId(i as u16), &u.name, table, balancer)
             })

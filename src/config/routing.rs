@@ -36,6 +36,9 @@ pub struct UpstreamConfig {
     pub load_balancer: BalanceSpec,
     /// Its breaker thresholds (default: the top-level `circuit_breaker`).
     pub circuit_breaker: BreakerSpec,
+    /// Health checks, retries, slow start, cap and queue (default: the
+    /// top-level keys).
+    pub resilience: super::Resilience,
 }
 
 /// `request_headers` / `response_headers`.
@@ -118,6 +121,7 @@ pub(super) fn upstreams(
     v: &Value,
     top_lb: &BalanceSpec,
     top_breaker: &BreakerSpec,
+    top_resilience: &super::Resilience,
     has_default: bool,
     taken: &mut HashSet<String>,
 ) -> Result<Vec<UpstreamConfig>, ConfigError> {
@@ -135,7 +139,17 @@ pub(super) fn upstreams(
         check_keys(
             o,
             &format!("{path}."),
-            &["name", "backends", "load_balancer", "circuit_breaker"],
+            &[
+                "name",
+                "backends",
+                "load_balancer",
+                "circuit_breaker",
+                "health_check",
+                "retry",
+                "slow_start_ms",
+                "max_inflight_per_backend",
+                "queue",
+            ],
         )?;
         let name: String = field(o, "name", &format!("{path}.name"))?
             .ok_or_else(|| ConfigError(format!("{path}.name: required")))?;
@@ -162,11 +176,13 @@ pub(super) fn upstreams(
             None => *top_breaker,
             Some(v) => super::breaker(v, &format!("{path}.circuit_breaker"))?,
         };
+        let resilience = super::resilience::parse(o, &format!("{path}."), top_resilience)?;
         out.push(UpstreamConfig {
             name,
             backends,
             load_balancer,
             circuit_breaker,
+            resilience,
         });
     }
     Ok(out)
