@@ -392,6 +392,7 @@ fn upstream_balancer_switch_and_route_table_in_a_real_browser() {
                 .collect(),
             load_balancer: c.load_balancer.clone(),
             circuit_breaker: c.circuit_breaker,
+            resilience: Default::default(),
         }];
         let mut api = RouteConfig::prefix(0, "/api/users");
         api.name = "users-api".into();
