@@ -189,6 +189,10 @@ pub struct Metrics {
     /// Circuit trips refused by `circuit_breaker.max_open_ratio` (the
     /// circuit stayed CLOSED).
     pub circuit_trips_suppressed: AtomicU64,
+    /// Tries sent again on another backend under `retry`.
+    pub retries: AtomicU64,
+    /// Retries refused by the retry budget (the original error was answered).
+    pub retry_budget_exhausted: AtomicU64,
     /// Responses sent to clients by class: 1xx..5xx at index 0..4.
     pub status: [AtomicU64; 5],
     /// Rate-limit decisions: allowed, delayed (queued), denied.
@@ -248,6 +252,8 @@ impl Metrics {
             &self.circuit_broken,
             &self.errors,
             &self.circuit_trips_suppressed,
+            &self.retries,
+            &self.retry_budget_exhausted,
             &self.limit_allowed,
             &self.limit_delayed,
             &self.limit_denied,

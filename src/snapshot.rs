@@ -130,7 +130,11 @@ impl Snapshot {
                     .with_slow_start(crate::algo::Nanos::from_millis(u.resilience.slow_start_ms)),
                 );
                 let balancer = balance::build(&u.load_balancer, &table);
+                // The retry budget counts the upstream's traffic, whichever
+                // config it came through.
+                let budget = before.map(|p| p.budget.clone()).unwrap_or_default();
                 Pool::new(PoolId(i as u16), &u.name, table, balancer)
+                    .with_retries(u.resilience.retry.clone(), budget)
             })
             .collect();
         let backends = match pools.first() {

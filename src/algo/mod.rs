@@ -15,6 +15,7 @@ pub mod cells;
 pub mod clock;
 pub mod limit;
 pub mod open_budget;
+pub mod retry_budget;
 
 pub use clock::{Clock, ManualClock, MonotonicClock, Nanos};
 

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use crate::algo::Nanos;
 use crate::auth::ConsumerId;
 use crate::http::request::Method;
-use crate::upstream::{PoolId, Selection};
+use crate::upstream::{Gate, PoolId, Selection};
 
 use super::phase::After;
 
@@ -86,6 +86,15 @@ pub struct Exchange {
     pub selection: Option<Selection>,
     /// Times the request was (re)sent to a backend connection.
     pub attempts: u8,
+    /// How its backend was chosen (a retry chooses the same way).
+    pub gate: Gate,
+    /// Tries sent again on another backend (`retry`).
+    pub retries: u8,
+    /// Backends tried so far, by id bit (ids below 64).
+    pub tried: u64,
+    /// When the backend timeout of the whole request runs out (set when
+    /// the first try is sent in full; `ZERO` before).
+    pub overall_deadline: Nanos,
     /// What the client has been told.
     pub answer: Answer,
     /// When the request was handed to the backend (for latency).

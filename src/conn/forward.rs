@@ -8,6 +8,7 @@
 
 use crate::algo::breaker::{Change, Outcome};
 use crate::algo::Nanos;
+use crate::config::resilience::RetryOn;
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{Method, RequestFraming};
 use crate::http::response::ResponseFraming;
@@ -88,6 +89,11 @@ impl Session {
             Metrics::inc(&s.entry().stats.requests);
         }
         Metrics::inc(&ctx.shared.metrics.proxied);
+        let pool = ctx.pool(self.ex.pool);
+        if pool.retry.is_some() {
+            // What the retry budget is a share of.
+            pool.budget.note_request(now);
+        }
         self.ex.attempts = 1;
         let connect = self.connect_timeout(ctx);
         self.enter(Phase::Connecting(scan), now.saturating_add(connect));
@@ -100,7 +106,7 @@ impl Session {
 
     /// `timeouts.connect_ms`, or the route's own.
     #[inline]
-    fn connect_timeout(&self, ctx: &Ctx<'_>) -> Nanos {
+    pub(super) fn connect_timeout(&self, ctx: &Ctx<'_>) -> Nanos {
         let route = ctx.snap.routes.policy(self.ex.route.unwrap_or(0));
         route.connect.unwrap_or(ctx.timeouts().connect)
     }
@@ -136,11 +142,19 @@ impl Session {
                 return Step::Continue;
             }
             Some(Attach::Refused) => {
+                if let Some(step) = self.retry(RetryOn::ConnectFailure, Outcome::Failure, ctx, now)
+                {
+                    return step;
+                }
                 let err = HttpError::BadGateway("backend connection refused");
                 return self.backend_failed(err, ctx, now);
             }
             // The worker could not even start a connect.
             None => {
+                if let Some(step) = self.retry(RetryOn::ConnectFailure, Outcome::Failure, ctx, now)
+                {
+                    return step;
+                }
                 let err = HttpError::BadGateway("backend connection failed");
                 return self.backend_failed(err, ctx, now);
             }
@@ -208,7 +222,8 @@ impl Session {
             progress = true;
             // The response-head deadline starts now and is not pushed by
             // progress (see `touch`).
-            self.rearm(now.saturating_add(self.response_timeout()));
+            let at = self.head_deadline(ctx, now);
+            self.rearm(at);
         }
         let body_incomplete = matches!(
             self.phase(),
@@ -284,11 +299,20 @@ impl Session {
                 }
                 Ok(true) => {}
             }
+            let status = self.resp_head.status;
+            let is_final = status != 101 && !self.resp_head.is_interim();
+            if is_final && self.ex.answer == Answer::Nothing {
+                // Nothing reached the client yet: the policy may send the
+                // request to another backend instead.
+                let outcome = ctx.pool(self.ex.pool).table.outcome_of(status);
+                if let Some(step) = self.retry(RetryOn::Status(status), outcome, ctx, now) {
+                    return step;
+                }
+            }
             if self.ex.answer == Answer::Nothing {
                 self.ex.answer = Answer::Interim;
             }
             progress = Step::Continue;
-            let status = self.resp_head.status;
             if status == 101 {
                 if self.head.upgrade.is_none() {
                     let err = HttpError::BadGateway("unexpected 101 from backend");
@@ -326,6 +350,7 @@ impl Session {
     /// and sets up the body scan.
     fn forward_final_head(&mut self, outcome: Outcome, io: &IoView, ctx: &mut Ctx<'_>, now: Nanos) {
         let status = self.resp_head.status;
+        self.note_retries();
         let Some(selection) = self.ex.selection.as_ref() else {
             return;
         };
@@ -488,6 +513,10 @@ impl Session {
                         })
                     }
                     _ => {
+                        let why = RetryOn::ResetBeforeResponse;
+                        if let Some(step) = self.retry(why, Outcome::Failure, ctx, now) {
+                            return Some(step);
+                        }
                         let err = HttpError::BadGateway("backend closed the connection");
                         Some(self.backend_failed(err, ctx, now))
                     }
@@ -574,7 +603,7 @@ impl Session {
 
     /// Hands the request's breaker permit (if any) back with a verdict,
     /// logging any state change.
-    fn record_outcome(&mut self, outcome: Outcome, ctx: &mut Ctx<'_>, now: Nanos) {
+    pub(super) fn record_outcome(&mut self, outcome: Outcome, ctx: &mut Ctx<'_>, now: Nanos) {
         let Some(selection) = self.ex.selection.as_mut() else {
             return;
         };

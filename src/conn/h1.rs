@@ -184,6 +184,9 @@ impl Session {
         ex.response_timeout = ctx.timeouts().response;
         ex.selection = None;
         ex.attempts = 0;
+        ex.retries = 0;
+        ex.tried = 0;
+        ex.overall_deadline = Nanos::ZERO;
         ex.answer = Answer::Nothing;
         ex.sent_at = now;
         ex.bytes_out = 0;
@@ -520,17 +523,30 @@ impl Session {
     /// Chooses the request's backend (see [`crate::upstream::Pool::select`]);
     /// `false` when there is none.
     fn select_backend(&mut self, gate: Gate, ctx: &mut Ctx<'_>, now: Nanos) -> bool {
+        self.select_avoiding(gate, 0, ctx, now)
+    }
+
+    /// [`Session::select_backend`] never choosing a backend in the `avoid`
+    /// mask (a retry's earlier tries).
+    pub(super) fn select_avoiding(
+        &mut self,
+        gate: Gate,
+        avoid: u64,
+        ctx: &mut Ctx<'_>,
+        now: Nanos,
+    ) -> bool {
         let key = PickKey {
             client_hash: client_hash(self.client_ip()),
         };
         let shared = ctx.shared;
         let pool = ctx.pool(self.ex.pool);
-        let selection = pool.select(&key, now, gate, &mut |e| match e {
+        let selection = pool.select_avoiding(&key, now, gate, avoid, &mut |e| match e {
             PoolEvent::Mode(mode) => shared.selection_event(now, mode),
             PoolEvent::Probe(id) => shared.probe_event(pool.table.get(id), now),
         });
         let found = selection.is_some();
         self.ex.selection = selection;
+        self.ex.gate = gate;
         found
     }
 
@@ -567,6 +583,7 @@ impl Session {
         now: Nanos,
     ) -> Step {
         self.forget_response();
+        self.note_retries();
         // The rest of the stream can be read as the next request only if
         // this request has no body still in flight.
         let close =

@@ -20,6 +20,7 @@ mod forward;
 mod h1;
 pub mod phase;
 mod preface;
+mod retry;
 pub mod session;
 pub mod sim;
 #[cfg(test)]

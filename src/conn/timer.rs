@@ -1,6 +1,8 @@
 //! What a session does when its deadline passes or its upload meter is due.
 
+use crate::algo::breaker::Outcome;
 use crate::algo::Nanos;
+use crate::config::resilience::RetryOn;
 use crate::http::HttpError;
 
 use super::phase::{Phase, ReqSide, RespSide};
@@ -48,11 +50,21 @@ impl Session {
                 // of its body never came: the client is slow, not the backend.
                 self.client_too_slow(ctx, now)
             }
-            Phase::Connecting(_)
-            | Phase::Proxying {
+            Phase::Connecting(_) => {
+                let why = RetryOn::ConnectFailure;
+                match self.retry(why, Outcome::Failure, ctx, now) {
+                    Some(step) => step,
+                    None => self.backend_failed(HttpError::GatewayTimeout, ctx, now),
+                }
+            }
+            // A try that outlived `per_try_timeout_ms` counts as a 504.
+            Phase::Proxying {
                 resp: RespSide::AwaitingHead,
                 ..
-            } => self.backend_failed(HttpError::GatewayTimeout, ctx, now),
+            } => match self.retry(RetryOn::Status(504), Outcome::Failure, ctx, now) {
+                Some(step) => step,
+                None => self.backend_failed(HttpError::GatewayTimeout, ctx, now),
+            },
             Phase::Routing { .. } | Phase::Parked { .. } | Phase::Closed => Step::Wait,
             Phase::Proxying {
                 resp: RespSide::Streaming(_),

@@ -88,6 +88,18 @@ pub fn render(s: &Shared, snap: &Snapshot, reloads: (u64, u64)) -> String {
     );
     counter(
         &mut o,
+        "gateway_retries_total",
+        "Tries sent again on another backend (retry policy).",
+        get(&m.retries),
+    );
+    counter(
+        &mut o,
+        "gateway_retry_budget_exhausted_total",
+        "Retries refused by the retry budget; the original error was answered.",
+        get(&m.retry_budget_exhausted),
+    );
+    counter(
+        &mut o,
         "gateway_errors_total",
         "Other gateway-made errors.",
         get(&m.errors),

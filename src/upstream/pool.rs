@@ -9,8 +9,15 @@ use std::sync::Arc;
 
 use crate::algo::balance::{Balancer, PickKey};
 use crate::algo::breaker::Permit;
+use crate::algo::retry_budget::RetryBudget;
 use crate::algo::{BackendId, Nanos};
 use crate::backend::{BackendTable, SelectionMode};
+use crate::config::resilience::RetryPolicy;
+
+/// Whether `id` is in the `avoid` mask.
+fn avoided(avoid: u64, id: BackendId) -> bool {
+    id < 64 && avoid & (1 << id) != 0
+}
 
 use super::Selection;
 
@@ -29,10 +36,11 @@ impl PoolId {
 }
 
 /// Whether the circuit breakers take part in a selection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Gate {
     /// Only backends whose circuit grants a permit (the breaker stage),
     /// unless selection panics (see [`SelectionMode`]).
+    #[default]
     Breaker,
     /// Any switched-on backend, no permit (a pipeline without the breaker).
     Any,
@@ -58,6 +66,10 @@ pub struct Pool {
     pub table: Arc<BackendTable>,
     /// The balancer in force.
     pub balancer: Arc<dyn Balancer>,
+    /// `retry` (`None`: a failed try is answered as it failed).
+    pub retry: Option<RetryPolicy>,
+    /// Requests and retries of the last 10 s (kept across reloads).
+    pub budget: Arc<RetryBudget>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -83,7 +95,16 @@ impl Pool {
             name: name.to_string(),
             table,
             balancer,
+            retry: None,
+            budget: Arc::default(),
         }
+    }
+
+    /// The pool with retries under `retry`, counted in `budget`.
+    pub fn with_retries(mut self, retry: Option<RetryPolicy>, budget: Arc<RetryBudget>) -> Pool {
+        self.retry = retry;
+        self.budget = budget;
+        self
     }
 
     /// Chooses a backend for `key`: one that is switched on and, behind
@@ -95,6 +116,20 @@ impl Pool {
         key: &PickKey,
         now: Nanos,
         gate: Gate,
+        notice: &mut dyn FnMut(PoolEvent),
+    ) -> Option<Selection> {
+        self.select_avoiding(key, now, gate, 0, notice)
+    }
+
+    /// [`Pool::select`] never choosing a backend whose id's bit is set in
+    /// `avoid` (a retry's earlier tries; ids of 64 and above are never
+    /// avoided).
+    pub fn select_avoiding(
+        &self,
+        key: &PickKey,
+        now: Nanos,
+        gate: Gate,
+        avoid: u64,
         notice: &mut dyn FnMut(PoolEvent),
     ) -> Option<Selection> {
         let table = &*self.table;
@@ -112,7 +147,7 @@ impl Pool {
         let mut permit: Option<Permit> = None;
         let picked = self.balancer.pick(key, table, &mut |id| {
             let b = table.get(id);
-            if !b.is_up() {
+            if !b.is_up() || avoided(avoid, id) {
                 return false;
             }
             if gate == Gate::Any {
