@@ -158,6 +158,24 @@ impl BackendState {
         self.inflight.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Takes an in-flight slot unless `cap` are taken; `true` when taken.
+    /// One CAS decides, so racing workers never exceed the cap.
+    #[inline]
+    pub(crate) fn try_begin_inflight(&self, cap: Option<u32>) -> bool {
+        match cap {
+            None => {
+                self.begin_inflight();
+                true
+            }
+            Some(cap) => self
+                .inflight
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < cap).then_some(n + 1)
+                })
+                .is_ok(),
+        }
+    }
+
     /// Undoes one [`BackendState::begin_inflight`].
     pub(crate) fn end_inflight(&self) {
         // Never underflow, even if a caller pairs wrongly.

@@ -133,8 +133,11 @@ impl Snapshot {
                 // The retry budget counts the upstream's traffic, whichever
                 // config it came through.
                 let budget = before.map(|p| p.budget.clone()).unwrap_or_default();
+                let waiting = before.map(|p| p.waiting.clone()).unwrap_or_default();
+                let r = &u.resilience;
                 Pool::new(PoolId(i as u16), &u.name, table, balancer)
-                    .with_retries(u.resilience.retry.clone(), budget)
+                    .with_retries(r.retry.clone(), budget)
+                    .with_cap(r.max_inflight_per_backend, r.queue, waiting)
             })
             .collect();
         let backends = match pools.first() {

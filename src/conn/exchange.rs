@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use crate::algo::Nanos;
 use crate::auth::ConsumerId;
 use crate::http::request::Method;
-use crate::upstream::{Gate, PoolId, Selection};
+use crate::upstream::{Gate, PoolId, QueueTicket, Selection};
 
 use super::phase::After;
 
@@ -84,6 +84,10 @@ pub struct Exchange {
     pub pool: PoolId,
     /// The backend chosen, with its breaker permit and in-flight lease.
     pub selection: Option<Selection>,
+    /// Its place in the upstream's queue while it waits for a backend.
+    pub ticket: Option<QueueTicket>,
+    /// When its wait in the queue ends (`ZERO`: it never queued).
+    pub queue_deadline: Nanos,
     /// Times the request was (re)sent to a backend connection.
     pub attempts: u8,
     /// How its backend was chosen (a retry chooses the same way).

@@ -24,11 +24,15 @@ use crate::pipeline::cors::{self, CorsKind};
 use crate::pipeline::{rate_limit, Stage};
 use crate::route::RouteMatch;
 use crate::shared::client_hash;
-use crate::upstream::{Gate, PoolEvent, PoolId};
+use crate::upstream::{Gate, PoolEvent, PoolId, Refusal};
 
 use super::exchange::{Answer, Ledger};
 use super::phase::{After, Phase};
 use super::session::{Ctx, IoView, Session, Step};
+
+/// How often a queued request re-checks for room freed on other workers
+/// (room freed on its own worker wakes it at once).
+pub const QUEUE_RECHECK: Nanos = Nanos::from_millis(5);
 
 impl Session {
     /// Moves the state machine on from what the sockets saw and the bytes
@@ -46,6 +50,14 @@ impl Session {
             Phase::Routing { .. } => self.run_pipeline(ctx, now),
             &Phase::Parked { until, next } => {
                 if now < until {
+                    return Step::Wait;
+                }
+                self.enter(Phase::Routing { next }, Nanos::ZERO);
+                self.run_pipeline(ctx, now)
+            }
+            // Woken by its re-check timer, its deadline, or a freed slot.
+            &Phase::Queued { recheck, next, .. } => {
+                if now < recheck {
                     return Step::Wait;
                 }
                 self.enter(Phase::Routing { next }, Nanos::ZERO);
@@ -183,6 +195,8 @@ impl Session {
         ex.pool = PoolId::DEFAULT;
         ex.response_timeout = ctx.timeouts().response;
         ex.selection = None;
+        ex.ticket = None;
+        ex.queue_deadline = Nanos::ZERO;
         ex.attempts = 0;
         ex.retries = 0;
         ex.tried = 0;
@@ -469,13 +483,15 @@ impl Session {
                     }
                 }
                 Stage::CircuitBreaker => {
-                    if !self.select_backend(Gate::Breaker, ctx, now) {
-                        return self.reject(HttpError::NoBackend, ctx, now);
+                    if let Err(why) = self.select_backend(Gate::Breaker, ctx, now) {
+                        return self.no_backend(why, ctx, now);
                     }
                 }
                 Stage::Proxy => {
-                    if self.ex.selection.is_none() && !self.select_backend(Gate::Any, ctx, now) {
-                        return self.reject(HttpError::NoBackend, ctx, now);
+                    if self.ex.selection.is_none() {
+                        if let Err(why) = self.select_backend(Gate::Any, ctx, now) {
+                            return self.no_backend(why, ctx, now);
+                        }
                     }
                     return self.start_forwarding(ctx, now);
                 }
@@ -522,8 +538,88 @@ impl Session {
 
     /// Chooses the request's backend (see [`crate::upstream::Pool::select`]);
     /// `false` when there is none.
-    fn select_backend(&mut self, gate: Gate, ctx: &mut Ctx<'_>, now: Nanos) -> bool {
-        self.select_avoiding(gate, 0, ctx, now)
+    fn select_backend(&mut self, gate: Gate, ctx: &mut Ctx<'_>, now: Nanos) -> Result<(), Refusal> {
+        let picked = self.select_avoiding(gate, 0, ctx, now);
+        if picked.is_ok() {
+            if let Some(t) = self.ex.ticket.take() {
+                t.served(now);
+            }
+        }
+        picked
+    }
+
+    /// No backend was chosen (`why`): 503 with the reason, or, when every
+    /// backend is at its cap and the upstream has a queue, wait in it
+    /// (until a slot frees or `queue.timeout_ms` passes).
+    fn no_backend(&mut self, why: Refusal, ctx: &mut Ctx<'_>, now: Nanos) -> Step {
+        let err = match why {
+            Refusal::NoBackend => HttpError::NoBackend,
+            Refusal::Unhealthy => HttpError::NoHealthyBackend,
+            Refusal::AtCap => {
+                // The stage that chose the backend runs again on wake-up.
+                let stage = match self.phase() {
+                    Phase::Routing { next } => next.saturating_sub(1),
+                    _ => 0,
+                };
+                let pool = ctx.pool(self.ex.pool);
+                let deadline = self.ex.queue_deadline;
+                match (pool.queue, self.ex.ticket.is_some()) {
+                    (Some(q), false) => match pool.waiting.enter(q.max, now) {
+                        Some(t) => {
+                            self.ex.ticket = Some(t);
+                            let deadline = now.saturating_add(Nanos::from_millis(q.timeout_ms));
+                            self.ex.queue_deadline = deadline;
+                            return self.wait_in_queue(deadline, stage, now);
+                        }
+                        None => {
+                            Metrics::inc(&pool.waiting.full);
+                            HttpError::AtCapacity
+                        }
+                    },
+                    (Some(_), true) if now < deadline => {
+                        return self.wait_in_queue(deadline, stage, now);
+                    }
+                    (Some(_), true) => {
+                        if let Some(t) = self.ex.ticket.take() {
+                            t.timed_out();
+                        }
+                        HttpError::QueueTimeout
+                    }
+                    (None, _) => HttpError::AtCapacity,
+                }
+            }
+        };
+        if matches!(err, HttpError::AtCapacity | HttpError::QueueTimeout) {
+            // Capacity frees up as requests finish: a second is a fair
+            // guess, and keeps well-behaved clients from hammering.
+            self.ex.extra.extend_from_slice(b"Retry-After: 1\r\n");
+        }
+        self.ex.ticket = None;
+        self.reject(err, ctx, now)
+    }
+
+    /// Enters (or stays in) the queue until `deadline`; the worker also
+    /// wakes it when a slot frees on this worker, and re-checks at least
+    /// every [`QUEUE_RECHECK`] for slots freed on other workers.
+    fn wait_in_queue(&mut self, deadline: Nanos, next: usize, now: Nanos) -> Step {
+        let recheck = deadline.min(now.saturating_add(QUEUE_RECHECK));
+        self.enter(
+            Phase::Queued {
+                deadline,
+                recheck,
+                next,
+            },
+            Nanos::ZERO,
+        );
+        Step::Queue { until: recheck }
+    }
+
+    /// A slot may have freed: a queued request looks again at its next
+    /// advance instead of at its re-check time.
+    pub fn wake(&mut self) {
+        if let Phase::Queued { recheck, .. } = self.phase_mut() {
+            *recheck = Nanos::ZERO;
+        }
     }
 
     /// [`Session::select_backend`] never choosing a backend in the `avoid`
@@ -534,7 +630,7 @@ impl Session {
         avoid: u64,
         ctx: &mut Ctx<'_>,
         now: Nanos,
-    ) -> bool {
+    ) -> Result<(), Refusal> {
         let key = PickKey {
             client_hash: client_hash(self.client_ip()),
         };
@@ -544,10 +640,9 @@ impl Session {
             PoolEvent::Mode(mode) => shared.selection_event(now, mode),
             PoolEvent::Probe(id) => shared.probe_event(pool.table.get(id), now),
         });
-        let found = selection.is_some();
-        self.ex.selection = selection;
         self.ex.gate = gate;
-        found
+        self.ex.selection = Some(selection?);
+        Ok(())
     }
 
     /// Answers with a gateway-made error.
@@ -696,6 +791,7 @@ impl Session {
             stats.record(status);
         }
         let selection = ex.selection.take();
+        ex.ticket = None;
         if ctx.log_requests() {
             ctx.snap.routes.redact_keys(&mut ex.log_target);
             let backend = selection

@@ -123,6 +123,19 @@ pub enum Phase {
         /// Index of the next pipeline stage.
         next: usize,
     },
+    /// Every backend of the upstream is at its in-flight cap: the request
+    /// waits in the upstream's queue (holding a ticket) until a backend
+    /// has room, or until `deadline` (`queue.timeout_ms`); each wake-up
+    /// re-runs stage `next` (the one that chose a backend).
+    Queued {
+        /// The end of the wait.
+        deadline: Nanos,
+        /// The next re-check (the worker may wake it sooner, see
+        /// `Session::wake`).
+        recheck: Nanos,
+        /// Index of the stage that picks the backend.
+        next: usize,
+    },
     /// A backend connection is being attached (pooled or a non-blocking
     /// connect); the request body scan carries over to `Proxying`.
     Connecting(BodyScan),
@@ -157,6 +170,7 @@ impl Phase {
             Phase::ReadingHead => "reading-head",
             Phase::Routing { .. } => "routing",
             Phase::Parked { .. } => "parked",
+            Phase::Queued { .. } => "queued",
             Phase::Connecting(_) => "connecting",
             Phase::Proxying {
                 req: ReqSide::Sending(_),
@@ -178,7 +192,10 @@ impl Phase {
     /// Whether a parsed request head is still at the front of the request
     /// buffer (to be consumed by whatever answers or forwards it).
     pub fn head_pending(&self) -> bool {
-        matches!(self, Phase::Routing { .. } | Phase::Parked { .. })
+        matches!(
+            self,
+            Phase::Routing { .. } | Phase::Parked { .. } | Phase::Queued { .. }
+        )
     }
 
     /// Whether the phase runs without a timer: parked requests wake on the
@@ -187,7 +204,7 @@ impl Phase {
     pub fn untimed(&self) -> bool {
         matches!(
             self,
-            Phase::Routing { .. } | Phase::Parked { .. } | Phase::Closed
+            Phase::Routing { .. } | Phase::Parked { .. } | Phase::Queued { .. } | Phase::Closed
         )
     }
 }

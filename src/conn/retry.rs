@@ -70,7 +70,8 @@ impl Session {
         drop(failed);
         let gate = self.ex.gate;
         let tried = self.ex.tried;
-        if !self.select_avoiding(gate, tried, ctx, now) && !self.select_avoiding(gate, 0, ctx, now)
+        if self.select_avoiding(gate, tried, ctx, now).is_err()
+            && self.select_avoiding(gate, 0, ctx, now).is_err()
         {
             return None;
         }

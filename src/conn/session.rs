@@ -251,6 +251,13 @@ pub enum Step {
         /// When.
         until: Nanos,
     },
+    /// The request waits for a backend with room: wake it at `until` (its
+    /// deadline, or the next re-check) or as soon as this worker frees an
+    /// in-flight slot, in arrival order.
+    Queue {
+        /// The latest wake-up.
+        until: Nanos,
+    },
     /// Send our FIN to this peer.
     Shut(Peer),
     /// Take the request buffers and per-request vectors back: the
@@ -570,7 +577,7 @@ impl Outbox for ToClient<'_> {
             _ => &[],
         };
         let head = match s.phase {
-            Phase::Parked { .. } | Phase::Connecting(_) => &[][..],
+            Phase::Parked { .. } | Phase::Queued { .. } | Phase::Connecting(_) => &[][..],
             _ => s.to_client.pending(),
         };
         (head, body)

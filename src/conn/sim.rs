@@ -740,7 +740,7 @@ impl World {
             Step::Wait | Step::Continue => {}
             Step::Connect { backend, fresh, .. } => self.attach(backend, fresh),
             Step::Release { reusable } => self.detach(reusable),
-            Step::Park { until } => self.parked_until = Some(until),
+            Step::Park { until } | Step::Queue { until } => self.parked_until = Some(until),
             Step::Shut(Peer::Client) => self.client.shut(),
             Step::Shut(Peer::Upstream) => {
                 if let Some(u) = self.attached {

@@ -65,7 +65,9 @@ impl Session {
                 Some(step) => step,
                 None => self.backend_failed(HttpError::GatewayTimeout, ctx, now),
             },
-            Phase::Routing { .. } | Phase::Parked { .. } | Phase::Closed => Step::Wait,
+            Phase::Routing { .. } | Phase::Parked { .. } | Phase::Queued { .. } | Phase::Closed => {
+                Step::Wait
+            }
             Phase::Proxying {
                 resp: RespSide::Streaming(_),
                 ..

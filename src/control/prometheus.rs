@@ -174,6 +174,7 @@ pub fn render(s: &Shared, snap: &Snapshot, reloads: (u64, u64)) -> String {
         "Requests being handled.",
         get(&m.inflight),
     );
+    queues(&mut o, snap);
     gauge(
         &mut o,
         "gateway_connections_open",
@@ -482,6 +483,62 @@ fn consumers(o: &mut String, s: &Shared, snap: &Snapshot) {
                 get(n)
             );
         }
+    }
+}
+
+/// The queues in front of capped upstreams: depth, turned away, waits.
+fn queues(o: &mut String, snap: &Snapshot) {
+    let capped: Vec<&crate::upstream::Pool> =
+        snap.pools.iter().filter(|p| p.queue.is_some()).collect();
+    if capped.is_empty() {
+        return;
+    }
+    family(
+        o,
+        "gateway_upstream_queue_depth",
+        "gauge",
+        "Requests waiting for a backend below max_inflight_per_backend.",
+    );
+    for p in &capped {
+        let _ = writeln!(
+            o,
+            "gateway_upstream_queue_depth{{upstream=\"{}\"}} {}",
+            esc(&p.name),
+            p.waiting.depth()
+        );
+    }
+    family(
+        o,
+        "gateway_upstream_queue_rejected_total",
+        "counter",
+        "Requests answered 503 by the queue: it was full, or the wait timed out.",
+    );
+    for p in &capped {
+        let name = esc(&p.name);
+        let _ = writeln!(
+            o,
+            "gateway_upstream_queue_rejected_total{{upstream=\"{name}\",reason=\"full\"}} {}",
+            get(&p.waiting.full)
+        );
+        let _ = writeln!(
+            o,
+            "gateway_upstream_queue_rejected_total{{upstream=\"{name}\",reason=\"timeout\"}} {}",
+            get(&p.waiting.timed_out)
+        );
+    }
+    family(
+        o,
+        "gateway_upstream_queue_wait_seconds",
+        "histogram",
+        "How long requests waited in the queue before they got a backend.",
+    );
+    for p in &capped {
+        histogram_lines(
+            o,
+            "gateway_upstream_queue_wait_seconds",
+            &format!("upstream=\"{}\",", esc(&p.name)),
+            &p.waiting.waited,
+        );
     }
 }
 

@@ -82,6 +82,26 @@ pub fn upstream_json(s: &Snapshot, u: &Pool, now: Nanos) -> Value {
         "openCircuits": table.open_budget().open(),
         "maxOpenCircuits": table.open_budget().max_open(),
         "routes": routes,
+        "max_inflight_per_backend": u.cap,
+        "queue": u.queue.map(|q| json!({
+            "max": q.max,
+            "timeout_ms": q.timeout_ms,
+            "depth": u.waiting.depth(),
+            "full": get(&u.waiting.full),
+            "timed_out": get(&u.waiting.timed_out),
+            "wait_ms": quantiles(&u.waiting.waited),
+        })),
+        "retry": u.retry.as_ref().map(|r| {
+            let (requests, retries) = u.budget.totals(now);
+            json!({
+                "attempts": r.attempts,
+                "on": r.on.iter().map(|w| w.describe()).collect::<Vec<_>>(),
+                "per_try_timeout_ms": r.per_try_timeout_ms,
+                "budget_ratio": r.budget_ratio,
+                "budget_min_per_sec": r.budget_min_per_sec,
+                "last_10s": {"requests": requests, "retries": retries},
+            })
+        }),
         "backends": table.iter().map(|b| backend_json(u, b, now)).collect::<Vec<_>>(),
     })
 }

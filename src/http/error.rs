@@ -35,6 +35,15 @@ pub enum HttpError {
     BadGateway(&'static str),
     /// 503: every backend's circuit is open or switched off.
     NoBackend,
+    /// 503: every backend of the upstream fails its health checks.
+    NoHealthyBackend,
+    /// 503 (with `Retry-After`): every backend is at
+    /// `max_inflight_per_backend` and there is no room to wait (no queue,
+    /// or it is full).
+    AtCapacity,
+    /// 503 (with `Retry-After`): the request waited `queue.timeout_ms`
+    /// for a backend in vain.
+    QueueTimeout,
     /// 503: the gateway is at its connection limit or shutting down.
     Overloaded,
     /// 504: the backend did not answer in time.
@@ -59,7 +68,11 @@ impl HttpError {
             HttpError::RateLimited { .. } => 429,
             HttpError::HeadTooLarge => 431,
             HttpError::BadGateway(_) => 502,
-            HttpError::NoBackend | HttpError::Overloaded => 503,
+            HttpError::NoBackend
+            | HttpError::NoHealthyBackend
+            | HttpError::AtCapacity
+            | HttpError::QueueTimeout
+            | HttpError::Overloaded => 503,
             HttpError::GatewayTimeout => 504,
             HttpError::VersionNotSupported => 505,
             HttpError::Auth(f) => f.status(),
@@ -80,6 +93,9 @@ impl HttpError {
             HttpError::HeadTooLarge => "request header fields too large",
             HttpError::BadGateway(reason) => reason,
             HttpError::NoBackend => "no healthy backend: all circuits open",
+            HttpError::NoHealthyBackend => "no healthy backend",
+            HttpError::AtCapacity => "backends at capacity: the queue is full",
+            HttpError::QueueTimeout => "backends at capacity: no room within the queue timeout",
             HttpError::Overloaded => "gateway overloaded",
             HttpError::GatewayTimeout => "backend timeout",
             HttpError::VersionNotSupported => "HTTP version not supported",

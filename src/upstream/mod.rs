@@ -11,8 +11,10 @@
 
 pub mod idle;
 pub mod pool;
+pub mod queue;
 pub mod selection;
 
 pub use idle::IdleConns;
-pub use pool::{Gate, Pool, PoolEvent, PoolId};
+pub use pool::{Gate, Pool, PoolEvent, PoolId, Refusal};
+pub use queue::{QueueTicket, WaitQueue};
 pub use selection::{Lease, PermitGuard, Selection};

@@ -7,12 +7,13 @@
 
 use std::sync::Arc;
 
+use super::queue::WaitQueue;
 use crate::algo::balance::{Balancer, PickKey};
 use crate::algo::breaker::Permit;
 use crate::algo::retry_budget::RetryBudget;
 use crate::algo::{BackendId, Nanos};
 use crate::backend::{BackendTable, SelectionMode};
-use crate::config::resilience::RetryPolicy;
+use crate::config::resilience::{QueueConfig, RetryPolicy};
 
 /// Whether `id` is in the `avoid` mask.
 fn avoided(avoid: u64, id: BackendId) -> bool {
@@ -46,6 +47,17 @@ pub enum Gate {
     Any,
 }
 
+/// Why no backend was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// None switched on with a circuit that grants a permit (or none at all).
+    NoBackend,
+    /// Every backend fails its health checks.
+    Unhealthy,
+    /// The ones otherwise eligible are all at `max_inflight_per_backend`.
+    AtCap,
+}
+
 /// Something an operator wants to see, noticed while selecting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolEvent {
@@ -70,6 +82,13 @@ pub struct Pool {
     pub retry: Option<RetryPolicy>,
     /// Requests and retries of the last 10 s (kept across reloads).
     pub budget: Arc<RetryBudget>,
+    /// `max_inflight_per_backend` (`None`: no cap).
+    pub cap: Option<u32>,
+    /// `queue`: where requests wait when every backend is at its cap
+    /// (`None`: a 503 at once).
+    pub queue: Option<QueueConfig>,
+    /// Its waiting requests (kept across reloads).
+    pub waiting: Arc<WaitQueue>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -97,7 +116,24 @@ impl Pool {
             balancer,
             retry: None,
             budget: Arc::default(),
+            cap: None,
+            queue: None,
+            waiting: Arc::default(),
         }
+    }
+
+    /// The pool with at most `cap` requests in flight per backend, and
+    /// `queue` in front of it (counted in `waiting`).
+    pub fn with_cap(
+        mut self,
+        cap: Option<u32>,
+        queue: Option<QueueConfig>,
+        waiting: Arc<WaitQueue>,
+    ) -> Pool {
+        self.cap = cap;
+        self.queue = queue;
+        self.waiting = waiting;
+        self
     }
 
     /// The pool with retries under `retry`, counted in `budget`.
@@ -107,17 +143,19 @@ impl Pool {
         self
     }
 
-    /// Chooses a backend for `key`: one that is switched on and, behind
-    /// [`Gate::Breaker`], whose circuit grants a permit — unless selection
-    /// panics (too few such backends): then any switched-on backend will
-    /// do, with a permit if its circuit grants one. `None`: no backend.
+    /// Chooses a backend for `key`: one that is switched on, in rotation
+    /// (not failing its health checks), below the in-flight cap and,
+    /// behind [`Gate::Breaker`], whose circuit grants a permit — unless
+    /// selection panics (too few closed circuits): then any switched-on,
+    /// healthy backend below its cap will do, with a permit if its circuit
+    /// grants one. On failure, why ([`Refusal`]).
     pub fn select(
         &self,
         key: &PickKey,
         now: Nanos,
         gate: Gate,
         notice: &mut dyn FnMut(PoolEvent),
-    ) -> Option<Selection> {
+    ) -> Result<Selection, Refusal> {
         self.select_avoiding(key, now, gate, 0, notice)
     }
 
@@ -131,7 +169,7 @@ impl Pool {
         gate: Gate,
         avoid: u64,
         notice: &mut dyn FnMut(PoolEvent),
-    ) -> Option<Selection> {
+    ) -> Result<Selection, Refusal> {
         let table = &*self.table;
         let mode = match gate {
             Gate::Breaker => {
@@ -144,28 +182,51 @@ impl Pool {
             Gate::Any => SelectionMode::Normal,
         };
         let panic = matches!(mode, SelectionMode::Panic { .. });
+        let cap = self.cap;
         let mut permit: Option<Permit> = None;
+        let mut at_cap = false;
         let picked = self.balancer.pick(key, table, &mut |id| {
             let b = table.get(id);
-            if !b.is_up() || avoided(avoid, id) {
+            if !b.is_up() || !b.health.in_rotation() || avoided(avoid, id) {
                 return false;
             }
-            if gate == Gate::Any {
-                return true;
+            // The in-flight slot is taken here, before the permit, so two
+            // workers can never both take the last one.
+            if !b.try_begin_inflight(cap) {
+                at_cap = true;
+                return false;
             }
-            match b.breaker.try_acquire(now) {
-                Some(p) => {
-                    permit = Some(p);
-                    true
-                }
-                // Panic: an open circuit is no reason to skip it; without a
-                // permit its outcome does not touch the breaker.
-                None => panic,
+            let take = match gate {
+                Gate::Any => true,
+                Gate::Breaker => match b.breaker.try_acquire(now) {
+                    Some(p) => {
+                        permit = Some(p);
+                        true
+                    }
+                    // Panic: an open circuit is no reason to skip it; without a
+                    // permit its outcome does not touch the breaker.
+                    None => panic,
+                },
+            };
+            if !take {
+                b.end_inflight();
             }
-        })?;
+            take
+        });
+        let Some(picked) = picked else {
+            return Err(
+                if table.iter().all(|b| !b.health.in_rotation()) && !table.is_empty() {
+                    Refusal::Unhealthy
+                } else if at_cap {
+                    Refusal::AtCap
+                } else {
+                    Refusal::NoBackend
+                },
+            );
+        };
         if permit.as_ref().is_some_and(Permit::is_probe) {
             notice(PoolEvent::Probe(picked));
         }
-        Some(Selection::new(self.id, &self.table, picked, permit))
+        Ok(Selection::new(self.id, &self.table, picked, permit))
     }
 }

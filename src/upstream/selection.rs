@@ -72,6 +72,11 @@ pub struct Lease {
 
 impl Lease {
     /// Begins counting a request against `backend`.
+    /// A lease for a slot already taken (`BackendState::try_begin_inflight`).
+    pub fn adopt(table: Arc<BackendTable>, backend: BackendId) -> Lease {
+        Lease { table, backend }
+    }
+
     pub fn begin(table: Arc<BackendTable>, backend: BackendId) -> Lease {
         table.get(backend).begin_inflight();
         Lease { table, backend }
@@ -114,7 +119,8 @@ impl Selection {
                 backend,
                 permit,
             },
-            lease: Lease::begin(table.clone(), backend),
+            // The pool's pick took the in-flight slot (`try_begin_inflight`).
+            lease: Lease::adopt(table.clone(), backend),
         }
     }
 

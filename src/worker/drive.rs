@@ -163,10 +163,18 @@ impl Worker {
         match step {
             Step::Wait | Step::Continue => {}
             Step::Connect { fresh, .. } => self.attach(ci, fresh),
-            Step::Release { reusable } => self.detach(ci, reusable),
+            Step::Release { reusable } => {
+                self.detach(ci, reusable);
+                self.queue.slot_freed();
+            }
             Step::Park { until } => {
                 let serial = self.clients[ci].serial;
                 self.timers.park(until, ci, serial);
+            }
+            Step::Queue { until } => {
+                let serial = self.clients[ci].serial;
+                self.timers.park(until, ci, serial);
+                self.queue.join(ci, serial);
             }
             Step::Shut(Peer::Client) => self.clients[ci].side.shut_write(),
             Step::Shut(Peer::Upstream) => {
@@ -176,6 +184,7 @@ impl Worker {
             }
             Step::Idle => self.spares.reclaim(&mut self.clients[ci].session, true),
             Step::Close => {
+                self.queue.slot_freed();
                 self.detach(ci, false);
                 self.spares.reclaim(&mut self.clients[ci].session, false);
                 Metrics::dec(&self.shared.metrics.connections_open);

@@ -26,6 +26,7 @@
 
 mod accept;
 mod drive;
+mod queue;
 mod snaps;
 mod spares;
 mod timers;
@@ -51,6 +52,7 @@ use crate::upstream::IdleConns;
 pub use upstream::{UpState, Upstream};
 
 use accept::Acceptor;
+use queue::LocalQueue;
 use snaps::Snaps;
 use spares::Spares;
 use timers::Timers;
@@ -122,6 +124,8 @@ pub struct Worker {
     rx: Receiver<WorkerMsg>,
     now: Nanos,
     timers: Timers,
+    /// Requests waiting for a backend with room.
+    queue: LocalQueue,
     spares: Spares,
     sinks: Sinks,
     shutdown_at: Option<Nanos>,
@@ -189,6 +193,7 @@ impl Worker {
             snaps: Snaps::new(parts.snapshot),
             rx: parts.rx,
             timers: Timers::default(),
+            queue: LocalQueue::default(),
             sinks: Sinks {
                 log,
                 log_open,
@@ -228,6 +233,7 @@ impl Worker {
                     t => self.dispatch(t, ev),
                 }
             }
+            self.wake_queued();
             self.reap();
             for a in 0..self.acceptors.len() {
                 if self.acceptors[a].pending {
@@ -235,6 +241,7 @@ impl Worker {
                 }
             }
             self.run_timers();
+            self.wake_queued();
             self.reap();
             if let Some(at) = self.shutdown_at {
                 if self.clients.is_empty() || self.now >= at {

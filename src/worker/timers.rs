@@ -41,7 +41,11 @@ impl Worker {
             }
             self.timers.parked.pop();
             let live = self.clients.get(ci).is_some_and(|c| {
-                c.serial == serial && matches!(c.session.phase(), Phase::Parked { .. })
+                c.serial == serial
+                    && matches!(
+                        c.session.phase(),
+                        Phase::Parked { .. } | Phase::Queued { .. }
+                    )
             });
             if live {
                 self.drive(ci);
