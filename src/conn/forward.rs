@@ -6,7 +6,7 @@
 //! cleared are forwarded, so whatever follows a message in a buffer (a
 //! pipelined request, stray backend bytes) never leaks across it.
 
-use crate::algo::breaker::{Change, Outcome};
+use crate::algo::breaker::{Change, CircuitState, Outcome};
 use crate::algo::Nanos;
 use crate::config::resilience::RetryOn;
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
@@ -610,7 +610,13 @@ impl Session {
         let change = selection.permit.record(outcome, now);
         let (table, backend) = (selection.table(), selection.entry());
         match change {
-            Some(Change::Moved(t)) => ctx.shared.circuit_event(backend, t, now),
+            Some(Change::Moved(t)) => {
+                if t.to == CircuitState::Closed {
+                    // Recovered: eased back in over `slow_start_ms`.
+                    backend.begin_ramp(now);
+                }
+                ctx.shared.circuit_event(backend, t, now)
+            }
             Some(Change::TripSuppressed) => ctx.shared.trip_suppressed(table, backend, now),
             None => {}
         }

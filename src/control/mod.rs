@@ -153,6 +153,7 @@ impl Controller {
                 None => Reply::NotFound(format!("no backend named '{name}'")),
                 Some((u, b)) => {
                     if let Some(t) = b.breaker.reset(now) {
+                        b.begin_ramp(now);
                         self.shared.circuit_event(b, t, now);
                     }
                     Reply::Json(json!({
