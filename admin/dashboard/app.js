@@ -440,6 +440,8 @@
         el("div", { class: "backend-tags" },
           r("crashTag", el("span", { class: "badge badge-crashed", text: "CRASHED", hidden: true,
             title: "The demo backend is in crash mode: it answers 500 after 300 ms" })),
+          r("health", el("span", { class: "badge health-badge", hidden: true,
+            title: "Active health checks: distinct from the circuit, which learns from real requests" })),
           r("badge", el("span", { class: "circuit-state badge" })))),
       el("div", { class: "share" },
         el("div", { class: "share-track" }, r("bar", el("div", { class: "share-bar" }))),
@@ -533,6 +535,12 @@
         : "Demo backends: toggle crash mode (they answer 500, slowly)";
     }
     f.crashTag.hidden = !crashed;
+    // Health shows only where checks run (anything but "unchecked").
+    const health = b.health || "unchecked";
+    f.health.hidden = health === "unchecked";
+    setText(f.health, health === "healthy" ? "HEALTHY" : "UNHEALTHY");
+    f.health.className = `badge health-badge ${health === "healthy" ? "badge-closed" : "badge-open"}`;
+    card.root.dataset.health = health;
   }
 
   // With only `default` the cards sit in one grid, as they always did; with

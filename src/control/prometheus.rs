@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use crate::backend::SelectionMode;
 use crate::config::DEFAULT_UPSTREAM;
 use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
+use crate::health::HealthState;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 
@@ -346,6 +347,23 @@ fn backends(o: &mut String, snap: &Snapshot, now: crate::algo::Nanos) {
     );
     for (l, b) in &labels {
         let _ = writeln!(o, "gateway_backend_up{{{l}}} {}", u8::from(b.is_up()));
+    }
+    family(
+        o,
+        "gateway_backend_health",
+        "gauge",
+        "Active health-check state per backend (1 for the current state; unchecked: no check configured or none decided yet).",
+    );
+    for (l, b) in &labels {
+        let cur = b.health.state();
+        for st in [HealthState::Unchecked, HealthState::Healthy, HealthState::Unhealthy] {
+            let _ = writeln!(
+                o,
+                "gateway_backend_health{{{l},state=\"{}\"}} {}",
+                st.as_str(),
+                u8::from(cur == st)
+            );
+        }
     }
 }
 

@@ -39,6 +39,7 @@ pub fn backend_json(upstream: &Pool, b: &Backend, now: Nanos) -> Value {
         "weight": b.weight,
         "up": b.is_up(),
         "circuitState": b.breaker.state(now).as_str(),
+        "health": b.health.state().as_str(),
         "inflight": b.inflight(),
         "requests": get(&b.stats.requests),
         "failures": get(&b.stats.failures),
