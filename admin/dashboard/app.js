@@ -488,7 +488,8 @@
     const algo = (u.loadBalancer && u.loadBalancer.algorithm) || "";
     g.root.dataset.balancer = algo;
     const n = (u.backends || []).length;
-    setText(g.refs.meta, `${n} backend${n === 1 ? "" : "s"} · ${algo || "no balancer"}`);
+    const q = u.queue ? ` · queue ${fmtInt(u.queue.depth)}/${fmtInt(u.queue.max)}` : "";
+    setText(g.refs.meta, `${n} backend${n === 1 ? "" : "s"} · ${algo || "no balancer"}${q}`);
     for (const b of g.refs.buttons) {
       const on = b.dataset.upstreamBalancer === algo;
       b.classList.toggle("active", on);

@@ -382,6 +382,7 @@ impl Controller {
                     "loadBalancer": spec_json(p.balancer.spec()),
                     "panic": matches!(p.table.selection(now), SelectionMode::Panic { .. }),
                     "backends": p.table.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+                    "queue": p.queue.map(|q| json!({"depth": p.waiting.depth(), "max": q.max})),
                 })
             })
             .collect();
