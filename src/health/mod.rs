@@ -2,8 +2,12 @@
 //! is probed on its own schedule, off the workers, and leaves the rotation
 //! of every balancer after `unhealthy_after` failed probes in a row.
 //!
-//! `state.rs`: the per-backend health cell the data path reads.
+//! - `state.rs`: the per-backend health cell the data path reads.
+//! - `probe.rs`: one probe as bytes (sans-IO): the request, the reply read
+//!   so far, and the verdict ([`Verdict`]) it allows.
 
+pub mod probe;
 pub mod state;
 
+pub use probe::{Reason, Verdict};
 pub use state::{Health, HealthState};
