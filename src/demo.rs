@@ -4,7 +4,9 @@
 //! circuit breaking are visible in a minute.
 //!
 //! Routes: `GET /api/users` (sample JSON naming the server), `GET
-//! /api/health` (`"crashed": false`), `POST /admin/crash` (toggles crash
+//! /api/health` (`"crashed": false`), `GET /health` (the gateway's active
+//! health check: 200 `{"status":"ok","server":NAME}`, or at once 500 while
+//! crashed, so a crashed backend fails its checks), `POST /admin/crash` (toggles crash
 //! mode: every `/api` request then answers 500, with `"crashed": true`, after
 //! a slow 300 ms; only with `X-Demo-Admin: 1` and sent to the backend's own
 //! port, else 403, so neither a cross-site page nor a request through the
@@ -116,7 +118,8 @@ impl DemoBackend {
         self.crashed.store(on, Ordering::Relaxed);
     }
 
-    /// Requests served so far.
+    /// Requests served so far, health checks (`GET /health`) aside: tests
+    /// count traffic with it, and a gateway's probes are not traffic.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
     }
@@ -230,7 +233,9 @@ fn serve_conn(stream: TcpStream, ctx: &Ctx) {
                 _ => return,
             }
         };
-        ctx.served.fetch_add(1, Ordering::Relaxed);
+        if !is_health_check(&method, &path) {
+            ctx.served.fetch_add(1, Ordering::Relaxed);
+        }
         let asked = Asker {
             demo_admin: field(DEMO_ADMIN_HEADER),
             host: field("host"),
@@ -357,6 +362,14 @@ fn route(ctx: &Ctx, method: &str, path: &str, body_len: u64, asked: &Asker) -> (
     } else if method == "GET" && path == "/admin/crash" {
         let now = crashed.load(Ordering::Relaxed);
         (200, json!({"server": name, "crashed": now}))
+    } else if is_health_check(method, path) {
+        // Not slowed like the crashed `/api` answers: a check's verdict
+        // should be the status, not its timeout.
+        if crashed.load(Ordering::Relaxed) {
+            (500, json!({"status": "crashed", "server": name}))
+        } else {
+            (200, json!({"status": "ok", "server": name}))
+        }
     } else if crashed.load(Ordering::Relaxed) && path.starts_with("/api") {
         thread::sleep(CRASH_DELAY);
         (
@@ -376,6 +389,11 @@ fn route(ctx: &Ctx, method: &str, path: &str, body_len: u64, asked: &Asker) -> (
             json!({"server": name, "method": method, "path": path, "bytes": body_len}),
         )
     }
+}
+
+/// Whether a request is the gateway's active health check.
+fn is_health_check(method: &str, path: &str) -> bool {
+    method == "GET" && path == "/health"
 }
 
 fn users(name: &str, addr: SocketAddr) -> serde_json::Value {

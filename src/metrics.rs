@@ -223,6 +223,11 @@ pub struct Metrics {
     /// Requests refused by authentication, by reason (the order of
     /// `AuthFailure::REASONS`).
     pub auth_failures: [AtomicU64; 6],
+    /// Active health-check probes that passed (every backend, every
+    /// upstream; connect-only probes of TLS backends included).
+    pub health_checks_passed: AtomicU64,
+    /// Active health-check probes that failed.
+    pub health_checks_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -259,6 +264,8 @@ impl Metrics {
             &self.limit_denied,
             &self.connections_accepted,
             &self.accept_errors,
+            &self.health_checks_passed,
+            &self.health_checks_failed,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -1102,11 +1102,13 @@
   // The colour of a core event, from its typed fields (the health report's
   // events carry kind/backend/from/to; the message is for reading only).
   // A transition into OPEN is red, one touching HALF_OPEN amber (recoveries
-  // from HALF_OPEN included, as before), one into CLOSED green.
+  // from HALF_OPEN included, as before), one into CLOSED green; a backend
+  // its health checks take out of rotation red, one they bring back green.
   function eventClass(e) {
     if (e.kind === "probe") return "half";
     if (e.kind === "config-reload-failed") return "error";
     if (e.kind === "config-reload") return "closed";
+    if (e.kind === "health") return e.healthy ? "closed" : "open";
     if (e.kind !== "circuit") return "gateway";
     if (e.to === "OPEN") return "open";
     if (e.from === "HALF_OPEN" || e.to === "HALF_OPEN") return "half";

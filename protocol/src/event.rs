@@ -106,6 +106,21 @@ pub enum EventKind {
         /// Why, naming the field.
         error: String,
     },
+    /// Active health checks took a backend out of rotation, or brought it
+    /// back after it had been taken out. A backend's first checks passing
+    /// (unchecked -> healthy) is not news and is not logged.
+    #[serde(rename = "health")]
+    HealthChanged {
+        /// Backend name.
+        backend: String,
+        /// The upstream whose checks these are.
+        upstream: String,
+        /// In rotation again (`true`) or out of it.
+        healthy: bool,
+        /// The streak that decided it, with the last failure's cause:
+        /// `2 failed checks: connection refused`, `2 passed checks`.
+        reason: String,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -175,6 +190,17 @@ impl fmt::Display for EventKind {
             EventKind::ConfigReloadFailed { error } => {
                 write!(f, "config reload refused, old config kept: {error}")
             }
+            EventKind::HealthChanged {
+                backend,
+                healthy: true,
+                ..
+            } => write!(f, "health {backend} healthy again"),
+            EventKind::HealthChanged {
+                backend,
+                healthy: false,
+                reason,
+                ..
+            } => write!(f, "health {backend} unhealthy ({reason})"),
         }
     }
 }
@@ -276,6 +302,24 @@ mod tests {
                 },
                 "config reload refused, old config kept: routes[0].upstream: no upstream named \"x\"",
             ),
+            (
+                EventKind::HealthChanged {
+                    backend: backend(),
+                    upstream: "default".into(),
+                    healthy: false,
+                    reason: "2 failed checks: connection refused".into(),
+                },
+                "health Backend-A unhealthy (2 failed checks: connection refused)",
+            ),
+            (
+                EventKind::HealthChanged {
+                    backend: backend(),
+                    upstream: "default".into(),
+                    healthy: true,
+                    reason: "2 passed checks".into(),
+                },
+                "health Backend-A healthy again",
+            ),
         ];
         for (event, text) in cases {
             assert_eq!(event.to_string(), text);
@@ -328,6 +372,17 @@ mod tests {
             })
             .unwrap(),
             json!({"kind": "rate-limiter", "algorithm": "fixed-window", "generation": 3, "route": "users-api"})
+        );
+        assert_eq!(
+            serde_json::to_value(EventKind::HealthChanged {
+                backend: backend(),
+                upstream: "users".into(),
+                healthy: false,
+                reason: "2 failed checks: timed out".into(),
+            })
+            .unwrap(),
+            json!({"kind": "health", "backend": "Backend-A", "upstream": "users", "healthy": false,
+                   "reason": "2 failed checks: timed out"})
         );
     }
 }
