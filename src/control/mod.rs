@@ -30,6 +30,7 @@ use crate::algo::balance::{self, Balancer};
 use crate::algo::limit;
 use crate::backend::SelectionMode;
 use crate::events::{Event, EventKind};
+use crate::health::{HealthChecker, HealthState, Target};
 use crate::metrics::{get, Histogram};
 use crate::reload::{self, Reloader, Trigger};
 use crate::shared::Shared;
@@ -66,6 +67,8 @@ pub struct Controller {
     switches: u64,
     /// Where the config comes from, and how reloads went.
     reload: Reloader,
+    /// The active health-check thread, once an upstream has `health_check`.
+    health: Option<HealthChecker>,
 }
 
 impl Controller {
@@ -76,13 +79,56 @@ impl Controller {
         current: Arc<Snapshot>,
         reload: Reloader,
     ) -> Controller {
-        Controller {
+        let mut c = Controller {
             shared,
             mailboxes,
             serial: current.serial,
             current,
             switches: 0,
             reload,
+            health: None,
+        };
+        c.sync_health();
+        c
+    }
+
+    /// Gives the health-check thread the backends of the upstreams that
+    /// have `health_check` (started on first need), and puts the others
+    /// back to `unchecked`, in rotation (their checks were removed).
+    fn sync_health(&mut self) {
+        let snap = self.current.clone();
+        let mut targets = Vec::new();
+        for (pool, cfg) in snap.pools.iter().zip(snap.config.all_upstreams()) {
+            for b in pool.table.iter() {
+                match &cfg.resilience.health_check {
+                    Some(check) => targets.push(Target {
+                        state: b.state.clone(),
+                        backend: b.name.clone(),
+                        upstream: pool.name.clone(),
+                        addr: b.addr,
+                        tls: b.tls.is_some(),
+                        check: check.clone(),
+                    }),
+                    None => {
+                        b.health.set(HealthState::Unchecked);
+                    }
+                }
+            }
+        }
+        if targets.is_empty() && self.health.is_none() {
+            return;
+        }
+        if self.health.is_none() {
+            match HealthChecker::spawn(self.shared.clone()) {
+                Ok(h) => self.health = Some(h),
+                Err(e) => {
+                    log::error!("health checks not started: {e}");
+                    return;
+                }
+            }
+        }
+        if let Some(h) = &self.health {
+            h.set_targets(targets);
         }
     }
 
@@ -470,6 +516,7 @@ impl Controller {
         let previous = self.current.clone();
         self.install(snap);
         retire_removed(&previous, &self.current, now);
+        self.sync_health();
         let mut line = changes.clone();
         if !overrides.is_empty() {
             line.push_str(&format!(

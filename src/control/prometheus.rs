@@ -18,8 +18,8 @@ use std::fmt::Write as _;
 
 use crate::backend::SelectionMode;
 use crate::config::DEFAULT_UPSTREAM;
-use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
 use crate::health::HealthState;
+use crate::metrics::{get, Histogram, LATENCY_BUCKETS_MS};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 
@@ -86,6 +86,22 @@ pub fn render(s: &Shared, snap: &Snapshot, reloads: (u64, u64)) -> String {
         "gateway_circuit_trips_suppressed_total",
         "Circuit trips refused by max_open_ratio (the circuit stayed closed).",
         get(&m.circuit_trips_suppressed),
+    );
+    family(
+        &mut o,
+        "gateway_health_checks_total",
+        "counter",
+        "Active health-check probes, by result.",
+    );
+    let _ = writeln!(
+        o,
+        "gateway_health_checks_total{{result=\"pass\"}} {}",
+        get(&m.health_checks_passed)
+    );
+    let _ = writeln!(
+        o,
+        "gateway_health_checks_total{{result=\"fail\"}} {}",
+        get(&m.health_checks_failed)
     );
     counter(
         &mut o,
@@ -356,7 +372,11 @@ fn backends(o: &mut String, snap: &Snapshot, now: crate::algo::Nanos) {
     );
     for (l, b) in &labels {
         let cur = b.health.state();
-        for st in [HealthState::Unchecked, HealthState::Healthy, HealthState::Unhealthy] {
+        for st in [
+            HealthState::Unchecked,
+            HealthState::Healthy,
+            HealthState::Unhealthy,
+        ] {
             let _ = writeln!(
                 o,
                 "gateway_backend_health{{{l},state=\"{}\"}} {}",
