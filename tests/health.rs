@@ -99,7 +99,7 @@ fn a_failing_backend_leaves_the_rotation_in_time_without_client_errors_and_comes
     let gw = gateway(&[&a, &b], "round-robin");
     assert!(eventually(Duration::from_secs(5), || health_of(&gw, "b1") == "healthy"));
     let mut c = Client::connect(gw.listen_addr());
-    let mut get_one = |c: &mut Client| -> (u16, String) {
+    let get_one = |c: &mut Client| -> (u16, String) {
         let r = c.roundtrip(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
         (r.status, r.header("x-backend").unwrap_or("").to_string())
     };
