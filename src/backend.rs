@@ -84,6 +84,10 @@ pub struct BackendState {
     /// 0: never, so at full weight): it became healthy again or its circuit
     /// closed.
     ramp_since: AtomicU64,
+    /// Peak-EWMA response-head latency, fed by the balancer's `observe`
+    /// (only `p2c-ewma` records); here so it survives reloads and balancer
+    /// switches.
+    pub latency: crate::algo::ewma::PeakEwma,
     /// Request counters and latency histogram.
     pub stats: BackendStats,
 }
@@ -99,6 +103,7 @@ impl BackendState {
             breaker,
             health: crate::health::Health::default(),
             ramp_since: AtomicU64::new(0),
+            latency: crate::algo::ewma::PeakEwma::new(),
             stats: BackendStats::default(),
         }
     }

@@ -1,4 +1,5 @@
-//! Traffic-control algorithms: rate limiters, load balancers, circuit breaker.
+//! Traffic-control algorithms: rate limiters, load balancers, latency
+//! estimates, circuit breaker.
 //!
 //! Every algorithm is pure in `now`: time is a [`Nanos`] argument, never read
 //! from the OS here, so tests drive them exactly with a [`ManualClock`]. All of
@@ -13,6 +14,7 @@ pub mod balance;
 pub mod breaker;
 pub mod cells;
 pub mod clock;
+pub mod ewma;
 pub mod limit;
 pub mod open_budget;
 pub mod retry_budget;
