@@ -19,6 +19,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 const THREADS: usize = 2;
 
+/// The clock at the first pick.
+const T0: Nanos = Nanos::from_secs(1);
+
 fn table() -> BackendTable {
     let defs: Vec<BackendDef> = [3, 2, 1, 1, 1]
         .iter()
@@ -61,6 +64,7 @@ fn pick(b: &dyn Balancer, t: &BackendTable, i: u64) -> Option<usize> {
     // Distinct client per pick, as under real traffic (matters for the hashes).
     let key = PickKey {
         client_hash: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        now: T0.saturating_add(Nanos(i.wrapping_mul(1_000))),
     };
     b.pick(&key, t, &mut |_| true)
 }

@@ -159,10 +159,17 @@ fn admission(c: &mut Criterion) {
             let key = (i % 256).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             black_box(limiter.check(key, now));
             let mut permit = None;
-            let picked = balancer.pick(&PickKey { client_hash: key }, &table, &mut |id| {
-                permit = table.get(id).breaker.try_acquire(now);
-                permit.is_some()
-            });
+            let picked = balancer.pick(
+                &PickKey {
+                    client_hash: key,
+                    now,
+                },
+                &table,
+                &mut |id| {
+                    permit = table.get(id).breaker.try_acquire(now);
+                    permit.is_some()
+                },
+            );
             let (Some(id), Some(p)) = (picked, permit) else {
                 panic!("no backend");
             };

@@ -633,6 +633,7 @@ impl Session {
     ) -> Result<(), Refusal> {
         let key = PickKey {
             client_hash: client_hash(self.client_ip()),
+            now,
         };
         let shared = ctx.shared;
         let pool = ctx.pool(self.ex.pool);

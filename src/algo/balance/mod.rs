@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use api_gateway_protocol::BalanceSpec;
 
-use super::BackendId;
-use crate::backend::BackendTable;
+use super::{BackendId, Nanos};
+use crate::backend::{Backend, BackendTable};
 
 pub mod consistent_hash;
 pub mod ip_hash;
@@ -30,6 +30,9 @@ pub use weighted_rr::WeightedRoundRobin;
 pub struct PickKey {
     /// Hash of the client's address (fixed seed, stable across restarts).
     pub client_hash: u64,
+    /// The request's time on the gateway clock (slow-start ramps, latency
+    /// estimates).
+    pub now: Nanos,
 }
 
 /// One load-balancing algorithm.
@@ -49,6 +52,12 @@ pub trait Balancer: Send + Sync {
 
     /// The spec this balancer was built from.
     fn spec(&self) -> &BalanceSpec;
+
+    /// Called by the data path when a response head arrives from `backend`,
+    /// with `rtt` the time from sending the request to that head, at `now`.
+    /// Balancers that learn from latency record it (in the backend's
+    /// long-lived state, so it survives swaps); the default does nothing.
+    fn observe(&self, _backend: &Backend, _rtt: Nanos, _now: Nanos) {}
 }
 
 /// Builds the balancer for `spec` over `table`'s backends (off the request
@@ -153,7 +162,10 @@ pub(crate) mod test_support {
     }
 
     pub(crate) fn key(client_hash: u64) -> PickKey {
-        PickKey { client_hash }
+        PickKey {
+            client_hash,
+            now: Nanos::ZERO,
+        }
     }
 
     /// Picks `n` times for `key_of(i)` and counts the picks per backend,

@@ -18,6 +18,7 @@ use crate::backend::BackendTable;
 ///
 /// ```
 /// use api_gateway::algo::balance::{Balancer, PickKey, RoundRobin};
+/// use api_gateway::algo::Nanos;
 /// use api_gateway::backend::{BackendDef, BackendTable};
 /// use api_gateway_protocol::BreakerSpec;
 ///
@@ -33,7 +34,7 @@ use crate::backend::BackendTable;
 ///     .collect();
 /// let table = BackendTable::new(&defs, BreakerSpec::default());
 /// let rr = RoundRobin::new(&table);
-/// let key = PickKey { client_hash: 0 };
+/// let key = PickKey { client_hash: 0, now: Nanos::ZERO };
 /// let picks: Vec<_> = (0..4).map(|_| rr.pick(&key, &table, &mut |_| true)).collect();
 /// assert_eq!(picks, [Some(0), Some(1), Some(2), Some(0)]);
 /// // `b` is down: its turn passes to `c`.
