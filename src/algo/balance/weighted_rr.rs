@@ -6,14 +6,21 @@
 //! proportional.
 //! Weights are divided by their gcd and, if the cycle would exceed
 //! [`MAX_CYCLE`], scaled down proportionally (each stays >= 1).
+//!
+//! Slow start cannot reshape the cycle (the ramp moves every pick; a rebuild
+//! would allocate on the request path), so a warming backend at ramp `r` is
+//! offered at its slots with probability `r`, and otherwise passed over to
+//! the cycle's next backend like a refusal: it gets `r` times its share.
+//! Passed-over backends are still offered last, so `None` still means every
+//! backend refused.
 #![deny(missing_docs)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use api_gateway_protocol::BalanceSpec;
 
-use super::{Balancer, PickKey};
-use crate::algo::BackendId;
+use super::{mix64, Balancer, Offered, PickKey};
+use crate::algo::{BackendId, Nanos};
 use crate::backend::BackendTable;
 
 /// Longest precomputed cycle (sum of the effective weights). Bounds memory
@@ -119,38 +126,87 @@ impl WeightedRoundRobin {
     pub fn schedule(&self) -> impl Iterator<Item = BackendId> + '_ {
         self.seq.iter().map(|&id| id as BackendId)
     }
-}
 
-impl Balancer for WeightedRoundRobin {
-    fn pick(
+    /// Walks the cycle from `start`, each backend at its first appearance
+    /// only (its `back` reaches past `start`), calling `offer`: `Some(true)`
+    /// takes that backend, `Some(false)` is a refusal, `None` passes it over
+    /// without offering it.
+    fn walk(
         &self,
-        _key: &PickKey,
-        _table: &BackendTable,
-        accept: &mut dyn FnMut(BackendId) -> bool,
+        start: usize,
+        offer: &mut dyn FnMut(BackendId) -> Option<bool>,
     ) -> Option<BackendId> {
         let len = self.seq.len();
-        if len == 0 {
-            return None;
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
-        let mut offered = 0;
-        // Failover: the following slots of the cycle, each backend only at
-        // its first appearance after `start` (its `back` reaches past start).
+        let mut seen = 0;
         for step in 0..len {
             let p = (start + step) % len;
             if step > 0 && self.back[p] as usize <= step {
                 continue;
             }
             let id = self.seq[p] as BackendId;
-            if accept(id) {
+            if offer(id) == Some(true) {
                 return Some(id);
             }
-            offered += 1;
-            if offered == self.distinct {
+            seen += 1;
+            if seen == self.distinct {
                 break;
             }
         }
         None
+    }
+}
+
+/// A uniform draw in `[0, 1)` from the top 53 bits of a hash.
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Balancer for WeightedRoundRobin {
+    fn pick(
+        &self,
+        key: &PickKey,
+        table: &BackendTable,
+        accept: &mut dyn FnMut(BackendId) -> bool,
+    ) -> Option<BackendId> {
+        let len = self.seq.len();
+        if len == 0 {
+            return None;
+        }
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = ticket % len;
+        let slow_start = table.slow_start();
+        if slow_start == Nanos::ZERO {
+            // No ramps configured: the plain walk, no set, no coin.
+            return self.walk(start, &mut |id| Some(accept(id)));
+        }
+        // Warming backends toss a coin at their slot; one that loses is
+        // offered only after everyone else (`passed` then holds it).
+        let coin = mix64(ticket as u64);
+        let mut offered = Offered::new();
+        let mut passed = false;
+        let mut offer = |id: BackendId| {
+            // Defensive: an id past `table` (not the one we were built
+            // from) has no ramp to read.
+            let ramp = if id < table.len() {
+                table.get(id).ramp(key.now, slow_start)
+            } else {
+                1.0
+            };
+            if ramp < 1.0 && unit(mix64(coin ^ id as u64)) >= ramp {
+                passed = true;
+                return None;
+            }
+            offered.insert(id);
+            Some(accept(id))
+        };
+        if let Some(id) = self.walk(start, &mut offer) {
+            return Some(id);
+        }
+        if !passed {
+            return None;
+        }
+        // Everyone who won the toss refused: now the ones that lost it.
+        self.walk(start, &mut |id| (!offered.contains(id)).then(|| accept(id)))
     }
 
     fn spec(&self) -> &BalanceSpec {
@@ -220,6 +276,55 @@ mod tests {
         let w = WeightedRoundRobin::new(&t);
         // a b a c a b: a@0 prev a@4 (dist 2), b@1 prev b@5 (2), c unique (6).
         assert_eq!(&*w.back, &[2, 2, 2, 6, 2, 4]);
+    }
+
+    #[test]
+    fn slow_start_scales_a_warming_backends_share() {
+        let slow_start = Nanos::from_secs(10);
+        let t = table(&[3, 2, 1]).with_slow_start(slow_start);
+        let w = WeightedRoundRobin::new(&t);
+        let t0 = Nanos::from_secs(100);
+        let picks = |now: Nanos| {
+            let mut c = [0u64; 3];
+            for _ in 0..6000 {
+                c[w.pick(
+                    &PickKey {
+                        client_hash: 0,
+                        now,
+                    },
+                    &t,
+                    &mut |_| true,
+                )
+                .unwrap()] += 1;
+            }
+            c
+        };
+        // No ramp begun: exact shares, as without slow start.
+        assert_eq!(picks(t0), [3000, 2000, 1000]);
+        // b0's ramp began just now: about 10% of its 3000; what it passes
+        // over goes to the backend after its slot.
+        t.get(0).begin_ramp(t0);
+        let c = picks(t0);
+        assert!((240..=360).contains(&c[0]), "{c:?}");
+        assert_eq!(c.iter().sum::<u64>(), 6000);
+        // Halfway: ramp 0.55.
+        let c = picks(t0.saturating_add(Nanos::from_secs(5)));
+        assert!((1550..=1750).contains(&c[0]), "{c:?}");
+        // After `slow_start`: its full share again, exactly.
+        assert_eq!(picks(t0.saturating_add(slow_start)), [3000, 2000, 1000]);
+    }
+
+    #[test]
+    fn a_passed_over_backend_is_still_offered_last() {
+        let t = table(&[1, 1, 1]).with_slow_start(Nanos::from_secs(10));
+        let w = WeightedRoundRobin::new(&t);
+        t.get(1).begin_ramp(Nanos::from_secs(1));
+        // All but the warming backend refuse: whatever its coin says, it
+        // must end up offered (once), and taken.
+        for _ in 0..100 {
+            assert_eq!(pick_checked(&w, &t, 0, &[0, 2]), Some(1));
+            assert_eq!(pick_checked(&w, &t, 0, &[0, 1, 2]), None);
+        }
     }
 
     #[test]
