@@ -4,6 +4,8 @@
 //! the same instance (`iter_custom`: wall time while both run `iters` picks),
 //! next to a `Mutex` round-robin baseline. `accept` always says yes, so this is
 //! the first-choice path the gateway takes when every backend is healthy.
+//! `p2c-ewma` runs over latency estimates seeded once (1..5 ms) with the clock
+//! moving 1 µs per pick, so every pick pays for the decay it computes.
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, Mutex};
@@ -19,7 +21,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 const THREADS: usize = 2;
 
-/// The clock at the first pick.
+/// When the latencies are seeded; picks happen after it.
 const T0: Nanos = Nanos::from_secs(1);
 
 fn table() -> BackendTable {
@@ -33,7 +35,12 @@ fn table() -> BackendTable {
             tls: None,
         })
         .collect();
-    BackendTable::new(&defs, BreakerSpec::default())
+    let table = BackendTable::new(&defs, BreakerSpec::default());
+    for b in table.iter() {
+        let rtt = Nanos::from_millis(1 + b.id as u64);
+        b.latency.observe(rtt, T0, Nanos::from_secs(10));
+    }
+    table
 }
 
 /// Runs `op(i)` `iters` times on each of `THREADS` threads at once and
@@ -76,6 +83,7 @@ fn balancers(c: &mut Criterion) {
         BalanceSpec::LeastConnections,
         BalanceSpec::IpHash,
         BalanceSpec::ConsistentHash { virtual_nodes: 160 },
+        BalanceSpec::P2cEwma { decay_ms: 10_000 },
     ];
     let mut g = c.benchmark_group("balancers");
     g.throughput(Throughput::Elements(1));
@@ -98,6 +106,27 @@ fn balancers(c: &mut Criterion) {
             })
         });
     }
+    // The response-path hook p2c-ewma adds: one peak-EWMA update (an exp and
+    // a CAS), both threads on the same backend's estimate.
+    let t = Arc::new(table());
+    let p2c = build(&BalanceSpec::P2cEwma { decay_ms: 10_000 }, &t);
+    let mut i = 0u64;
+    g.bench_function(BenchmarkId::new("p2c-ewma-observe", "1thread"), |bench| {
+        bench.iter(|| {
+            i = i.wrapping_add(1);
+            let rtt = Nanos(1_000_000 + (i & 0xffff) * 16);
+            p2c.observe(t.get(0), rtt, T0.saturating_add(Nanos(i * 1_000)));
+        })
+    });
+    g.bench_function(BenchmarkId::new("p2c-ewma-observe", "2threads"), |bench| {
+        bench.iter_custom(|iters| {
+            let (p2c, t) = (p2c.clone(), t.clone());
+            contended(iters, move |i| {
+                let rtt = Nanos(1_000_000 + (i & 0xffff) * 16);
+                p2c.observe(t.get(0), rtt, T0.saturating_add(Nanos(i * 1_000)));
+            })
+        })
+    });
     // Baseline: the obvious locked round robin.
     let rr = Arc::new(Mutex::new(0usize));
     g.bench_function(BenchmarkId::new("mutex-rr-baseline", "1thread"), |bench| {

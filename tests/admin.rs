@@ -165,11 +165,11 @@ fn bad_names_and_parameters_are_400_with_the_reason() {
     for (path, valid) in [
         (
             "/gateway/rate-limiter/nope",
-            api_gateway_admin::protocol::LIMITER_NAMES,
+            &api_gateway_admin::protocol::LIMITER_NAMES[..],
         ),
         (
             "/gateway/load-balancer/nope",
-            api_gateway_admin::protocol::BALANCER_NAMES,
+            &api_gateway_admin::protocol::BALANCER_NAMES[..],
         ),
     ] {
         let r = rig.post(path, "");

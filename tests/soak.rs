@@ -438,6 +438,7 @@ fn soak_mixed_traffic_faults_and_live_switches() {
         BalanceSpec::LeastConnections,
         BalanceSpec::IpHash,
         BalanceSpec::ConsistentHash { virtual_nodes: 40 },
+        BalanceSpec::P2cEwma { decay_ms: 1000 },
     ];
     let mut tick = 0u64;
     let mut switches = 0u64;
@@ -446,7 +447,7 @@ fn soak_mixed_traffic_faults_and_live_switches() {
         thread::sleep(Duration::from_millis(250));
         tick += 1;
         let r1 = gw.command(Command::SetLoadBalancer(
-            balancers[tick as usize % 5].clone(),
+            balancers[tick as usize % balancers.len()].clone(),
         ));
         let r2 = gw.command(Command::SetRateLimiter(
             limiters[(tick / 2) as usize % 5].clone(),

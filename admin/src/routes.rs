@@ -370,6 +370,16 @@ mod tests {
         let err =
             command_for(&Route::SetBalancer("consistent-hash".into()), Some(&body)).unwrap_err();
         assert!(err.contains("virtual_nodes"), "{err}");
+        let body = json!({"decay_ms": 50});
+        let err = command_for(&Route::SetBalancer("p2c-ewma".into()), Some(&body)).unwrap_err();
+        assert!(err.contains("decay_ms"), "{err}");
+        let body = json!({"decay_ms": 2000});
+        assert_eq!(
+            command_for(&Route::SetBalancer("p2c-ewma".into()), Some(&body)),
+            Ok(Some(Command::SetLoadBalancer(BalanceSpec::P2cEwma {
+                decay_ms: 2000
+            })))
+        );
         assert_eq!(command_for(&Route::LoadTest, None), Ok(None));
     }
 

@@ -16,12 +16,14 @@ use crate::backend::{Backend, BackendTable};
 pub mod consistent_hash;
 pub mod ip_hash;
 pub mod least_conn;
+pub mod p2c_ewma;
 pub mod round_robin;
 pub mod weighted_rr;
 
 pub use consistent_hash::ConsistentHash;
 pub use ip_hash::IpHash;
 pub use least_conn::LeastConnections;
+pub use p2c_ewma::P2cEwma;
 pub use round_robin::RoundRobin;
 pub use weighted_rr::WeightedRoundRobin;
 
@@ -71,6 +73,7 @@ pub fn build(spec: &BalanceSpec, table: &BackendTable) -> Arc<dyn Balancer> {
         BalanceSpec::ConsistentHash { virtual_nodes } => {
             Arc::new(ConsistentHash::new(table, virtual_nodes))
         }
+        BalanceSpec::P2cEwma { decay_ms } => Arc::new(P2cEwma::new(table, decay_ms)),
     }
 }
 
@@ -237,6 +240,7 @@ mod tests {
             BalanceSpec::LeastConnections,
             BalanceSpec::IpHash,
             BalanceSpec::ConsistentHash { virtual_nodes: 7 },
+            BalanceSpec::P2cEwma { decay_ms: 1000 },
         ] {
             let b = build(&spec, &t);
             assert_eq!(b.spec(), &spec);
