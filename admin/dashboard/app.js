@@ -32,6 +32,8 @@
       desc: "Same client address, same backend: sticky sessions." },
     "consistent-hash": { label: "Consistent hash", params: { virtual_nodes: 160 },
       desc: "Hash ring with virtual nodes: minimal reshuffling when a backend leaves." },
+    "p2c-ewma": { label: "P2C + EWMA", params: { decay_ms: 10000 },
+      desc: "Of two random backends, the lower latency × (in flight + 1): follows response times (Finagle, Linkerd)." },
   };
 
   // ---- tiny helpers -------------------------------------------------------
