@@ -358,6 +358,10 @@ impl Session {
         let latency = now.saturating_sub(self.ex.sent_at);
         self.ex.response_time_ms = latency.as_millis();
         backend.stats.latency.observe_us(latency.0 / 1000);
+        // What latency-aware balancers (p2c-ewma) learn from.
+        ctx.pool(self.ex.pool)
+            .balancer
+            .observe(backend, latency, now);
         if let Some(i) = status_class(status) {
             Metrics::inc(&backend.stats.status[i]);
         }

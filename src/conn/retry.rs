@@ -57,6 +57,14 @@ impl Session {
             Metrics::inc(&ctx.shared.metrics.retry_budget_exhausted);
             return None;
         }
+        // A try that timed out tells a latency-aware balancer how slow
+        // the backend is (a try that failed fast tells it nothing).
+        if why == RetryOn::Status(504) {
+            if let Some(s) = &self.ex.selection {
+                let waited = now.saturating_sub(self.ex.sent_at);
+                pool.balancer.observe(s.entry(), waited, now);
+            }
+        }
         // The failed try counts, whatever comes next.
         match outcome {
             Outcome::Failure => self.count_backend_failure(ctx, now),
