@@ -146,7 +146,7 @@ fn a_backend_whose_circuit_closes_ramps_back_in_over_slow_start() {
     );
     let started = Instant::now();
     let bucket = Duration::from_millis(300);
-    let mut buckets = vec![(0usize, 0usize); 5];
+    let mut buckets = [(0usize, 0usize); 5];
     while started.elapsed() < bucket * 5 {
         let i = (started.elapsed().as_millis() / bucket.as_millis()) as usize;
         let r = c.roundtrip(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
