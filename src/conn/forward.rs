@@ -104,6 +104,26 @@ impl Session {
         }
     }
 
+    /// Sends the request (a head without body, still in `to_backend`) again
+    /// from its first byte, on a connection to `backend` (a new one if
+    /// `fresh`).
+    pub(super) fn resend(
+        &mut self,
+        backend: crate::algo::BackendId,
+        fresh: bool,
+        ctx: &Ctx<'_>,
+        now: Nanos,
+    ) -> Step {
+        self.to_backend.pos = 0;
+        let at = now.saturating_add(self.connect_timeout(ctx));
+        self.enter(Phase::Connecting(BodyScan::Complete), at);
+        Step::Connect {
+            pool: self.ex.pool,
+            backend,
+            fresh,
+        }
+    }
+
     /// `timeouts.connect_ms`, or the route's own.
     #[inline]
     pub(super) fn connect_timeout(&self, ctx: &Ctx<'_>) -> Nanos {
@@ -507,14 +527,7 @@ impl Session {
                         // replay once on a fresh one (the request had no body).
                         log::debug!("stale pooled connection; retrying on a fresh one");
                         self.ex.attempts += 1;
-                        self.to_backend.pos = 0;
-                        let at = now.saturating_add(self.connect_timeout(ctx));
-                        self.enter(Phase::Connecting(BodyScan::Complete), at);
-                        Some(Step::Connect {
-                            pool: self.ex.pool,
-                            backend,
-                            fresh: true,
-                        })
+                        Some(self.resend(backend, true, ctx, now))
                     }
                     _ => {
                         let why = RetryOn::ResetBeforeResponse;

@@ -23,7 +23,6 @@ use crate::config::resilience::RetryOn;
 use crate::http::request::Method;
 use crate::metrics::Metrics;
 
-use super::phase::{BodyScan, Phase};
 use super::session::{Ctx, Session, Step};
 
 impl Session {
@@ -92,14 +91,7 @@ impl Session {
         self.ex.attempts = 1;
         self.ex.sent_at = now;
         self.forget_response();
-        self.to_backend.pos = 0;
-        let at = now.saturating_add(self.connect_timeout(ctx));
-        self.enter(Phase::Connecting(BodyScan::Complete), at);
-        Some(Step::Connect {
-            pool: self.ex.pool,
-            backend,
-            fresh: false,
-        })
+        Some(self.resend(backend, false, ctx, now))
     }
 
     /// The deadline of the response head of the try just sent in full:

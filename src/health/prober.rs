@@ -202,13 +202,17 @@ impl Prober {
                 live: None,
             });
         }
-        self.next_timer = self
-            .slots
+        self.next_timer = self.earliest_timer();
+        log::debug!("health checker: {} target(s)", self.slots.len());
+    }
+
+    /// The soonest timer of any target (`NEVER` without targets).
+    fn earliest_timer(&self) -> Nanos {
+        self.slots
             .iter()
             .map(|(_, s)| s.timer())
             .min()
-            .unwrap_or(NEVER);
-        log::debug!("health checker: {} target(s)", self.slots.len());
+            .unwrap_or(NEVER)
     }
 
     /// Times out overdue probes, starts due ones, and finds the next timer.
@@ -226,12 +230,7 @@ impl Prober {
                 self.start(k, now);
             }
         }
-        self.next_timer = self
-            .slots
-            .iter()
-            .map(|(_, s)| s.timer())
-            .min()
-            .unwrap_or(NEVER);
+        self.next_timer = self.earliest_timer();
     }
 
     /// Starts slot `k`'s probe: a non-blocking connect, registered for both
