@@ -18,8 +18,13 @@
 //! a prefix, sets and removes request and response headers and has its own
 //! limiter. A third case (issue 13) puts API-key auth on that route, with
 //! an `allow` list and a limiter keyed by consumer: the key is hashed,
-//! looked up, stripped, and `X-Consumer` sent. Each gateway is shut down
-//! before the next one starts, so a window only ever sees one worker.
+//! looked up, stripped, and `X-Consumer` sent. A fourth ("full", issues 16
+//! and 17) adds what the request path of backend resilience touches: a
+//! retry policy whose budget counts every request, the in-flight cap taken
+//! by CAS with a queue behind it, slow start and p2c-ewma learning each
+//! response's latency. (Active health checks run on their own thread, off
+//! the request path, so they are not part of it.) Each gateway is shut
+//! down before the next one starts, so a window only ever sees one worker.
 //!
 //! Over TLS (issue 14) rustls owns the record layer and may allocate, so
 //! the figure is measured and reported rather than required to be 0: curl,
@@ -289,12 +294,27 @@ fn flat_gateway() -> api_gateway::Gateway {
 /// The routed config, as a user writes it: `default` and `users`, one
 /// backend each, `ROUTES`, the full default pipeline, a real access log.
 fn routed_gateway() -> api_gateway::Gateway {
-    routes_gateway(ROUTES, "[]", routed_request)
+    routes_gateway(ROUTES, "[]", routed_request, "")
 }
 
 /// `ROUTES` with API-key auth on `users-api` (only alice allowed, a
 /// limiter keyed by consumer), and 100 consumers with 2 keys each.
 fn authed_gateway() -> api_gateway::Gateway {
+    authed_gateway_with("")
+}
+
+/// The API-key case with every resilience feature on the request path
+/// too: a retry policy (its budget counts each request), the in-flight
+/// cap with a queue, slow start, and p2c-ewma learning each latency.
+fn full_gateway() -> api_gateway::Gateway {
+    authed_gateway_with(
+        r#""retry": {"attempts": 2}, "max_inflight_per_backend": 1000,
+           "queue": {"max": 100, "timeout_ms": 1000}, "slow_start_ms": 10000,
+           "load_balancer": "p2c-ewma","#,
+    )
+}
+
+fn authed_gateway_with(extra: &str) -> api_gateway::Gateway {
     let routes = ROUTES.replace(
         r#""key": "ip"}"#,
         r#""key": "consumer"}, "auth": {"api_key": {"header": "X-API-Key"}, "allow": ["alice", "c7"]}"#,
@@ -309,6 +329,7 @@ fn authed_gateway() -> api_gateway::Gateway {
         &routes,
         &format!("[{}]", consumers.join(",")),
         authed_request,
+        extra,
     )
 }
 
@@ -316,6 +337,7 @@ fn routes_gateway(
     routes: &str,
     consumers: &str,
     expect: fn(&[u8]) -> bool,
+    extra: &str,
 ) -> api_gateway::Gateway {
     let d = start_backend(Backend {
         expect: no_request,
@@ -328,6 +350,7 @@ fn routes_gateway(
     let text = format!(
         r#"{{"listen": "127.0.0.1:0", "admin": null, "workers": 1, "access_log": "/dev/null",
             "rate_limit": {{"algorithm": "token-bucket", "capacity": 1000000, "refill_per_sec": 1000000}},
+            {extra}
             "backends": [{{"name": "d", "addr": "{d}"}}],
             "upstreams": [{{"name": "users", "backends": [{{"name": "u", "addr": "{u}"}}]}}],
             "consumers": {consumers},
@@ -348,9 +371,11 @@ fn keep_alive_proxying_allocates_nothing_per_request() {
     let flat = measure("flat", flat_gateway(), REQUEST, any_response);
     let routed = measure("routed", routed_gateway(), ROUTED_REQUEST, routed_response);
     let authed = measure("api-key", authed_gateway(), AUTHED_REQUEST, routed_response);
+    let full = measure("full", full_gateway(), AUTHED_REQUEST, routed_response);
     dhat::assert_eq!(flat, (0, 0), "flat config (blocks, bytes)");
     dhat::assert_eq!(routed, (0, 0), "routed config, 10 routes (blocks, bytes)");
     dhat::assert_eq!(authed, (0, 0), "API-key route (blocks, bytes)");
+    dhat::assert_eq!(full, (0, 0), "every feature on (blocks, bytes)");
     if let Some(per_request) = measure_tls() {
         dhat::assert!(
             per_request <= 4.0,
