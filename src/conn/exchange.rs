@@ -61,6 +61,10 @@ pub struct Exchange {
     pub minor_version: u8,
     /// What the client allows after this exchange.
     pub client_wants: After,
+    /// What the client's own head said (`Connection: close`, HTTP/1.0
+    /// without keep-alive), whatever the gateway decides: a client that
+    /// closes sends nothing more.
+    pub client_said: After,
     /// What the response said (or will say) about the connection.
     pub after: After,
     /// The request id (client's valid one, or ours).

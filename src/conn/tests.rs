@@ -671,7 +671,9 @@ fn eof_while_parked_still_answers() {
     assert_eq!(statuses(&w.client.received), [200, 200]);
     let text = String::from_utf8_lossy(&w.client.received).to_ascii_lowercase();
     assert_eq!(text.matches("connection: close").count(), 1, "{text}");
-    assert!(w.client.got_fin());
+    // The client's FIN came first and nothing is unread: closed at once,
+    // no shutdown and lingering needed.
+    assert_eq!(phase(&w), "closed");
     assert_eq!(
         w.ups[0].life,
         Life::Idle,
@@ -1078,4 +1080,37 @@ fn tls_handshake_deadline_closes_silently() {
     assert!(w.session.is_closed());
     assert!(w.client.received.is_empty());
     quiet(&w);
+}
+
+/// A client that said `Connection: close` sends nothing more once its
+/// request is read: the connection closes at once, with no shutdown and
+/// no lingering (a FIN, since nothing is left unread).
+#[test]
+fn a_client_that_says_close_is_closed_at_once() {
+    let mut w = world();
+    w.client_sends(b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    w.backend_sends(OK);
+    assert_eq!(statuses(&w.client.received), [200]);
+    assert_eq!(phase(&w), "closed");
+    assert!(
+        !w.steps
+            .iter()
+            .any(|s| matches!(s, Step::Shut(Peer::Client))),
+        "no shutdown: {:?}",
+        w.steps
+    );
+    quiet(&w);
+}
+
+/// When the gateway decides to close (here a malformed request), the
+/// client may still be sending: it shuts down and lingers as before, so
+/// unread input cannot turn the close into a reset that destroys the
+/// answer.
+#[test]
+fn a_close_the_gateway_decides_still_lingers() {
+    let mut w = world();
+    w.client_sends(b"BLAH\r\n\r\n");
+    assert_eq!(statuses(&w.client.received), [400]);
+    assert_eq!(phase(&w), "lingering");
+    assert!(w.client.got_fin());
 }
