@@ -15,6 +15,7 @@
 //!   counts, pooled connections) by upstream + name + address; a limiter
 //!   (its counters) by [`LimiterSig`]; route and consumer counters by name.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
@@ -145,21 +146,40 @@ impl Snapshot {
             _ => Arc::new(BackendTable::new(&[], config.circuit_breaker)),
         };
         let (limiters, inherits) = build_limiters(&config, &routes, shared, previous);
+        // Counters are kept by name: what a previous route or consumer of
+        // that name counted goes on.
+        let old_routes: HashMap<&str, &Arc<RouteStats>> = previous
+            .map(|p| {
+                p.config
+                    .route_names()
+                    .into_iter()
+                    .zip(p.route_stats.iter())
+                    .collect()
+            })
+            .unwrap_or_default();
         let route_stats = config
             .route_names()
             .iter()
             .map(|name| {
-                previous
-                    .and_then(|p| p.route_stats_named(name))
+                old_routes
+                    .get(name)
+                    .map(|s| Arc::clone(s))
                     .unwrap_or_default()
             })
             .collect();
+        let old_consumers: HashMap<&str, &Arc<ConsumerStats>> = previous
+            .map(|p| {
+                let names = p.config.consumers.iter().map(|c| c.name.as_str());
+                names.zip(p.consumer_stats.iter()).collect()
+            })
+            .unwrap_or_default();
         let consumer_stats = config
             .consumers
             .iter()
             .map(|c| {
-                previous
-                    .and_then(|p| p.consumer_stats_named(&c.name))
+                old_consumers
+                    .get(c.name.as_str())
+                    .map(|s| Arc::clone(s))
                     .unwrap_or_default()
             })
             .collect();
@@ -223,17 +243,6 @@ impl Snapshot {
             key,
             own,
         }
-    }
-
-    fn route_stats_named(&self, name: &str) -> Option<Arc<RouteStats>> {
-        let names = self.config.route_names();
-        let i = names.iter().position(|n| *n == name)?;
-        self.route_stats.get(i).cloned()
-    }
-
-    fn consumer_stats_named(&self, name: &str) -> Option<Arc<ConsumerStats>> {
-        let i = self.config.consumers.iter().position(|c| c.name == name)?;
-        self.consumer_stats.get(i).cloned()
     }
 
     /// This snapshot with `limiter` in `slots` (a live switch): everything

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,31 +25,14 @@ struct Paced {
 fn paced(delay: Duration) -> Paced {
     let failing = Arc::new(AtomicBool::new(false));
     let f = failing.clone();
-    let b = RawBackend::start(move |stream, _| {
-        stream.set_nodelay(true).ok();
-        let mut w = stream.try_clone().unwrap();
-        let mut r = BufReader::new(stream);
-        loop {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            thread::sleep(delay);
-            let status = if f.load(Ordering::SeqCst) { 503 } else { 200 };
-            let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
-            if w.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
+    let addr = answering(move |_| {
+        thread::sleep(delay);
+        if f.load(Ordering::SeqCst) {
+            503
+        } else {
+            200
         }
     });
-    let addr = b.addr;
-    std::mem::forget(b);
     Paced { addr, failing }
 }
 

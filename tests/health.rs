@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -27,37 +26,13 @@ struct Flaky {
 fn flaky() -> Flaky {
     let health = Arc::new(AtomicU16::new(200));
     let h = health.clone();
-    let b = RawBackend::start(move |stream, _| {
-        let mut w = stream.try_clone().unwrap();
-        let mut r = BufReader::new(stream);
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let path = line.split(' ').nth(1).unwrap_or("").to_string();
-            loop {
-                let mut l = String::new();
-                if r.read_line(&mut l).unwrap_or(0) == 0 {
-                    return;
-                }
-                if l == "\r\n" {
-                    break;
-                }
-            }
-            let status = if path == "/health" {
-                h.load(Ordering::SeqCst)
-            } else {
-                200
-            };
-            let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
-            if w.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
+    let addr = answering(move |path| {
+        if path == "/health" {
+            h.load(Ordering::SeqCst)
+        } else {
+            200
         }
     });
-    let addr = b.addr;
-    std::mem::forget(b);
     Flaky { addr, health }
 }
 

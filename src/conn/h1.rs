@@ -573,7 +573,11 @@ impl Session {
                             self.ex.ticket = Some(t);
                             let deadline = now.saturating_add(Nanos::from_millis(q.timeout_ms));
                             self.ex.queue_deadline = deadline;
-                            return self.wait_in_queue(deadline, stage, now);
+                            self.wait_in_queue(deadline, stage, now);
+                            // The worker puts it in its wake-up order once.
+                            return Step::Queue {
+                                until: self.queue_recheck(),
+                            };
                         }
                         None => {
                             Metrics::inc(&pool.waiting.full);
@@ -581,7 +585,11 @@ impl Session {
                         }
                     },
                     (Some(_), true) if now < deadline => {
-                        return self.wait_in_queue(deadline, stage, now);
+                        // Still waiting: only its re-check timer is renewed.
+                        self.wait_in_queue(deadline, stage, now);
+                        return Step::Park {
+                            until: self.queue_recheck(),
+                        };
                     }
                     (Some(_), true) => {
                         if let Some(t) = self.ex.ticket.take() {
@@ -603,19 +611,19 @@ impl Session {
     }
 
     /// Enters (or stays in) the queue until `deadline`; the worker also
-    /// wakes it when a slot frees on this worker, and re-checks at least
+    /// wakes it when a slot frees on this worker, and it re-checks at least
     /// every [`QUEUE_RECHECK`] for slots freed on other workers.
-    fn wait_in_queue(&mut self, deadline: Nanos, next: usize, now: Nanos) -> Step {
+    fn wait_in_queue(&mut self, deadline: Nanos, next: usize, now: Nanos) {
         let recheck = deadline.min(now.saturating_add(QUEUE_RECHECK));
-        self.enter(
-            Phase::Queued {
-                deadline,
-                recheck,
-                next,
-            },
-            Nanos::ZERO,
-        );
-        Step::Queue { until: recheck }
+        self.enter(Phase::Queued { recheck, next }, Nanos::ZERO);
+    }
+
+    /// When a queued request looks again by itself.
+    fn queue_recheck(&self) -> Nanos {
+        match self.phase() {
+            Phase::Queued { recheck, .. } => *recheck,
+            _ => Nanos::ZERO,
+        }
     }
 
     /// A slot may have freed: a queued request looks again at its next

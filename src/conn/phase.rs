@@ -124,12 +124,10 @@ pub enum Phase {
         next: usize,
     },
     /// Every backend of the upstream is at its in-flight cap: the request
-    /// waits in the upstream's queue (holding a ticket) until a backend
-    /// has room, or until `deadline` (`queue.timeout_ms`); each wake-up
+    /// waits in the upstream's queue (holding a ticket, until
+    /// `Exchange::queue_deadline`) for a backend with room; each wake-up
     /// re-runs stage `next` (the one that chose a backend).
     Queued {
-        /// The end of the wait.
-        deadline: Nanos,
         /// The next re-check (the worker may wake it sooner, see
         /// `Session::wake`).
         recheck: Nanos,

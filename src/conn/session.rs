@@ -251,9 +251,10 @@ pub enum Step {
         /// When.
         until: Nanos,
     },
-    /// The request waits for a backend with room: wake it at `until` (its
-    /// deadline, or the next re-check) or as soon as this worker frees an
-    /// in-flight slot, in arrival order.
+    /// The request starts waiting for a backend with room: wake it at
+    /// `until` (its deadline, or its first re-check; later re-checks are
+    /// `Park`s) or as soon as this worker frees an in-flight slot, in
+    /// arrival order.
     Queue {
         /// The latest wake-up.
         until: Nanos,

@@ -29,6 +29,7 @@ use crate::backend::BackendState;
 use crate::events::EventKind;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
+use crate::transport::tcp_connect_result;
 
 /// The waker's token; slots use their slab index.
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -414,7 +415,7 @@ fn blames_peer(kind: io::ErrorKind) -> bool {
 fn advance(live: &mut Live) -> Verdict {
     loop {
         match live.probe.phase() {
-            Phase::Connecting => match connect_result(&live.sock) {
+            Phase::Connecting => match tcp_connect_result(&live.sock) {
                 None => return Verdict::Pending,
                 Some(Err(kind)) => return Verdict::Fail(Reason::ConnectFailed(kind)),
                 Some(Ok(())) => {
@@ -463,20 +464,5 @@ fn io_step(e: io::Error) -> Option<Verdict> {
             io::ErrorKind::ConnectionRefused,
         ))),
         kind => Some(Verdict::Fail(Reason::Io(kind))),
-    }
-}
-
-/// The outcome of a non-blocking connect, by mio's recipe: a pending error
-/// means it failed; a peer address means it completed; `NotConnected`
-/// means it is still under way (a spurious or early event).
-fn connect_result(sock: &TcpStream) -> Option<Result<(), io::ErrorKind>> {
-    match sock.take_error() {
-        Ok(Some(e)) | Err(e) => return Some(Err(e.kind())),
-        Ok(None) => {}
-    }
-    match sock.peer_addr() {
-        Ok(_) => Some(Ok(())),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-        Err(e) => Some(Err(e.kind())),
     }
 }

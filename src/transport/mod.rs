@@ -104,15 +104,8 @@ impl Transport {
     /// once it is complete (a certificate that does not verify is a failed
     /// connect).
     pub fn connect_result(&mut self) -> Option<bool> {
-        let s = self.tcp();
-        match s.take_error() {
-            Ok(Some(_)) | Err(_) => return Some(false),
-            Ok(None) => {}
-        }
-        match s.peer_addr() {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
-            Err(_) => return Some(false),
+        if tcp_connect_result(self.tcp())?.is_err() {
+            return Some(false);
         }
         match self {
             Transport::Plain(_) => Some(true),
@@ -155,5 +148,20 @@ impl Write for Transport {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// The outcome of a non-blocking TCP connect, by mio's recipe: a pending
+/// error means it failed; a peer address means it completed;
+/// `NotConnected` means it is still under way (a spurious or early event).
+pub fn tcp_connect_result(sock: &mio::net::TcpStream) -> Option<Result<(), io::ErrorKind>> {
+    match sock.take_error() {
+        Ok(Some(e)) | Err(e) => return Some(Err(e.kind())),
+        Ok(None) => {}
+    }
+    match sock.peer_addr() {
+        Ok(_) => Some(Ok(())),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+        Err(e) => Some(Err(e.kind())),
     }
 }

@@ -23,12 +23,10 @@ pub(super) struct LocalQueue {
 }
 
 impl LocalQueue {
-    /// Connection `ci` waits (a second join of one waiting request is
-    /// ignored, so re-checks keep its place).
+    /// Connection `ci` starts waiting (once per wait: its re-checks are
+    /// timers, not joins).
     pub(super) fn join(&mut self, ci: usize, serial: u64) {
-        if !self.waiting.contains(&(ci, serial)) {
-            self.waiting.push_back((ci, serial));
-        }
+        self.waiting.push_back((ci, serial));
     }
 
     /// A request ended on this worker: its slot may fit a waiting one.
@@ -54,7 +52,6 @@ impl Worker {
             self.drive(ci);
             if self.is_queued(ci, serial) {
                 // Still no room: it keeps its place at the front.
-                self.queue.waiting.retain(|&e| e != (ci, serial));
                 self.queue.waiting.push_front((ci, serial));
                 break;
             }

@@ -95,11 +95,7 @@ impl Response {
 
     /// All values of a header.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_named(&self.headers, name)
     }
 
     /// Body as a string.
@@ -169,6 +165,15 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
     )
+}
+
+/// Every value of the field `name` (any case) in `headers`, in order.
+fn values_named<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn read_line(r: &mut impl BufRead) -> io::Result<String> {
@@ -280,11 +285,7 @@ pub struct Seen {
 impl Seen {
     /// Every value of the header `name` (any case), in order.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_named(&self.headers, name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -578,6 +579,34 @@ impl RawBackend {
         });
         RawBackend { addr, connections }
     }
+}
+
+/// A keep-alive backend on raw sockets: every request head (bodies are not
+/// read: GETs) is answered with `answer(path)`'s status and the body `ok`.
+/// The closure may take its time (a slow backend) or count what it sees.
+pub fn answering(answer: impl Fn(&str) -> u16 + Send + Sync + 'static) -> SocketAddr {
+    RawBackend::start(move |stream, _| {
+        stream.set_nodelay(true).ok();
+        let mut w = stream.try_clone().unwrap();
+        let mut r = BufReader::new(stream);
+        loop {
+            let Ok(line) = read_line(&mut r) else { return };
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            loop {
+                match read_line(&mut r) {
+                    Ok(l) if l.is_empty() => break,
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+            let status = answer(&path);
+            let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
+            if w.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+    .addr
 }
 
 /// Reads a request head (up to the blank line) from a raw backend socket.
