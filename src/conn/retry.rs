@@ -3,8 +3,9 @@
 //! covers the failure, the request can be sent again, and the upstream's
 //! retry budget allows it.
 //!
-//! Which requests: idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE,
-//! TRACE) without a body and without an upgrade. A request body is
+//! Which requests: the idempotent methods GET, HEAD, OPTIONS, PUT and
+//! DELETE (the retry contract's list; TRACE is left out), without a body
+//! and without an upgrade. A request body is
 //! streamed to the backend, not kept, so a request with one cannot be sent
 //! again; the stale-pooled-connection replay (one fresh connection, same
 //! backend, `forward.rs`) is separate and never counts against the budget.
@@ -42,7 +43,7 @@ impl Session {
         let resendable = !self.ex.answer.started()
             && !self.has_body()
             && self.head.upgrade.is_none()
-            && self.ex.method.is_some_and(Method::is_idempotent);
+            && self.ex.method.is_some_and(retryable);
         if !resendable || !policy.covers(why) || u32::from(self.ex.retries) >= policy.attempts {
             return None;
         }
@@ -119,6 +120,35 @@ impl Session {
     pub(super) fn note_retries(&mut self) {
         if self.ex.retries > 0 {
             let _ = write!(self.ex.extra, "x-retry-count: {}\r\n", self.ex.retries);
+        }
+    }
+}
+
+/// The methods a retry policy may send again.
+fn retryable(m: Method) -> bool {
+    matches!(
+        m,
+        Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_contracts_methods_are_retried() {
+        for m in [
+            Method::Get,
+            Method::Head,
+            Method::Options,
+            Method::Put,
+            Method::Delete,
+        ] {
+            assert!(retryable(m), "{m:?}");
+        }
+        for m in [Method::Post, Method::Trace] {
+            assert!(!retryable(m), "{m:?}");
         }
     }
 }
