@@ -409,7 +409,12 @@ impl World {
         } else {
             Phase::ReadingHead
         };
-        let buffers = BufferPool::new(cfg.limits.max_header_bytes.max(16 * 1024), 8);
+        let buffers = BufferPool::new(
+            cfg.limits
+                .max_header_bytes
+                .max(crate::worker::MIN_BUFFER_BYTES),
+            8,
+        );
         let session = Session::new(CLIENT, first, now.saturating_add(timeouts.header));
         crate::metrics::Metrics::inc(&shared.metrics.connections_open);
         World {

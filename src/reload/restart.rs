@@ -7,7 +7,9 @@
 //! - `admin_token`: the admin server checks the token it started with.
 //! - `rate_limit.store`: the Redis connection and the key hasher are per
 //!   process (gateways sharing a store must agree on the hash).
-//! - `limits.max_header_bytes`: connection buffers are sized for it.
+//! - `limits.max_header_bytes` above what the connection buffers were
+//!   sized for at start (at least 16 KiB); a smaller or equal value
+//!   applies.
 //!
 //! A reload applies everything else and reports these by name; the new
 //! snapshot keeps the running values, so what reports show is what runs.
@@ -63,11 +65,17 @@ impl StartSettings {
         }
         check(n.store != self.store, "rate_limit.store");
         check(
-            n.max_header_bytes != self.max_header_bytes,
+            n.max_header_bytes > buffer_bytes(self.max_header_bytes),
             "limits.max_header_bytes",
         );
         fields
     }
+}
+
+/// The size of the connection buffers a gateway started with a
+/// `max_header_bytes` of `start` (the worker's rule).
+fn buffer_bytes(start: usize) -> usize {
+    start.max(crate::worker::MIN_BUFFER_BYTES)
 }
 
 /// Gives `next` the running values of every restart-only setting
@@ -79,7 +87,10 @@ pub fn keep_running(next: &mut Config, running: &Config) {
     next.admin_token.clone_from(&running.admin_token);
     next.workers = running.workers;
     next.rate_limit.store = running.rate_limit.store.clone();
-    next.limits.max_header_bytes = running.limits.max_header_bytes;
+    let buffers = buffer_bytes(running.limits.max_header_bytes);
+    if next.limits.max_header_bytes > buffers {
+        next.limits.max_header_bytes = running.limits.max_header_bytes;
+    }
     match (&running.tls, next.tls.as_mut()) {
         (Some(r), Some(n)) => n.listen = r.listen,
         // Without a listener to serve them, new certificates wait for a
@@ -127,5 +138,11 @@ mod tests {
             running.limits.max_header_bytes
         );
         assert_eq!(next.limits.max_body_bytes, 7, "the rest applies");
+        // A head limit within the buffers made at start applies too.
+        let mut smaller = Config::demo();
+        smaller.limits.max_header_bytes = 8 * 1024;
+        assert!(StartSettings::of(&Config::demo()).changed_by(&smaller).is_empty());
+        keep_running(&mut smaller, &running);
+        assert_eq!(smaller.limits.max_header_bytes, 8 * 1024);
     }
 }

@@ -57,6 +57,11 @@ use snaps::Snaps;
 use spares::Spares;
 use timers::Timers;
 
+/// The smallest connection buffer: a head up to `max_header_bytes`, and
+/// never less than 16 KiB (so a smaller limit is enforced by the parser,
+/// not by a full buffer).
+pub const MIN_BUFFER_BYTES: usize = 16 * 1024;
+
 /// How often deadlines are checked.
 pub const SWEEP_EVERY: Nanos = Nanos::from_millis(50);
 
@@ -174,7 +179,7 @@ impl Worker {
         let ms = Nanos::from_millis;
         let log = AccessLog::open(&cfg.access_log)?;
         let log_open = log.enabled();
-        let buffer_size = cfg.limits.max_header_bytes.max(16 * 1024);
+        let buffer_size = cfg.limits.max_header_bytes.max(MIN_BUFFER_BYTES);
         let trim_every = ms(cfg.tuning.pool_trim_ms);
         let rid_prefix = {
             use std::hash::BuildHasher;
