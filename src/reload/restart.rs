@@ -141,7 +141,9 @@ mod tests {
         // A head limit within the buffers made at start applies too.
         let mut smaller = Config::demo();
         smaller.limits.max_header_bytes = 8 * 1024;
-        assert!(StartSettings::of(&Config::demo()).changed_by(&smaller).is_empty());
+        assert!(StartSettings::of(&Config::demo())
+            .changed_by(&smaller)
+            .is_empty());
         keep_running(&mut smaller, &running);
         assert_eq!(smaller.limits.max_header_bytes, 8 * 1024);
     }
