@@ -51,6 +51,8 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const WARMUP: usize = 1000;
 const MEASURED: usize = 1000;
+/// New connections measured (and warmed up) in the close case.
+const CLOSE_ROUNDS: usize = 300;
 
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
@@ -278,6 +280,41 @@ fn measure(
     (blocks, bytes)
 }
 
+/// Like [`measure`], with a new connection per request that says
+/// `Connection: close` (the gateway closes after the response): after the
+/// warm-up, accepting, serving and closing allocate nothing either.
+fn measure_close(case: &str, gw: api_gateway::Gateway) -> (u64, u64) {
+    let req =
+        String::from_utf8_lossy(REQUEST).replace("Connection: keep-alive", "Connection: close");
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let once = |buf: &mut Vec<u8>| {
+        let mut client = support::connect(gw.listen_addr());
+        client.write_all(req.as_bytes()).unwrap();
+        buf.clear();
+        client.read_to_end(buf).unwrap();
+        assert!(buf.starts_with(b"HTTP/1.1 200 "), "{case}");
+        assert!(
+            buf.ends_with(br#"{"ok":true}"#),
+            "{case}: one whole response"
+        );
+    };
+    for _ in 0..CLOSE_ROUNDS {
+        once(&mut buf);
+    }
+    let before = dhat::HeapStats::get();
+    for _ in 0..CLOSE_ROUNDS {
+        once(&mut buf);
+    }
+    let after = dhat::HeapStats::get();
+    let blocks = after.total_blocks - before.total_blocks;
+    let bytes = after.total_bytes - before.total_bytes;
+    eprintln!(
+        "{case}: {CLOSE_ROUNDS} Connection: close requests after {CLOSE_ROUNDS} warm-up: {blocks} allocations, {bytes} bytes"
+    );
+    gw.shutdown();
+    (blocks, bytes)
+}
+
 /// The flat config: one pool, no routes, the full default pipeline.
 fn flat_gateway() -> api_gateway::Gateway {
     let backend = start_backend(Backend {
@@ -372,10 +409,16 @@ fn keep_alive_proxying_allocates_nothing_per_request() {
     let routed = measure("routed", routed_gateway(), ROUTED_REQUEST, routed_response);
     let authed = measure("api-key", authed_gateway(), AUTHED_REQUEST, routed_response);
     let full = measure("full", full_gateway(), AUTHED_REQUEST, routed_response);
+    let close = measure_close("close", flat_gateway());
     dhat::assert_eq!(flat, (0, 0), "flat config (blocks, bytes)");
     dhat::assert_eq!(routed, (0, 0), "routed config, 10 routes (blocks, bytes)");
     dhat::assert_eq!(authed, (0, 0), "API-key route (blocks, bytes)");
     dhat::assert_eq!(full, (0, 0), "every feature on (blocks, bytes)");
+    dhat::assert_eq!(
+        close,
+        (0, 0),
+        "a new connection per request (blocks, bytes)"
+    );
     if let Some(per_request) = measure_tls() {
         dhat::assert!(
             per_request <= 4.0,

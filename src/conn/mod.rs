@@ -31,5 +31,6 @@ pub mod upload;
 pub use exchange::{Answer, Exchange, Ledger};
 pub use phase::{After, BodyScan, Phase, ReqSide, RespSide};
 pub use session::{
-    Attach, Ctx, IoView, Outgoing, Peer, RequestIds, Scratch, Session, Step, Timeouts, UpstreamView,
+    Attach, Awaiting, Ctx, IoView, Outgoing, Peer, RequestIds, Resting, Session, Step, Timeouts,
+    UpstreamView,
 };

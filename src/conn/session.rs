@@ -70,17 +70,68 @@ impl Outgoing {
 }
 
 /// The growable vectors of a session's per-request state (outgoing heads,
-/// pipeline headers, header indices), emptied but with their capacity.
-///
-/// A connection going idle between keep-alive requests hands them to the
-/// worker's spare list together with its buffers, and takes a set back when
-/// it has bytes again. Steady-state traffic still allocates nothing, and an
-/// idle connection holds no heap memory but its slab slot.
+/// pipeline headers, header indices), emptied but with their capacity:
+/// what [`Session::blank`] keeps while it forgets everything else.
 #[derive(Debug, Default)]
-pub struct Scratch {
-    bytes: [Vec<u8>; 6],
+struct Scratch {
+    bytes: [Vec<u8>; 7],
     headers: [Vec<HeaderSpan>; 2],
     spans: [Vec<Span>; 2],
+}
+
+/// What a session keeps while it rests between requests (an idle
+/// keep-alive connection, or a new one before its first byte): its peer,
+/// its scheme, what it awaits and until when. See [`Session::resting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resting {
+    peer: SocketAddr,
+    scheme: Scheme,
+    awaiting: Awaiting,
+    deadline: Nanos,
+}
+
+/// The phases a session may rest in: a new connection's first (the
+/// handshake included: the transport runs it once bytes come), and those
+/// that wait for the first byte of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaiting {
+    /// `Phase::Handshaking` (a new TLS connection).
+    Handshake,
+    /// `Phase::Preface`.
+    Preface,
+    /// `Phase::ReadingHead`.
+    Head,
+    /// `Phase::Idle`.
+    Next,
+}
+
+impl Resting {
+    /// A new connection from `peer`, reached over `scheme`, that awaits
+    /// `awaiting` until `deadline`.
+    pub fn new(peer: SocketAddr, scheme: Scheme, awaiting: Awaiting, deadline: Nanos) -> Resting {
+        Resting {
+            peer,
+            scheme,
+            awaiting,
+            deadline,
+        }
+    }
+
+    /// When it times out.
+    #[inline]
+    pub fn deadline(&self) -> Nanos {
+        self.deadline
+    }
+
+    /// The name of the phase it rests in (for logs).
+    pub fn phase_name(&self) -> &'static str {
+        match self.awaiting {
+            Awaiting::Handshake => Phase::Handshaking.name(),
+            Awaiting::Preface => Phase::Preface.name(),
+            Awaiting::Head => Phase::ReadingHead.name(),
+            Awaiting::Next => Phase::Idle.name(),
+        }
+    }
 }
 
 /// Timeouts and body-rate settings, converted once to `Nanos`.
@@ -408,29 +459,78 @@ impl Session {
     }
 
     /// Whether the session holds no request buffer (it was idle), so the
-    /// worker must hand it one (and a set of vectors) before reading.
+    /// worker must hand it one before reading.
     #[inline]
     pub fn needs_buffers(&self) -> bool {
         self.req.is_none()
     }
 
-    /// Takes a request buffer and, if the worker has one, a set of
-    /// per-request vectors (leaving idle).
-    pub fn give_buffers(&mut self, req: Buffer, scratch: Option<Scratch>) {
+    /// Takes a request buffer (leaving idle).
+    pub fn give_buffers(&mut self, req: Buffer) {
         self.req = Some(req);
-        if let Some(s) = scratch {
-            self.restore_scratch(s);
-        }
     }
 
-    /// Hands back both buffers (either may be absent) and, when `stash`, the
-    /// per-request vectors (idle, or closing).
-    pub fn take_buffers(
-        &mut self,
-        stash: bool,
-    ) -> (Option<Buffer>, Option<Buffer>, Option<Scratch>) {
-        let s = stash.then(|| self.stash_scratch());
-        (self.req.take(), self.resp.take(), s)
+    /// Hands back both buffers (either may be absent): idle, or closing.
+    pub fn take_buffers(&mut self) -> (Option<Buffer>, Option<Buffer>) {
+        (self.req.take(), self.resp.take())
+    }
+
+    /// What survives of this session while it rests between requests, if
+    /// it may rest now: it awaits a head (or a PROXY header) with no
+    /// buffer, nothing to send, no request owed and nothing chosen for one.
+    /// Everything else a session holds is per request (see
+    /// `h1::start_exchange`), so [`Session::resume`] from this value is the
+    /// same connection.
+    pub fn resting(&self) -> Option<Resting> {
+        let awaiting = match self.phase {
+            Phase::Preface => Awaiting::Preface,
+            Phase::ReadingHead => Awaiting::Head,
+            Phase::Idle => Awaiting::Next,
+            _ => return None,
+        };
+        let settled = self.ex.ledger == super::Ledger::Settled
+            && self.ex.selection.is_none()
+            && self.ex.ticket.is_none();
+        let empty = self.req.is_none()
+            && self.resp.is_none()
+            && self.to_client.is_flushed()
+            && self.to_backend.is_flushed()
+            && !self.upload.is_on();
+        (settled && empty).then_some(Resting {
+            peer: self.peer,
+            scheme: self.scheme,
+            awaiting,
+            deadline: self.deadline,
+        })
+    }
+
+    /// Forgets everything but the capacity of the per-request vectors, so
+    /// the allocation can serve another connection: guards (a breaker
+    /// permit, an in-flight lease, a queue ticket) are released here.
+    /// Buffers must have been taken back first.
+    pub fn blank(&mut self) {
+        debug_assert!(self.req.is_none() && self.resp.is_none());
+        let s = self.stash_scratch();
+        *self = Session::new(self.peer, Phase::Closed, Nanos::ZERO);
+        self.restore_scratch(s);
+    }
+
+    /// A blank session (no vector capacity yet), for [`Session::resume`].
+    pub fn blank_for(r: Resting) -> Session {
+        Session::new(r.peer, Phase::Closed, Nanos::ZERO)
+    }
+
+    /// Becomes the connection `r` describes (on a blank session).
+    pub fn resume(&mut self, r: Resting) {
+        self.peer = r.peer;
+        self.scheme = r.scheme;
+        let phase = match r.awaiting {
+            Awaiting::Handshake => Phase::Handshaking,
+            Awaiting::Preface => Phase::Preface,
+            Awaiting::Head => Phase::ReadingHead,
+            Awaiting::Next => Phase::Idle,
+        };
+        self.enter(phase, r.deadline);
     }
 
     /// Whether the backend response needs a buffer before a read.
@@ -511,7 +611,7 @@ impl Session {
         ToBackend(self)
     }
 
-    /// Takes the per-request vectors out (cleared), for an idle connection.
+    /// Takes the per-request vectors out (cleared).
     fn stash_scratch(&mut self) -> Scratch {
         use std::mem::take;
         self.to_client.clear();
@@ -524,6 +624,7 @@ impl Session {
                 take(&mut self.ex.log_target),
                 take(&mut self.ex.request_id),
                 take(&mut self.ex.target),
+                take(&mut self.ex.consumer_name),
             ],
             headers: [
                 take(&mut self.head.headers),
@@ -541,10 +642,10 @@ impl Session {
     }
 
     /// Puts a set of (empty) per-request vectors back in place of the
-    /// current ones, which must be empty too (the connection was idle).
+    /// current ones, which must be empty (a new session's).
     fn restore_scratch(&mut self, s: Scratch) {
         let Scratch {
-            bytes: [to_client, to_backend, extra, log_target, request_id, target],
+            bytes: [to_client, to_backend, extra, log_target, request_id, target, consumer_name],
             headers: [head_headers, resp_headers],
             spans: [head_conn, resp_conn],
         } = s;
@@ -557,6 +658,7 @@ impl Session {
         self.ex.log_target = log_target;
         self.ex.request_id = request_id;
         self.ex.target = target;
+        self.ex.consumer_name = consumer_name;
         self.head.headers = head_headers;
         self.resp_head.headers = resp_headers;
         self.head.connection = head_conn;

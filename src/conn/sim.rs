@@ -52,11 +52,11 @@ use crate::snapshot::Snapshot;
 use crate::transport::{Fill, Link, Outbound, Outbox, Seen};
 use crate::upstream::IdleConns;
 
-use super::buffer::{BufferPool, Spares};
+use super::buffer::BufferPool;
 use super::exchange::Ledger;
 use super::phase::{BodyScan, Phase};
 use super::session::UpstreamView;
-use super::session::{Attach, Ctx, IoView, Peer, RequestIds, Scratch, Session, Step, Timeouts};
+use super::session::{Attach, Ctx, IoView, Peer, RequestIds, Resting, Session, Step, Timeouts};
 
 /// Bound on drive rounds per event, as in the worker; hitting it is a bug
 /// (a livelock), so the sim panics instead of closing.
@@ -297,9 +297,12 @@ pub struct World {
     /// The clock.
     pub now: Nanos,
     buffers: BufferPool,
-    sets: Spares<Scratch>,
     /// The session under test.
     pub session: Session,
+    /// Set while the session rests (`worker::client::Held::Resting`): the
+    /// next time it is needed it is blanked and resumed from this, as the
+    /// worker resumes a spare one. Until then it stays readable for tests.
+    resting: Option<Resting>,
     /// The client.
     pub client: Remote,
     /// Every backend connection ever made, in order.
@@ -428,8 +431,8 @@ impl World {
             draining: false,
             now,
             buffers,
-            sets: Spares::new(8),
             session,
+            resting: None,
             client: Remote::default(),
             ups: Vec::new(),
             attached: None,
@@ -640,7 +643,8 @@ impl World {
     fn advance(&mut self) -> bool {
         let mut progress = false;
         for _ in 0..MAX_DRIVE_STEPS {
-            if self.session.is_closed() {
+            let ended = self.client.seen.eof() || self.client.seen.failed();
+            if self.session.is_closed() || (self.resting.is_some() && !ended) {
                 return progress;
             }
             let io = self.io_view();
@@ -706,7 +710,16 @@ impl World {
         self.snap.backends.get(id).slot
     }
 
+    /// `Held::wake`: a resting session is blanked and resumed.
+    fn wake(&mut self) {
+        if let Some(r) = self.resting.take() {
+            self.session.blank();
+            self.session.resume(r);
+        }
+    }
+
     fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Session, &mut Ctx<'_>, Nanos) -> R) -> R {
+        self.wake();
         let mut ctx = Ctx {
             shared: &self.shared,
             snap: &self.snap,
@@ -752,10 +765,13 @@ impl World {
                     self.ups[u].remote.shut();
                 }
             }
-            Step::Idle => self.reclaim(true),
+            Step::Idle => {
+                self.reclaim();
+                self.resting = self.session.resting();
+            }
             Step::Close => {
                 self.detach(false);
-                self.reclaim(false);
+                self.reclaim();
                 crate::metrics::Metrics::dec(&self.shared.metrics.connections_open);
             }
         }
@@ -825,14 +841,10 @@ impl World {
     }
 
     /// `Spares::reclaim`.
-    fn reclaim(&mut self, idle: bool) {
-        let stash = idle && !self.session.needs_buffers() && self.sets.len() < 8;
-        let (req, resp, set) = self.session.take_buffers(stash);
+    fn reclaim(&mut self) {
+        let (req, resp) = self.session.take_buffers();
         for b in [req, resp].into_iter().flatten() {
             self.buffers.put(b);
-        }
-        if let Some(s) = set {
-            self.sets.push(s);
         }
     }
 
@@ -840,9 +852,10 @@ impl World {
         if !self.client.may_read() || self.session.client_fill().is_none() {
             return false;
         }
+        self.wake();
         if self.session.needs_buffers() {
             let b = self.buffers.get();
-            self.session.give_buffers(b, self.sets.pop());
+            self.session.give_buffers(b);
         }
         let Some((buf, fill)) = self.session.client_inbox() else {
             return false;

@@ -1114,3 +1114,44 @@ fn a_close_the_gateway_decides_still_lingers() {
     assert_eq!(phase(&w), "lingering");
     assert!(w.client.got_fin());
 }
+
+// ------------------------------------------------------------- resting
+
+/// Between keep-alive requests a session may rest (the worker keeps only
+/// its summary and lends the session to another connection); in the
+/// middle of one it may not. A session blanked and resumed from the
+/// summary serves the next request on the same connection as before.
+#[test]
+fn an_idle_session_rests_and_resumes_as_the_same_connection() {
+    let mut w = world();
+    w.client_sends(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n01");
+    assert!(w.session.resting().is_none(), "a request is in flight");
+    w.client_sends(b"23");
+    assert!(w.session.resting().is_none(), "the response is owed");
+    w.backend_sends(OK);
+    assert_eq!(phase(&w), "idle");
+    let r = w.session.resting().expect("idle with nothing buffered");
+    assert_eq!(r.deadline(), w.session.deadline());
+    assert_eq!(r.phase_name(), "idle");
+
+    // What the worker does: blank it (another connection may use it),
+    // then resume it when this connection's next bytes come.
+    let (peer, deadline) = (w.session.peer, w.session.deadline());
+    w.session.blank();
+    assert!(w.session.is_closed(), "a blank session is no connection");
+    w.session.resume(r);
+    assert_eq!((w.session.peer, w.session.deadline()), (peer, deadline));
+    assert_eq!(phase(&w), "idle");
+
+    w.client_sends(GET_B);
+    w.backend_sends(CREATED);
+    assert_eq!(statuses(&w.client.received), [200, 201]);
+    let got = backend_requests(&w, 0);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (&got[0].start[..], &got[0].body[..]),
+        (&b"POST"[..], &b"0123"[..])
+    );
+    assert_eq!(&got[1].start[..], b"GET");
+    quiet(&w);
+}

@@ -23,7 +23,7 @@ use mio::net::TcpStream;
 use crate::tls::TlsStream;
 
 pub use outcome::IoOutcome;
-pub use side::{Fill, Link, Outbound, Outbox, Pumped, Ready, Seen, Side};
+pub use side::{Fill, Link, Nothing, Outbound, Outbox, Pumped, Ready, Seen, Side};
 
 /// The byte stream to one peer.
 #[derive(Debug)]

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Token};
 
-use super::{Client, Worker};
+use super::{Client, Held, Worker};
 use crate::algo::Nanos;
-use crate::conn::{Phase, Session};
+use crate::conn::{Awaiting, Resting};
 use crate::http::rewrite::Scheme;
 use crate::metrics::Metrics;
 use crate::tls::{TlsServer, TlsStream};
@@ -120,25 +120,26 @@ impl Worker {
                     let t = &self.snaps.current.timeouts;
                     let (first, wait, transport) = match tls {
                         Some(server) => (
-                            Phase::Handshaking,
+                            Awaiting::Handshake,
                             t.handshake,
                             Transport::Tls(Box::new(TlsStream::accept(sock, server))),
                         ),
                         None if self.snaps.current.config.proxy_protocol => {
-                            (Phase::Preface, t.header, Transport::Plain(sock))
+                            (Awaiting::Preface, t.header, Transport::Plain(sock))
                         }
-                        None => (Phase::ReadingHead, t.header, Transport::Plain(sock)),
+                        None => (Awaiting::Head, t.header, Transport::Plain(sock)),
                     };
                     let scheme = match transport.is_tls() {
                         true => Scheme::Https,
                         false => Scheme::Http,
                     };
-                    let mut session = Session::new(peer, first, self.now.saturating_add(wait));
-                    session.scheme = scheme;
+                    // The session is taken from the spares when the first
+                    // bytes come.
+                    let deadline = self.now.saturating_add(wait);
                     entry.insert(Client {
                         serial,
                         side: Side::new(transport),
-                        session,
+                        held: Held::Resting(Resting::new(peer, scheme, first, deadline)),
                         upstream: None,
                     });
                     Metrics::inc(&self.shared.metrics.connections_open);

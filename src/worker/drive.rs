@@ -10,6 +10,7 @@ use crate::conn::{Ctx, IoView, Peer, Session, Step};
 use crate::metrics::Metrics;
 use crate::token::{self, Target};
 use crate::transport::Fill;
+use crate::transport::Nothing;
 
 /// Bound on state-machine steps per event for one connection; hitting it
 /// means a bug, and the connection is closed rather than spinning a core.
@@ -40,7 +41,7 @@ impl Worker {
     /// Runs the connection until it makes no progress.
     pub(super) fn drive(&mut self, ci: usize) {
         for _ in 0..MAX_DRIVE_STEPS {
-            if self.clients[ci].session.is_closed() {
+            if self.clients[ci].held.is_closed() {
                 return;
             }
             let mut progress = self.pump_client_in(ci);
@@ -50,7 +51,7 @@ impl Worker {
             // messages are otherwise drained once per loop iteration).
             if !self.rx.is_empty() {
                 self.drain_messages();
-                if self.clients[ci].session.is_closed() {
+                if self.clients[ci].held.is_closed() {
                     return;
                 }
             }
@@ -61,26 +62,29 @@ impl Worker {
             if !progress {
                 return;
             }
-            let session = &mut self.clients[ci].session;
-            let timeouts = &self.snaps.for_pin(session.pinned()).timeouts;
-            session.touch(timeouts, self.now);
+            if let Some(session) = self.clients[ci].held.get_mut() {
+                let timeouts = &self.snaps.for_pin(session.pinned()).timeouts;
+                session.touch(timeouts, self.now);
+            }
         }
-        let c = &self.clients[ci];
         log::error!(
             "worker {}: connection {ci} exceeded {MAX_DRIVE_STEPS} steps in phase {}; closing",
             self.id,
-            c.session.phase().name()
+            self.clients[ci].held.phase_name()
         );
         Metrics::inc(&self.shared.metrics.errors);
         self.abort(ci);
     }
 
     /// Advances the session and executes its steps until it waits; returns
-    /// whether anything changed.
+    /// whether anything changed. A resting session has nothing to do until
+    /// bytes come (`pump_client_in` wakes it), unless its socket ended.
     fn advance(&mut self, ci: usize) -> bool {
         let mut progress = false;
         for _ in 0..MAX_DRIVE_STEPS {
-            if self.clients[ci].session.is_closed() {
+            let c = &self.clients[ci];
+            let ended = c.side.seen.eof() || c.side.seen.failed();
+            if c.held.is_closed() || (c.held.get().is_none() && !ended) {
                 return progress;
             }
             let io = self.io_view(ci);
@@ -96,7 +100,7 @@ impl Worker {
 
     /// A due timer of connection `ci` (see `Session::on_timer`).
     pub(super) fn on_timer(&mut self, ci: usize) {
-        if self.clients[ci].session.is_closed() {
+        if self.clients[ci].held.is_closed() {
             return;
         }
         let io = self.io_view(ci);
@@ -106,15 +110,15 @@ impl Worker {
 
     /// Closes connection `ci` from outside its protocol (shutdown, a bug).
     pub(super) fn abort(&mut self, ci: usize) {
-        if self.clients[ci].session.is_closed() {
+        if self.clients[ci].held.is_closed() {
             return;
         }
         let step = self.with_session(ci, |s, ctx, now| s.close(ctx, now));
         self.execute(ci, step);
     }
 
-    /// Runs `f` on connection `ci`'s session with a context lent by the
-    /// worker.
+    /// Runs `f` on connection `ci`'s session (woken if it rests) with a
+    /// context lent by the worker.
     #[inline]
     fn with_session<R>(
         &mut self,
@@ -128,9 +132,10 @@ impl Worker {
             sinks,
             shutdown_at,
             now,
+            spares,
             ..
         } = self;
-        let session = &mut clients[ci].session;
+        let session = clients[ci].held.wake(|| spares.session());
         let mut ctx = Ctx {
             shared,
             snap: snaps.for_pin(session.pinned()),
@@ -182,11 +187,21 @@ impl Worker {
                     self.ups[u].side.shut_write();
                 }
             }
-            Step::Idle => self.spares.reclaim(&mut self.clients[ci].session, true),
+            Step::Idle => {
+                let held = &mut self.clients[ci].held;
+                if let Some(s) = held.get_mut() {
+                    self.spares.reclaim(s);
+                }
+                if let Some(s) = held.rest() {
+                    self.spares.keep_session(s);
+                }
+            }
             Step::Close => {
                 self.queue.slot_freed();
                 self.detach(ci, false);
-                self.spares.reclaim(&mut self.clients[ci].session, false);
+                if let Some(s) = self.clients[ci].held.get_mut() {
+                    self.spares.reclaim(s);
+                }
                 Metrics::dec(&self.shared.metrics.connections_open);
                 self.to_remove.push(ci);
             }
@@ -195,19 +210,23 @@ impl Worker {
 
     /// Reads client bytes into the session while its phase wants them.
     fn pump_client_in(&mut self, ci: usize) -> bool {
-        let c = &mut self.clients[ci];
-        if !c.side.may_read() || c.session.client_fill().is_none() {
+        let Worker {
+            clients, spares, ..
+        } = self;
+        let c = &mut clients[ci];
+        if !c.side.may_read() || c.held.client_fill().is_none() {
             return false;
         }
-        if c.session.needs_buffers() {
-            // Leaving idle: a buffer and per-request vectors come back.
-            self.spares.lend(&mut c.session);
+        // Leaving rest: a session, then a buffer, come from the spares.
+        let session = c.held.wake(|| spares.session());
+        if session.needs_buffers() {
+            spares.lend(session);
         }
-        let Some((buf, fill)) = c.session.client_inbox() else {
+        let Some((buf, fill)) = session.client_inbox() else {
             return false;
         };
         let p = c.side.pump_in(buf, fill);
-        c.session.client_read(p.bytes, p.full);
+        session.client_read(p.bytes, p.full);
         p.progress
     }
 
@@ -215,16 +234,16 @@ impl Worker {
     /// backend sent while a response (or tunnel) is open.
     fn pump_upstream(&mut self, ci: usize) -> bool {
         let c = &mut self.clients[ci];
-        let Some(u) = c.upstream else {
+        let (Some(u), Some(session)) = (c.upstream, c.held.get_mut()) else {
             return false;
         };
         let side = &mut self.ups[u].side;
-        let mut progress = side.pump_out(&mut c.session.to_backend()).progress;
-        if c.session.wants_upstream_read() && side.may_read() {
-            if c.session.needs_resp_buffer() {
-                c.session.give_resp_buffer(self.spares.buffer());
+        let mut progress = side.pump_out(&mut session.to_backend()).progress;
+        if session.wants_upstream_read() && side.may_read() {
+            if session.needs_resp_buffer() {
+                session.give_resp_buffer(self.spares.buffer());
             }
-            if let Some(buf) = c.session.upstream_inbox() {
+            if let Some(buf) = session.upstream_inbox() {
                 progress |= side.pump_in(buf, Fill::Keep).progress;
             }
         }
@@ -234,6 +253,10 @@ impl Worker {
     /// Writes what the session queued for the client.
     fn pump_client_out(&mut self, ci: usize) -> bool {
         let c = &mut self.clients[ci];
-        c.side.pump_out(&mut c.session.to_client()).progress
+        match c.held.get_mut() {
+            Some(session) => c.side.pump_out(&mut session.to_client()).progress,
+            // What the transport still holds (TLS records) goes out.
+            None => c.side.pump_out(&mut Nothing).progress,
+        }
     }
 }

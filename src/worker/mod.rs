@@ -6,7 +6,8 @@
 //! Files: `accept.rs` (the listener), `drive.rs` (pumping bytes, advancing
 //! sessions, executing steps), `upstream.rs` (backend sockets and idle
 //! pools), `timers.rs` (parked requests, the deadline sweep), `spares.rs`
-//! (buffers and per-request vectors kept between requests), `snaps.rs`
+//! (buffers and sessions kept between requests), `client.rs` (a
+//! connection's slab entry: its session whole, or resting), `snaps.rs`
 //! (the configuration snapshots in use).
 //!
 //! Invariants:
@@ -25,6 +26,7 @@
 //!   that starts later; requests already started finish on their snapshot.
 
 mod accept;
+mod client;
 mod drive;
 mod queue;
 mod snaps;
@@ -41,17 +43,17 @@ use mio::{Events, Poll, Waker};
 use slab::Slab;
 
 use crate::algo::Nanos;
-use crate::conn::{RequestIds, Session};
+use crate::conn::RequestIds;
 use crate::pipeline::access_log::AccessLog;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 pub use crate::snapshot::LINGER;
 use crate::token;
-use crate::transport::Side;
 use crate::upstream::IdleConns;
 pub use upstream::{UpState, Upstream};
 
 use accept::Acceptor;
+use client::{Client, Held};
 use queue::LocalQueue;
 use snaps::Snaps;
 use spares::Spares;
@@ -88,20 +90,6 @@ impl std::fmt::Debug for WorkerMsg {
             WorkerMsg::Shutdown { grace } => write!(f, "Shutdown({grace:?})"),
         }
     }
-}
-
-/// One accepted client connection: its socket side and its session.
-#[derive(Debug)]
-struct Client {
-    /// Unique per worker, so stale timer entries can be told apart after
-    /// the slab slot is reused.
-    serial: u64,
-    /// The client socket.
-    side: Side,
-    /// The protocol state.
-    session: Session,
-    /// The backend socket attached (upstream slab index).
-    upstream: Option<usize>,
 }
 
 /// What a worker lends a session while it advances (see [`crate::conn::Ctx`]).
@@ -273,9 +261,12 @@ impl Worker {
     /// Releases the slots of connections closed during this iteration.
     fn reap(&mut self) {
         for ci in self.to_remove.drain(..) {
-            if self.clients.get(ci).is_some_and(|c| c.session.is_closed()) {
+            if self.clients.get(ci).is_some_and(|c| c.held.is_closed()) {
                 let mut c = self.clients.remove(ci);
                 forget(self.poll.registry(), c.side.transport.tcp());
+                if let Some(s) = c.held.retire() {
+                    self.spares.keep_session(s);
+                }
             }
         }
     }
@@ -335,12 +326,15 @@ impl Worker {
         }
         let all: Vec<usize> = self.clients.iter().map(|(i, _)| i).collect();
         for ci in all {
-            let s = &self.clients[ci].session;
+            let held = &self.clients[ci].held;
             // Idle keep-alive connections, ones still in their TLS
             // handshake, and ones only lingering after their last response
             // have nothing left to deliver.
             use crate::conn::Phase;
-            if s.is_idle() || matches!(s.phase(), Phase::Lingering | Phase::Handshaking) {
+            let quiet = held
+                .get()
+                .is_some_and(|s| matches!(s.phase(), Phase::Lingering | Phase::Handshaking));
+            if held.is_idle() || quiet {
                 self.abort(ci);
             }
         }

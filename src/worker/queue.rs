@@ -48,7 +48,9 @@ impl Worker {
             if !self.is_queued(ci, serial) {
                 continue;
             }
-            self.clients[ci].session.wake();
+            if let Some(s) = self.clients[ci].held.get_mut() {
+                s.wake();
+            }
             self.drive(ci);
             if self.is_queued(ci, serial) {
                 // Still no room: it keeps its place at the front.
@@ -60,7 +62,10 @@ impl Worker {
 
     fn is_queued(&self, ci: usize, serial: u64) -> bool {
         self.clients.get(ci).is_some_and(|c| {
-            c.serial == serial && matches!(c.session.phase(), Phase::Queued { .. })
+            c.serial == serial
+                && c.held
+                    .get()
+                    .is_some_and(|s| matches!(s.phase(), Phase::Queued { .. }))
         })
     }
 }

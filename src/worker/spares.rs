@@ -1,23 +1,24 @@
-//! Buffers and per-request vector sets kept between requests, so steady
-//! traffic allocates nothing, and trimmed periodically so a one-off peak is
-//! given back (`tuning.pool_trim_ms`).
+//! Buffers and blank sessions kept between requests, so steady traffic
+//! allocates nothing (on new connections either), and trimmed periodically
+//! so a one-off peak is given back (`tuning.pool_trim_ms`).
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::algo::Nanos;
 use crate::conn::buffer::{Buffer, BufferPool, Spares as List};
-use crate::conn::{Scratch, Session};
+use crate::conn::Session;
 use crate::metrics::Metrics;
 
-/// Spare per-request vector sets kept per worker (as many as the buffer
-/// pool keeps spare buffers).
+/// Spare sessions kept per worker (as many as the buffer pool keeps spare
+/// buffers).
 const MAX_SPARE: usize = 1024;
 
-/// One worker's spare buffers and vector sets.
+/// One worker's spare buffers and sessions.
 #[derive(Debug)]
 pub(super) struct Spares {
     buffers: BufferPool,
-    scratch: List<Scratch>,
+    /// Blank sessions, with the capacity of their per-request vectors.
+    sessions: List<Box<Session>>,
     trim_every: Nanos,
     next_trim: Nanos,
     /// `(spare, in_use)` as last added to the shared gauges.
@@ -29,7 +30,7 @@ impl Spares {
     pub(super) fn new(size: usize, trim_every: Nanos) -> Spares {
         Spares {
             buffers: BufferPool::new(size, MAX_SPARE),
-            scratch: List::new(MAX_SPARE),
+            sessions: List::new(MAX_SPARE),
             trim_every,
             next_trim: Nanos::ZERO,
             published: (0, 0),
@@ -41,32 +42,38 @@ impl Spares {
         self.buffers.get()
     }
 
-    /// Hands `session` a request buffer and a vector set (leaving idle).
+    /// Hands `session` a request buffer (leaving idle).
     pub(super) fn lend(&mut self, session: &mut Session) {
-        let b = self.buffers.get();
-        session.give_buffers(b, self.scratch.pop());
+        session.give_buffers(self.buffers.get());
     }
 
-    /// Takes `session`'s buffers back and, going `idle` with room for it,
-    /// its vector set (a closed session's vectors are dropped with it).
-    pub(super) fn reclaim(&mut self, session: &mut Session, idle: bool) {
-        let stash = idle && !session.needs_buffers() && self.scratch.len() < MAX_SPARE;
-        let (req, resp, scratch) = session.take_buffers(stash);
+    /// Takes `session`'s buffers back (idle, or closing).
+    pub(super) fn reclaim(&mut self, session: &mut Session) {
+        let (req, resp) = session.take_buffers();
         for b in [req, resp].into_iter().flatten() {
             self.buffers.put(b);
         }
-        if let Some(s) = scratch {
-            self.scratch.push(s);
-        }
     }
 
-    /// Every `trim_every`, frees spare buffers and vector sets that a whole
+    /// A blank session, if one is spare.
+    #[inline]
+    pub(super) fn session(&mut self) -> Option<Box<Session>> {
+        self.sessions.pop()
+    }
+
+    /// Keeps a blank session for the next connection that reads (dropped
+    /// when the list is full).
+    pub(super) fn keep_session(&mut self, s: Box<Session>) {
+        self.sessions.push(s);
+    }
+
+    /// Every `trim_every`, frees spare buffers and sessions that a whole
     /// period left unused (down to a floor); publishes the pool gauges.
     pub(super) fn trim(&mut self, worker: usize, now: Nanos, metrics: &Metrics) {
         if now >= self.next_trim {
             self.next_trim = now.saturating_add(self.trim_every);
             let freed = self.buffers.trim();
-            self.scratch.trim(self.buffers.floor());
+            self.sessions.trim(self.buffers.floor());
             if freed > 0 {
                 log::debug!("worker {worker}: freed {freed} unused spare buffers");
             }

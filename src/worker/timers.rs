@@ -42,10 +42,9 @@ impl Worker {
             self.timers.parked.pop();
             let live = self.clients.get(ci).is_some_and(|c| {
                 c.serial == serial
-                    && matches!(
-                        c.session.phase(),
-                        Phase::Parked { .. } | Phase::Queued { .. }
-                    )
+                    && c.held.get().is_some_and(|s| {
+                        matches!(s.phase(), Phase::Parked { .. } | Phase::Queued { .. })
+                    })
             });
             if live {
                 self.drive(ci);
@@ -59,7 +58,7 @@ impl Worker {
         let due: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.session.is_due(now))
+            .filter(|(_, c)| c.held.is_due(now))
             .map(|(i, _)| i)
             .collect();
         for ci in due {
@@ -68,7 +67,7 @@ impl Worker {
         }
         self.expire_idle_upstreams(self.snaps.current.timeouts.idle);
         if self.snaps.has_older() {
-            let pins = self.clients.iter().filter_map(|(_, c)| c.session.pinned());
+            let pins = self.clients.iter().filter_map(|(_, c)| c.held.pinned());
             self.snaps.release_unpinned(pins);
         }
         self.spares.trim(self.id, self.now, &self.shared.metrics);

@@ -86,7 +86,11 @@ impl Worker {
     /// Attaches none if the connect fails at once (the session sees that).
     pub(super) fn attach(&mut self, ci: usize, fresh: bool) {
         self.detach(ci, false);
-        let Some(b) = self.clients[ci].session.selected_backend() else {
+        let Some(b) = self.clients[ci]
+            .held
+            .get()
+            .and_then(|s| s.selected_backend())
+        else {
             return;
         };
         let (addr, tls, state) = (b.addr, b.tls.clone(), b.state.clone());
