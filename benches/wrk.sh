@@ -17,7 +17,8 @@
 #   close : 50 connections, Connection: close (a new connection per request)
 #
 # Environment: DURATION (s per wrk run, default 5), ROUNDS (default 3),
-# IDLE_CONNS (default 10000), SKIP_BUILD=1, SKIP_IDLE=1, OUT (results dir),
+# IDLE_CONNS (idle keep-alive clients held per measurement, a list:
+# default "1000 10000"; RssAnon and VmRSS growth per connection), SKIP_BUILD=1, SKIP_IDLE=1, OUT (results dir),
 # CONFIGS (default "1w 2w"), ROUTES (default 0: no routes, one pool, the
 # target forwarded as sent; N > 0: N routes, N-1 decoys with hosts,
 # wildcards and prefixes plus the `/api` route the load hits, and nginx gets
@@ -148,7 +149,7 @@ set -euo pipefail
 
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
-IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_CONNS=${IDLE_CONNS:-1000 10000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/gw-wrk.XXXXXX)}
 mkdir -p "$OUT"
@@ -865,26 +866,30 @@ EOF
         nginx*) pid=$PROXY_PID port=$NGINX_PORT ;;
         gateway*) pid=$GW_PID port=$GW_PORT ;;
         esac
-        n=$IDLE_CONNS tls_arg=()
+        counts=$IDLE_CONNS tls_arg=()
         if [ "${target%-tls}" != "$target" ]; then
-            port=$((port + 4)) n=${IDLE_TLS_CONNS:-5000} tls_arg=(tls)
+            port=$((port + 4)) counts=${IDLE_TLS_CONNS:-5000} tls_arg=(tls)
         fi
-        before=$(proc_kb "$pid" VmRSS)
-        rm -f "$OUT/idle.ready"
-        idle_headers=""
-        for h in "${WRK_HEADERS[@]}"; do
-            if [ "$h" != -H ]; then idle_headers+="${idle_headers:+|}$h"; fi
+        for n in $counts; do
+            before=$(proc_kb "$pid" VmRSS)
+            before_anon=$(proc_kb "$pid" RssAnon)
+            rm -f "$OUT/idle.ready"
+            idle_headers=""
+            for h in "${WRK_HEADERS[@]}"; do
+                if [ "$h" != -H ]; then idle_headers+="${idle_headers:+|}$h"; fi
+            done
+            start_bg "" env IDLE_HEADERS="$idle_headers" python3 "$OUT/idle.py" "$port" "$n" "$OUT/idle.ready" "${tls_arg[@]}"
+            cpid=$LAST_PID
+            for _ in $(seq 1 1200); do [ -s "$OUT/idle.ready" ] && break; sleep 0.1; done
+            sleep 1
+            after=$(proc_kb "$pid" VmRSS)
+            after_anon=$(proc_kb "$pid" RssAnon)
+            ok=$(cat "$OUT/idle.ready" 2>/dev/null || echo 0)
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$before" "$after" "$ok" "$before_anon" "$after_anon" >>"$IDLE"
+            log "idle $target: RSS ${before} kB -> ${after} kB, RssAnon ${before_anon} kB -> ${after_anon} kB with $ok/$n idle connections"
+            stop_pid "$cpid"
+            sleep 1
         done
-        start_bg "" env IDLE_HEADERS="$idle_headers" python3 "$OUT/idle.py" "$port" "$n" "$OUT/idle.ready" "${tls_arg[@]}"
-        cpid=$LAST_PID
-        for _ in $(seq 1 1200); do [ -s "$OUT/idle.ready" ] && break; sleep 0.1; done
-        sleep 1
-        after=$(proc_kb "$pid" VmRSS)
-        ok=$(cat "$OUT/idle.ready" 2>/dev/null || echo 0)
-        printf '%s\t%s\t%s\t%s\n' "$target" "$before" "$after" "$ok" >>"$IDLE"
-        log "idle $target: RSS ${before} kB -> ${after} kB with $ok/$n idle connections"
-        stop_pid "$cpid"
-        sleep 1
     done
     stop_proxies
 fi
@@ -1034,10 +1039,10 @@ if errs:
         print(f"  {' '.join(k)}: {v[0]}")
 lines = [l.split() for l in open(idle)] if idle else []
 if lines:
-    print("\n| idle keep-alive connections | RSS before MB | RSS with idle conns MB | per connection |")
-    print("|---|---:|---:|---:|")
-    for t, before, after, ok in lines:
+    print("\n| idle keep-alive connections | RSS before MB | RSS with idle conns MB | VmRSS per connection | RssAnon per connection |")
+    print("|---|---:|---:|---:|---:|")
+    for t, before, after, ok, ba, aa in lines:
         n = max(int(ok), 1)
-        print(f"| {t} ({ok} open) | {int(before)/1024:.1f} | {int(after)/1024:.1f} | {(int(after)-int(before))*1024/n:,.0f} B |")
+        print(f"| {t} ({ok} open) | {int(before)/1024:.1f} | {int(after)/1024:.1f} | {(int(after)-int(before))*1024/n:,.0f} B | {(int(aa)-int(ba))*1024/n:,.0f} B |")
 EOF
 log "raw wrk outputs in $OUT"

@@ -520,8 +520,13 @@ impl Session {
         Session::new(r.peer, Phase::Closed, Nanos::ZERO)
     }
 
-    /// Becomes the connection `r` describes (on a blank session).
+    /// Becomes the connection `r` describes: on a blank session, or on one
+    /// that rested (of this connection or another; what a request leaves
+    /// behind is reset when the next one starts, see `h1::start_exchange`).
     pub fn resume(&mut self, r: Resting) {
+        self.head_scanned = 0;
+        self.req_fwd = 0;
+        self.resp_fwd = 0;
         self.peer = r.peer;
         self.scheme = r.scheme;
         let phase = match r.awaiting {

@@ -300,8 +300,8 @@ pub struct World {
     /// The session under test.
     pub session: Session,
     /// Set while the session rests (`worker::client::Held::Resting`): the
-    /// next time it is needed it is blanked and resumed from this, as the
-    /// worker resumes a spare one. Until then it stays readable for tests.
+    /// next time it is needed it is resumed from this, as the worker
+    /// resumes a spare one. Until then it stays readable for tests.
     resting: Option<Resting>,
     /// The client.
     pub client: Remote,
@@ -710,10 +710,9 @@ impl World {
         self.snap.backends.get(id).slot
     }
 
-    /// `Held::wake`: a resting session is blanked and resumed.
+    /// `Held::wake`: a resting session is resumed.
     fn wake(&mut self) {
         if let Some(r) = self.resting.take() {
-            self.session.blank();
             self.session.resume(r);
         }
     }

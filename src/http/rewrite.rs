@@ -382,8 +382,8 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Appends an address as `Display` would.
-fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+/// Appends an address as `Display` would (IPv4 without `fmt`).
+pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {

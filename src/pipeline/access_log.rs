@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::AccessLogTarget;
+use crate::http::rewrite::{push_decimal, push_ip};
 
 const FLUSH_AT: usize = 32 * 1024;
 
@@ -97,18 +98,23 @@ impl AccessLog {
         if self.out.is_none() {
             return;
         }
-        self.buf.extend_from_slice(&self.stamp);
-        let _ = write!(self.buf, " {} \"", e.client);
-        push_escaped(&mut self.buf, e.target);
-        let _ = write!(self.buf, "\" {} ", e.status);
-        push_escaped(&mut self.buf, e.backend.as_bytes());
-        let _ = write!(
-            self.buf,
-            " {:.3}ms {} ",
-            e.duration_us as f64 / 1000.0,
-            e.bytes
-        );
-        push_escaped(&mut self.buf, e.request_id);
+        // Runs for every request: appended piecewise, not through `write!`.
+        let b = &mut self.buf;
+        b.extend_from_slice(&self.stamp);
+        b.push(b' ');
+        push_ip(b, e.client);
+        b.extend_from_slice(b" \"");
+        push_escaped(b, e.target);
+        b.extend_from_slice(b"\" ");
+        push_decimal(b, u64::from(e.status));
+        b.push(b' ');
+        push_escaped(b, e.backend.as_bytes());
+        b.push(b' ');
+        push_millis(b, e.duration_us);
+        b.extend_from_slice(b"ms ");
+        push_decimal(b, e.bytes);
+        b.push(b' ');
+        push_escaped(b, e.request_id);
         self.buf.push(b'\n');
         if self.buf.len() >= FLUSH_AT {
             self.flush();
@@ -139,6 +145,12 @@ impl Drop for AccessLog {
 /// it separates method and target, and httparse lets none into a target.)
 pub fn push_escaped(out: &mut Vec<u8>, field: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let plain = |b: &u8| *b != b'"' && *b != b'\\' && (0x20..0x7f).contains(b);
+    // Fields are almost always plain: copied in one piece.
+    if field.iter().all(plain) {
+        out.extend_from_slice(field);
+        return;
+    }
     for &b in field {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
             out.extend_from_slice(&[
@@ -151,6 +163,19 @@ pub fn push_escaped(out: &mut Vec<u8>, field: &[u8]) {
             out.push(b);
         }
     }
+}
+
+/// Appends `us` microseconds as milliseconds with three decimals
+/// (`1.500`), as `{:.3}` would print `us / 1000.0`.
+fn push_millis(out: &mut Vec<u8>, us: u64) {
+    push_decimal(out, us / 1000);
+    let frac = us % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -211,6 +236,52 @@ mod tests {
         assert_eq!(
             line,
             "TTTTTTTTTTTTTTTTTTTTTTTT 192.0.2.1 \"GET /x\\x22 200 B0 1ms 0 spoofed\\x0A\\x22\" 404 - 1.500ms 7 rid\\x0D\\x0AX\n"
+        );
+    }
+
+    #[test]
+    fn millis_match_float_formatting() {
+        for us in [
+            0,
+            1,
+            9,
+            10,
+            999,
+            1000,
+            1500,
+            12_345,
+            999_999,
+            86_400_000_123,
+        ] {
+            let mut out = Vec::new();
+            push_millis(&mut out, us);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{:.3}", us as f64 / 1000.0)
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_written_as_display_does() {
+        let mut log = AccessLog {
+            buf: Vec::new(),
+            out: Some(Box::new(io::sink())),
+            stamp: [b'T'; 24],
+        };
+        log.record(&Entry {
+            client: "2001:db8::1".parse().unwrap(),
+            target: b"GET /",
+            status: 200,
+            backend: "b1",
+            duration_us: 42,
+            bytes: 0,
+            request_id: b"r",
+        });
+        let line = String::from_utf8(log.buf.clone()).unwrap();
+        assert_eq!(
+            line,
+            "TTTTTTTTTTTTTTTTTTTTTTTT 2001:db8::1 \"GET /\" 200 b1 0.042ms 0 r\n"
         );
     }
 

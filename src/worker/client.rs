@@ -13,8 +13,9 @@
 //! Invariants:
 //! - A session rests only when [`Session::resting`] allows it: no buffer,
 //!   nothing to send, no request owed, nothing chosen for one.
-//! - A session handed to the spares has been blanked, so it holds no guard
-//!   (breaker permit, in-flight lease, queue ticket) while it waits there.
+//! - A session in the spares holds no guard (breaker permit, in-flight
+//!   lease, queue ticket): one that rested was settled, one whose
+//!   connection closed was blanked.
 
 use crate::algo::Nanos;
 use crate::conn::{Resting, Session};
@@ -79,15 +80,12 @@ impl Held {
     }
 
     /// Puts the session to rest if it may ([`Session::resting`]) and
-    /// returns it, blanked, for the spares. Its buffers must have been
-    /// taken back.
+    /// returns it for the spares. It is not blanked: it is settled, and
+    /// what its last request left is reset by the next one's start.
     pub(super) fn rest(&mut self) -> Option<Box<Session>> {
         let r = self.get()?.resting()?;
         match std::mem::replace(self, Held::Resting(r)) {
-            Held::Active(mut s) => {
-                s.blank();
-                Some(s)
-            }
+            Held::Active(s) => Some(s),
             Held::Resting(_) => None,
         }
     }
