@@ -143,6 +143,14 @@ impl Worker {
                         upstream: None,
                     });
                     Metrics::inc(&self.shared.metrics.connections_open);
+                    // A client usually writes its request right after its
+                    // connect returns, so it is often here already: read
+                    // it now rather than after one more trip through the
+                    // poll (a miss costs one read that would block).
+                    let side = &mut self.clients[ci].side;
+                    side.ready.readable = true;
+                    side.ready.writable = true;
+                    self.drive(ci);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     acceptor.pending = false;
