@@ -26,7 +26,8 @@ pub fn is_valid(value: &[u8]) -> bool {
     let host_ok = match host {
         [] => false,
         [b'[', inner @ .., b']'] => is_ip_literal(inner),
-        _ => host.iter().all(|&b| b != b'[') && is_reg_name(host),
+        // `[` is neither unreserved nor a sub-delim: a reg-name refuses it.
+        _ => is_reg_name(host),
     };
     host_ok && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
 }
@@ -95,23 +96,33 @@ pub fn split_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
 
 /// `*( unreserved / pct-encoded / sub-delims )`.
 fn is_reg_name(host: &[u8]) -> bool {
+    // Runs on every request's Host: one table load per byte.
     let mut i = 0;
     while i < host.len() {
         let b = host[i];
-        if b == b'%' {
-            let hex = |j: usize| host.get(j).is_some_and(u8::is_ascii_hexdigit);
-            if !(hex(i + 1) && hex(i + 2)) {
-                return false;
-            }
-            i += 3;
-        } else if is_unreserved(b) || is_sub_delim(b) {
+        if REG_NAME_BYTE[usize::from(b)] {
             i += 1;
-        } else {
+            continue;
+        }
+        let hex = |j: usize| host.get(j).is_some_and(u8::is_ascii_hexdigit);
+        if b != b'%' || !(hex(i + 1) && hex(i + 2)) {
             return false;
         }
+        i += 3;
     }
     true
 }
+
+/// The bytes a reg-name holds as themselves: unreserved and sub-delims.
+const REG_NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_unreserved(b as u8) || is_sub_delim(b as u8);
+        b += 1;
+    }
+    table
+};
 
 /// The inside of `[...]`: an IPv6 address (no zone id) or IPvFuture
 /// (`"v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`).
@@ -132,12 +143,12 @@ fn is_ip_literal(inner: &[u8]) -> bool {
 }
 
 /// RFC 3986 §2.3.
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// RFC 3986 §2.2.
-fn is_sub_delim(b: u8) -> bool {
+const fn is_sub_delim(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
