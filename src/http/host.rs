@@ -22,14 +22,36 @@ pub fn is_valid(value: &[u8]) -> bool {
     if value.is_empty() {
         return true;
     }
+    if value[0] != b'[' {
+        return is_reg_name_and_port(value);
+    }
     let (host, port) = split_port(value);
     let host_ok = match host {
-        [] => false,
         [b'[', inner @ .., b']'] => is_ip_literal(inner),
-        // `[` is neither unreserved nor a sub-delim: a reg-name refuses it.
-        _ => is_reg_name(host),
+        _ => false,
     };
     host_ok && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+}
+
+/// `reg-name [ ":" port ]` with a non-empty reg-name, in one pass (it runs
+/// on every request's Host): the first `:` ends the name, as in
+/// [`split_port`], and only digits may follow it.
+fn is_reg_name_and_port(value: &[u8]) -> bool {
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        if REG_NAME_BYTE[usize::from(b)] {
+            i += 1;
+            continue;
+        }
+        let hex = |j: usize| value.get(j).is_some_and(u8::is_ascii_hexdigit);
+        match b {
+            b'%' if hex(i + 1) && hex(i + 2) => i += 3,
+            b':' => return i > 0 && value[i + 1..].iter().all(u8::is_ascii_digit),
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// The name routes match on: lower-cased into `out` (cleared), port
@@ -92,25 +114,6 @@ pub fn split_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
         Some(c) => (&value[..c], Some(&value[c + 1..])),
         None => (value, None),
     }
-}
-
-/// `*( unreserved / pct-encoded / sub-delims )`.
-fn is_reg_name(host: &[u8]) -> bool {
-    // Runs on every request's Host: one table load per byte.
-    let mut i = 0;
-    while i < host.len() {
-        let b = host[i];
-        if REG_NAME_BYTE[usize::from(b)] {
-            i += 1;
-            continue;
-        }
-        let hex = |j: usize| host.get(j).is_some_and(u8::is_ascii_hexdigit);
-        if b != b'%' || !(hex(i + 1) && hex(i + 2)) {
-            return false;
-        }
-        i += 3;
-    }
-    true
 }
 
 /// The bytes a reg-name holds as themselves: unreserved and sub-delims.
@@ -221,6 +224,49 @@ mod tests {
             "a: 80",
         ] {
             assert!(!is_valid(v.as_bytes()), "accepted {v:?}");
+        }
+    }
+
+    /// The two-step definition `is_valid` shortens for reg-names: split
+    /// at the port, then check `*( unreserved / pct-encoded / sub-delims )`.
+    fn reference(value: &[u8]) -> bool {
+        let is_reg_name = |host: &[u8]| {
+            let mut i = 0;
+            while i < host.len() {
+                let b = host[i];
+                if b == b'%' {
+                    let hex = |j: usize| host.get(j).is_some_and(u8::is_ascii_hexdigit);
+                    if !(hex(i + 1) && hex(i + 2)) {
+                        return false;
+                    }
+                    i += 3;
+                } else if is_unreserved(b) || is_sub_delim(b) {
+                    i += 1;
+                } else {
+                    return false;
+                }
+            }
+            true
+        };
+        if value.is_empty() {
+            return true;
+        }
+        let (host, port) = split_port(value);
+        let host_ok = match host {
+            [] => false,
+            [b'[', inner @ .., b']'] => is_ip_literal(inner),
+            _ => host.iter().all(|&b| b != b'[') && is_reg_name(host),
+        };
+        host_ok && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_check_agrees_with_the_definition(
+            v in proptest::collection::vec(
+                prop::sample::select(&b"aZ09.-_~!$%:[]@/ 8fF:%"[..]), 0..12)
+        ) {
+            prop_assert_eq!(is_valid(&v), reference(&v), "{:?}", String::from_utf8_lossy(&v));
         }
     }
 

@@ -1,7 +1,7 @@
 //! One event-loop worker: a `mio::Poll`, its listener, a slab of client
 //! connections, a slab of backend sockets, the upstream pools and the
 //! timers. The worker does the I/O and executes what each connection's
-//! sans-IO [`Session`] asks for; it holds no protocol logic.
+//! sans-IO [`Session`](crate::conn::Session) asks for; it holds no protocol logic.
 //!
 //! Files: `accept.rs` (the listener), `drive.rs` (pumping bytes, advancing
 //! sessions, executing steps), `upstream.rs` (backend sockets and idle
