@@ -516,8 +516,9 @@ impl Session {
     }
 
     /// A blank session (no vector capacity yet), for [`Session::resume`].
-    pub fn blank_for(r: Resting) -> Session {
-        Session::new(r.peer, Phase::Closed, Nanos::ZERO)
+    pub fn blank_session() -> Session {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        Session::new(nowhere, Phase::Closed, Nanos::ZERO)
     }
 
     /// Becomes the connection `r` describes: on a blank session, or on one

@@ -710,6 +710,20 @@ impl World {
         self.snap.backends.get(id).slot
     }
 
+    /// While the session rests, the connection it will serve next is
+    /// another one, from `peer` (plain HTTP, between requests): what the
+    /// worker does when a spare session that rested serves the next
+    /// connection that reads. Nothing is blanked in between.
+    pub fn hand_to(&mut self, peer: SocketAddr) {
+        let r = self.resting.expect("hand_to: the session rests");
+        self.resting = Some(Resting::new(
+            peer,
+            crate::http::rewrite::Scheme::Http,
+            super::session::Awaiting::Next,
+            r.deadline(),
+        ));
+    }
+
     /// `Held::wake`: a resting session is resumed.
     fn wake(&mut self) {
         if let Some(r) = self.resting.take() {

@@ -1117,6 +1117,36 @@ fn a_close_the_gateway_decides_still_lingers() {
 
 // ------------------------------------------------------------- resting
 
+/// A session that rested after one connection's request serves another
+/// connection's next (the worker's spares do not blank it): nothing of the
+/// first request leaks into the second (peer, request id, target).
+#[test]
+fn a_rested_session_serves_another_connection_with_nothing_stale() {
+    let mut w = after_one_exchange();
+    let other: std::net::SocketAddr = "203.0.113.9:5555".parse().unwrap();
+    w.hand_to(other);
+    w.client_sends(GET_B);
+    w.backend_sends(CREATED);
+    assert_eq!(statuses(&w.client.received), [200, 201]);
+    let sent = String::from_utf8_lossy(&w.ups[0].remote.received).into_owned();
+    let heads: Vec<&str> = sent.split("\r\n\r\n").filter(|h| !h.is_empty()).collect();
+    assert_eq!(heads.len(), 2, "{sent}");
+    let field = |head: &str, name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    assert!(heads[0].starts_with("GET /a ") && heads[1].starts_with("GET /b "));
+    assert_eq!(field(heads[0], "X-Forwarded-For: "), "198.51.100.7");
+    assert_eq!(field(heads[1], "X-Forwarded-For: "), "203.0.113.9");
+    let (id1, id2) = (
+        field(heads[0], "X-Request-Id: "),
+        field(heads[1], "X-Request-Id: "),
+    );
+    assert!(!id1.is_empty() && id1 != id2, "{id1} {id2}");
+    quiet(&w);
+}
+
 /// Between keep-alive requests a session may rest (the worker keeps only
 /// its summary and lends the session to another connection); in the
 /// middle of one it may not. A session blanked and resumed from the
@@ -1134,8 +1164,8 @@ fn an_idle_session_rests_and_resumes_as_the_same_connection() {
     assert_eq!(r.deadline(), w.session.deadline());
     assert_eq!(r.phase_name(), "idle");
 
-    // What the worker does: blank it (another connection may use it),
-    // then resume it when this connection's next bytes come.
+    // A closed connection's session is blanked before another connection
+    // uses it; resuming a blank one gives back the same connection.
     let (peer, deadline) = (w.session.peer, w.session.deadline());
     w.session.blank();
     assert!(w.session.is_closed(), "a blank session is no connection");

@@ -42,6 +42,9 @@ pub(super) enum Held {
     Active(Box<Session>),
     /// Waiting for the first byte of a head: the session's summary.
     Resting(Resting),
+    /// Closed while resting (a timeout, a shutdown): nothing was owed, so
+    /// no session was taken to end it.
+    Closed,
 }
 
 impl Held {
@@ -50,7 +53,7 @@ impl Held {
     pub(super) fn get(&self) -> Option<&Session> {
         match self {
             Held::Active(s) => Some(s),
-            Held::Resting(_) => None,
+            Held::Resting(_) | Held::Closed => None,
         }
     }
 
@@ -59,24 +62,44 @@ impl Held {
     pub(super) fn get_mut(&mut self) -> Option<&mut Session> {
         match self {
             Held::Active(s) => Some(s),
-            Held::Resting(_) => None,
+            Held::Resting(_) | Held::Closed => None,
         }
     }
 
-    /// The whole session, woken from rest on a blank one from `spare` (a
-    /// new one when the spares are empty).
+    /// The whole session, woken from rest on one from `spare` (a new one
+    /// when the spares are empty). Callers check `is_closed` first; a
+    /// closed entry gets a blank, closed session rather than a panic.
     #[inline]
     pub(super) fn wake(&mut self, spare: impl FnOnce() -> Option<Box<Session>>) -> &mut Session {
-        if let Held::Resting(r) = *self {
-            let mut s = spare().unwrap_or_else(|| Box::new(Session::blank_for(r)));
-            s.resume(r);
+        let resting = match *self {
+            Held::Active(_) => None,
+            Held::Resting(r) => Some(Some(r)),
+            Held::Closed => Some(None),
+        };
+        if let Some(r) = resting {
+            let mut s = spare().unwrap_or_else(|| Box::new(Session::blank_session()));
+            match r {
+                Some(r) => s.resume(r),
+                None => s.blank(),
+            }
             *self = Held::Active(s);
         }
         match self {
             Held::Active(s) => s,
             // Made active just above.
-            Held::Resting(_) => unreachable!("a woken session is active"),
+            Held::Resting(_) | Held::Closed => unreachable!("a woken session is active"),
         }
+    }
+
+    /// Closes a resting connection without taking a session: nothing is
+    /// owed and nothing is attached, so this is all `Session::close` would
+    /// do. Returns whether it was resting.
+    pub(super) fn close_resting(&mut self) -> bool {
+        let resting = matches!(self, Held::Resting(_));
+        if resting {
+            *self = Held::Closed;
+        }
+        resting
     }
 
     /// Puts the session to rest if it may ([`Session::resting`]) and
@@ -86,7 +109,7 @@ impl Held {
         let r = self.get()?.resting()?;
         match std::mem::replace(self, Held::Resting(r)) {
             Held::Active(s) => Some(s),
-            Held::Resting(_) => None,
+            Held::Resting(_) | Held::Closed => None,
         }
     }
 
@@ -98,14 +121,18 @@ impl Held {
                 s.blank();
                 Some(s)
             }
-            Held::Resting(_) => None,
+            Held::Resting(_) | Held::Closed => None,
         }
     }
 
     /// Whether the session is over.
     #[inline]
     pub(super) fn is_closed(&self) -> bool {
-        self.get().is_some_and(Session::is_closed)
+        match self {
+            Held::Active(s) => s.is_closed(),
+            Held::Resting(_) => false,
+            Held::Closed => true,
+        }
     }
 
     /// Whether the session sits between requests with nothing to deliver.
@@ -127,6 +154,7 @@ impl Held {
         match self {
             Held::Active(s) => s.is_due(now),
             Held::Resting(r) => r.deadline() != Nanos::ZERO && r.deadline() <= now,
+            Held::Closed => false,
         }
     }
 
@@ -137,6 +165,7 @@ impl Held {
         match self {
             Held::Active(s) => s.client_fill(),
             Held::Resting(_) => Some(Fill::Keep),
+            Held::Closed => None,
         }
     }
 
@@ -145,6 +174,7 @@ impl Held {
         match self {
             Held::Active(s) => s.phase().name(),
             Held::Resting(r) => r.phase_name(),
+            Held::Closed => crate::conn::Phase::Closed.name(),
         }
     }
 }

@@ -100,7 +100,7 @@ impl Worker {
 
     /// A due timer of connection `ci` (see `Session::on_timer`).
     pub(super) fn on_timer(&mut self, ci: usize) {
-        if self.clients[ci].held.is_closed() {
+        if self.clients[ci].held.is_closed() || self.close_resting(ci) {
             return;
         }
         let io = self.io_view(ci);
@@ -110,11 +110,24 @@ impl Worker {
 
     /// Closes connection `ci` from outside its protocol (shutdown, a bug).
     pub(super) fn abort(&mut self, ci: usize) {
-        if self.clients[ci].held.is_closed() {
+        if self.clients[ci].held.is_closed() || self.close_resting(ci) {
             return;
         }
         let step = self.with_session(ci, |s, ctx, now| s.close(ctx, now));
         self.execute(ci, step);
+    }
+
+    /// Ends connection `ci` if it rests, without waking its session (a
+    /// sweep expiring thousands of idle connections takes no session for
+    /// each); returns whether it did. Every timeout of a resting phase
+    /// closes, and a shutdown closes what rests.
+    fn close_resting(&mut self, ci: usize) -> bool {
+        if !self.clients[ci].held.close_resting() {
+            return false;
+        }
+        Metrics::dec(&self.shared.metrics.connections_open);
+        self.to_remove.push(ci);
+        true
     }
 
     /// Runs `f` on connection `ci`'s session (woken if it rests) with a
