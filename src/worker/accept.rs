@@ -30,8 +30,6 @@ pub(super) struct Acceptor {
     pub(super) pending: bool,
     /// Accepting is paused (descriptors exhausted) until then.
     pub(super) paused_until: Nanos,
-    /// Connections accepted so far (each one's serial).
-    serial: u64,
 }
 
 impl Acceptor {
@@ -55,7 +53,6 @@ impl Acceptor {
             tls,
             pending: false,
             paused_until: Nanos::ZERO,
-            serial: 0,
         })
     }
 
@@ -87,8 +84,11 @@ impl Worker {
                         log::warn!("worker {}: accepting again", self.id);
                         acceptor.paused_until = Nanos::ZERO;
                     }
-                    acceptor.serial += 1;
-                    let serial = acceptor.serial;
+                    // Per worker, not per listener: a plain and an HTTPS
+                    // connection must never share one (timer entries are
+                    // told apart by it after a slot is reused).
+                    self.accepted += 1;
+                    let serial = self.accepted;
                     let tls = acceptor.tls.clone();
                     Metrics::inc(&self.shared.metrics.connections_accepted);
                     if self.clients.len() >= max {

@@ -125,6 +125,8 @@ pub struct Worker {
     /// Closed connections whose slots are released at the end of the
     /// loop iteration.
     to_remove: Vec<usize>,
+    /// Connections accepted so far, on every listener (each one's serial).
+    accepted: u64,
 }
 
 impl std::fmt::Debug for Worker {
@@ -198,6 +200,7 @@ impl Worker {
             },
             shutdown_at: None,
             to_remove: Vec::new(),
+            accepted: 0,
         };
         Ok((worker, waker))
     }
