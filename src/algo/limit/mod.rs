@@ -23,6 +23,7 @@ use super::Nanos;
 pub mod fixed_window;
 pub mod global;
 pub mod leaky_bucket;
+pub mod shadow;
 pub mod sliding_counter;
 pub mod sliding_log;
 pub mod token_bucket;
