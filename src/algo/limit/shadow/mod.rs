@@ -8,7 +8,7 @@
 //! - a shadow never changes the live decision: [`ShadowSet::observe`] takes
 //!   the live [`Decision`] by shared reference and returns nothing;
 //! - each shadow runs its own limiter, built by [`build`] from the live spec
-//!   [`translate`]d to its algorithm, over its own bounded key table, so its
+//!   [`translate()`]d to its algorithm, over its own bounded key table, so its
 //!   counts are exactly what that algorithm would decide alone on the same
 //!   sequence of `(key, now)`;
 //! - memory is bounded: the shadows' tables are `max_keys` each, and the
