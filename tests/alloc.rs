@@ -240,6 +240,27 @@ fn routed_response(head: &[u8]) -> bool {
     contains(head, b"\r\nx-frame-options: DENY\r\n") && !contains(head, b"\r\nserver:")
 }
 
+/// Runs `once` `warmup` times, then counts the allocations (every thread's)
+/// of `measured` more runs; returns (blocks, bytes).
+fn count_allocations(warmup: usize, measured: usize, mut once: impl FnMut()) -> (u64, u64) {
+    for _ in 0..warmup {
+        once();
+    }
+    let before = dhat::HeapStats::get();
+    for _ in 0..measured {
+        once();
+    }
+    let after = dhat::HeapStats::get();
+    assert!(
+        before.total_blocks > 0,
+        "dhat is counting (warm-up allocates)"
+    );
+    (
+        after.total_blocks - before.total_blocks,
+        after.total_bytes - before.total_bytes,
+    )
+}
+
 /// Warms a gateway up, then counts the allocations of `MEASURED` more
 /// keep-alive requests; returns (blocks, bytes). Shuts the gateway down.
 fn measure(
@@ -250,28 +271,13 @@ fn measure(
 ) -> (u64, u64) {
     let mut client = support::connect(gw.listen_addr());
     let mut buf = [0u8; 16 * 1024];
-    for _ in 0..WARMUP {
+    let (blocks, bytes) = count_allocations(WARMUP, MEASURED, || {
         assert_eq!(
             roundtrip(&mut client, req, head_ok, &mut buf),
             200,
             "{case}"
         );
-    }
-    let before = dhat::HeapStats::get();
-    for _ in 0..MEASURED {
-        assert_eq!(
-            roundtrip(&mut client, req, head_ok, &mut buf),
-            200,
-            "{case}"
-        );
-    }
-    let after = dhat::HeapStats::get();
-    assert!(
-        before.total_blocks > 0,
-        "dhat is counting (warm-up allocates)"
-    );
-    let blocks = after.total_blocks - before.total_blocks;
-    let bytes = after.total_bytes - before.total_bytes;
+    });
     eprintln!(
         "{case}: {MEASURED} keep-alive requests after {WARMUP} warm-up: {blocks} allocations, {bytes} bytes"
     );
@@ -287,27 +293,17 @@ fn measure_close(case: &str, gw: api_gateway::Gateway) -> (u64, u64) {
     let req =
         String::from_utf8_lossy(REQUEST).replace("Connection: keep-alive", "Connection: close");
     let mut buf = Vec::with_capacity(16 * 1024);
-    let once = |buf: &mut Vec<u8>| {
+    let (blocks, bytes) = count_allocations(CLOSE_ROUNDS, CLOSE_ROUNDS, || {
         let mut client = support::connect(gw.listen_addr());
         client.write_all(req.as_bytes()).unwrap();
         buf.clear();
-        client.read_to_end(buf).unwrap();
+        client.read_to_end(&mut buf).unwrap();
         assert!(buf.starts_with(b"HTTP/1.1 200 "), "{case}");
         assert!(
             buf.ends_with(br#"{"ok":true}"#),
             "{case}: one whole response"
         );
-    };
-    for _ in 0..CLOSE_ROUNDS {
-        once(&mut buf);
-    }
-    let before = dhat::HeapStats::get();
-    for _ in 0..CLOSE_ROUNDS {
-        once(&mut buf);
-    }
-    let after = dhat::HeapStats::get();
-    let blocks = after.total_blocks - before.total_blocks;
-    let bytes = after.total_bytes - before.total_bytes;
+    });
     eprintln!(
         "{case}: {CLOSE_ROUNDS} Connection: close requests after {CLOSE_ROUNDS} warm-up: {blocks} allocations, {bytes} bytes"
     );

@@ -125,11 +125,18 @@ impl Resting {
 
     /// The name of the phase it rests in (for logs).
     pub fn phase_name(&self) -> &'static str {
-        match self.awaiting {
-            Awaiting::Handshake => Phase::Handshaking.name(),
-            Awaiting::Preface => Phase::Preface.name(),
-            Awaiting::Head => Phase::ReadingHead.name(),
-            Awaiting::Next => Phase::Idle.name(),
+        self.awaiting.phase().name()
+    }
+}
+
+impl Awaiting {
+    /// The phase a session resting this way resumes in.
+    fn phase(self) -> Phase {
+        match self {
+            Awaiting::Handshake => Phase::Handshaking,
+            Awaiting::Preface => Phase::Preface,
+            Awaiting::Head => Phase::ReadingHead,
+            Awaiting::Next => Phase::Idle,
         }
     }
 }
@@ -530,13 +537,7 @@ impl Session {
         self.resp_fwd = 0;
         self.peer = r.peer;
         self.scheme = r.scheme;
-        let phase = match r.awaiting {
-            Awaiting::Handshake => Phase::Handshaking,
-            Awaiting::Preface => Phase::Preface,
-            Awaiting::Head => Phase::ReadingHead,
-            Awaiting::Next => Phase::Idle,
-        };
-        self.enter(phase, r.deadline);
+        self.enter(r.awaiting.phase(), r.deadline);
     }
 
     /// Whether the backend response needs a buffer before a read.

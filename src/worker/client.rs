@@ -71,16 +71,11 @@ impl Held {
     /// closed entry gets a blank, closed session rather than a panic.
     #[inline]
     pub(super) fn wake(&mut self, spare: impl FnOnce() -> Option<Box<Session>>) -> &mut Session {
-        let resting = match *self {
-            Held::Active(_) => None,
-            Held::Resting(r) => Some(Some(r)),
-            Held::Closed => Some(None),
-        };
-        if let Some(r) = resting {
+        if !matches!(self, Held::Active(_)) {
             let mut s = spare().unwrap_or_else(|| Box::new(Session::blank_session()));
-            match r {
-                Some(r) => s.resume(r),
-                None => s.blank(),
+            match *self {
+                Held::Resting(r) => s.resume(r),
+                _ => s.blank(),
             }
             *self = Held::Active(s);
         }

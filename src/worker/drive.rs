@@ -9,8 +9,7 @@ use super::Worker;
 use crate::conn::{Ctx, IoView, Peer, Session, Step};
 use crate::metrics::Metrics;
 use crate::token::{self, Target};
-use crate::transport::Fill;
-use crate::transport::Nothing;
+use crate::transport::{Fill, Nothing};
 
 /// Bound on state-machine steps per event for one connection; hitting it
 /// means a bug, and the connection is closed rather than spinning a core.

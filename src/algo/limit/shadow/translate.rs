@@ -87,21 +87,12 @@ pub fn translate(live: &LimitSpec, to: Algorithm) -> LimitSpec {
 /// `spec` as "L requests per W ms", before any per-algorithm cap on L: what
 /// the accuracy meter takes as the true limit. L >= 1, W in 1 ..= one day.
 pub fn window_form(spec: &LimitSpec) -> (u32, u64) {
-    match *spec {
-        LimitSpec::FixedWindow { limit, window_ms }
-        | LimitSpec::SlidingLog { limit, window_ms }
-        | LimitSpec::SlidingCounter { limit, window_ms } => {
-            (limit.max(1), window_ms.clamp(1, MAX_SPAN_MS))
-        }
-        LimitSpec::TokenBucket {
-            capacity,
-            refill_per_sec: rate,
-        }
-        | LimitSpec::LeakyBucket {
-            capacity,
-            leak_per_sec: rate,
+    match Family::of(spec) {
+        Family::Window { limit, window_ms } => (limit, window_ms),
+        Family::Bucket {
+            capacity: c,
+            rate: r,
         } => {
-            let (c, r) = (capacity.max(1), clamp_rate(rate));
             // W = C / r, in ms, rounded to the nearest ms.
             let w = (f64::from(c) * 1_000.0 / r).round();
             if w < 1.0 {
@@ -121,22 +112,48 @@ pub fn window_form(spec: &LimitSpec) -> (u32, u64) {
 /// `spec` as "capacity C, rate r per second", before the per-bucket cap on
 /// C: C >= 1, r a rate the protocol accepts.
 pub fn bucket_form(spec: &LimitSpec) -> (u32, f64) {
-    match *spec {
-        LimitSpec::FixedWindow { limit, window_ms }
-        | LimitSpec::SlidingLog { limit, window_ms }
-        | LimitSpec::SlidingCounter { limit, window_ms } => {
-            let (l, w) = (limit.max(1), window_ms.clamp(1, MAX_SPAN_MS));
+    match Family::of(spec) {
+        Family::Window { limit, window_ms } => {
             // r = L / W with W in seconds: L x 1000 / W_ms.
-            (l, clamp_rate(f64::from(l) * 1_000.0 / w as f64))
+            (
+                limit,
+                clamp_rate(f64::from(limit) * 1_000.0 / window_ms as f64),
+            )
         }
-        LimitSpec::TokenBucket {
-            capacity,
-            refill_per_sec: rate,
+        Family::Bucket { capacity, rate } => (capacity, rate),
+    }
+}
+
+/// A spec's parameters by family, already in bounds (counts at least 1,
+/// windows in 1 ms ..= one day, rates the protocol accepts).
+enum Family {
+    /// L requests per W ms.
+    Window { limit: u32, window_ms: u64 },
+    /// Capacity C at r per second.
+    Bucket { capacity: u32, rate: f64 },
+}
+
+impl Family {
+    fn of(spec: &LimitSpec) -> Family {
+        match *spec {
+            LimitSpec::FixedWindow { limit, window_ms }
+            | LimitSpec::SlidingLog { limit, window_ms }
+            | LimitSpec::SlidingCounter { limit, window_ms } => Family::Window {
+                limit: limit.max(1),
+                window_ms: window_ms.clamp(1, MAX_SPAN_MS),
+            },
+            LimitSpec::TokenBucket {
+                capacity,
+                refill_per_sec: rate,
+            }
+            | LimitSpec::LeakyBucket {
+                capacity,
+                leak_per_sec: rate,
+            } => Family::Bucket {
+                capacity: capacity.max(1),
+                rate: clamp_rate(rate),
+            },
         }
-        | LimitSpec::LeakyBucket {
-            capacity,
-            leak_per_sec: rate,
-        } => (capacity.max(1), clamp_rate(rate)),
     }
 }
 
