@@ -6,7 +6,8 @@
 //! Invariants:
 //!
 //! - a shadow never changes the live decision: [`ShadowSet::observe`] takes
-//!   the live [`Decision`] by shared reference and returns nothing;
+//!   the live [`Decision`] by shared reference and only returns what the
+//!   shadows would have done ([`ShadowVerdicts`], for a decision trace);
 //! - each shadow runs its own limiter, built by [`build`] from the live spec
 //!   [`translate()`]d to its algorithm, over its own bounded key table, so its
 //!   counts are exactly what that algorithm would decide alone on the same
@@ -83,6 +84,38 @@ pub struct AlgorithmReport {
     pub accuracy: Accuracy,
 }
 
+/// What each shadow would have decided for one request, in the set's order
+/// (a fixed array: observing allocates nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ShadowVerdicts {
+    len: usize,
+    items: [Option<(Algorithm, Decision)>; MAX_TRACKS],
+}
+
+impl ShadowVerdicts {
+    fn push(&mut self, algorithm: Algorithm, decision: Decision) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = Some((algorithm, decision));
+            self.len += 1;
+        }
+    }
+
+    /// Each shadow's algorithm and decision, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &(Algorithm, Decision)> + '_ {
+        self.items[..self.len].iter().flatten()
+    }
+
+    /// How many shadows decided.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No shadow decided.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Everything a [`ShadowSet`] measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShadowReport {
@@ -151,18 +184,22 @@ impl ShadowSet {
 
     /// Runs every shadow on the request of `key` at `now` whose live
     /// decision was `live`, and counts and measures them all. The live
-    /// decision is only read.
-    pub fn observe(&self, key: u64, now: Nanos, live: &Decision) {
+    /// decision is only read; what each shadow would have done is returned
+    /// (no allocation: callers that do not trace ignore it).
+    pub fn observe(&self, key: u64, now: Nanos, live: &Decision) -> ShadowVerdicts {
         let mut outcomes = [Outcome::Reject; MAX_TRACKS];
         outcomes[0] = Outcome::of(live, now);
         self.live_counters.record(live.verdict, live.verdict);
+        let mut verdicts = ShadowVerdicts::default();
         for (shadow, out) in self.shadows.iter().zip(outcomes[1..].iter_mut()) {
             let d = shadow.limiter.check(key, now);
             shadow.counters.record(live.verdict, d.verdict);
             *out = Outcome::of(&d, now);
+            verdicts.push(Algorithm::of(&shadow.spec), d);
         }
         let tracks = (1 + self.shadows.len()).min(MAX_TRACKS);
         self.meter.observe(key, now, &outcomes[..tracks]);
+        verdicts
     }
 
     /// The shadows' algorithms, in order.
@@ -255,10 +292,17 @@ mod tests {
         let mut expected = vec![(0u64, 0u64); alone.len()];
         for &(key, now) in seq {
             let d = live.check(key, now);
-            set.observe(key, now, &d);
+            let verdicts = set.observe(key, now, &d);
+            assert_eq!(verdicts.len(), alone.len() - 1);
             // Row 0 rebuilds the live spec: it must decide as the live one.
-            for (l, e) in alone.iter().zip(expected.iter_mut()) {
-                if l.check(key, now).is_admitted() {
+            for (i, (l, e)) in alone.iter().zip(expected.iter_mut()).enumerate() {
+                let own = l.check(key, now);
+                if i > 0 {
+                    // What observe returned is what the algorithm alone did.
+                    let (_, shadow) = verdicts.iter().nth(i - 1).unwrap();
+                    assert_eq!(shadow.verdict, own.verdict);
+                }
+                if own.is_admitted() {
                     e.0 += 1;
                 } else {
                     e.1 += 1;
