@@ -17,6 +17,7 @@ mod routing;
 mod stage;
 mod store;
 mod tls;
+pub mod trace;
 
 pub use auth::{
     algorithm_name, family, ApiKeyConfig, ConsumerConfig, Family, JwtConfig, RouteAuthConfig,
@@ -230,6 +231,8 @@ pub struct Config {
     /// retries, slow start, in-flight cap and queue), and the defaults of
     /// every other upstream.
     pub resilience: Resilience,
+    /// The per-request decision trace (`trace`).
+    pub trace: trace::TraceConfig,
 }
 
 impl Default for Timeouts {
@@ -344,6 +347,7 @@ impl Config {
             trusted_proxies: CidrSet::default(),
             proxy_protocol: false,
             resilience: Resilience::default(),
+            trace: trace::TraceConfig::default(),
         }
     }
 
@@ -430,6 +434,7 @@ impl Config {
                 "slow_start_ms",
                 "max_inflight_per_backend",
                 "queue",
+                "trace",
             ],
         )?;
         let mut cfg = Config::demo();
@@ -528,6 +533,9 @@ impl Config {
                 }
                 _ => return err("access_log", "must be \"stdout\", \"off\" or a file path"),
             };
+        }
+        if let Some(v) = obj.get("trace") {
+            cfg.trace = trace::parse(v)?;
         }
         if let Some(v) = obj.get("trusted_proxies") {
             cfg.trusted_proxies = trusted_proxies(v)?;

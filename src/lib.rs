@@ -31,6 +31,8 @@
 //!   global counters, the operator event log).
 //! - [`tls`]: TLS termination (rustls): certificates chosen by SNI, the
 //!   non-blocking TLS stream the transport wraps, handshake counters.
+//! - [`trace`]: the per-request decision trace (typed stage entries, the
+//!   trust rule, sampling, the shared ring the admin reads).
 //! - [`net`]: address sets from the configuration (trusted proxies).
 //! - [`gateway`]: starting and stopping it all; [`demo`]: the demo backends.
 
@@ -56,6 +58,7 @@ pub mod shared;
 pub mod snapshot;
 pub mod tls;
 pub mod token;
+pub mod trace;
 pub mod transport;
 pub mod upstream;
 pub mod worker;

@@ -1,7 +1,7 @@
 //! State shared by every worker and the control loop (behind one `Arc`)
 //! for the gateway's whole life: metrics, the event log, the clock epoch,
 //! the rate-limit key hasher and shared store, the TLS listener's state,
-//! and the snapshot now running (for reports and tests; workers are handed
+//! the last decision traces, and the snapshot now running (for reports and tests; workers are handed
 //! theirs). Plus the helpers that record typed events about backends and
 //! selection, and the client hash of the sticky balancers.
 //!
@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::events::{EventKind, EventLog};
 use crate::metrics::Metrics;
 use crate::snapshot::{Counters, Snapshot};
+use crate::trace::TraceRing;
 
 /// Shared by all threads (behind an `Arc`).
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub struct Shared {
     pub tls: Option<Arc<crate::tls::TlsServer>>,
     /// Numbers handed out to snapshots' backend states.
     pub counters: Counters,
+    /// The last decision traces (only traced requests take its lock).
+    pub traces: TraceRing,
     /// The snapshot now running, as the control thread last installed it.
     current: Mutex<Option<Arc<Snapshot>>>,
 }
@@ -60,6 +63,7 @@ impl Shared {
             limit_store,
             tls: None,
             counters: Counters::default(),
+            traces: TraceRing::default(),
             current: Mutex::new(None),
         }
     }

@@ -67,6 +67,10 @@ pub(crate) enum Route {
     DemoStates,
     /// `GET` of a dashboard file.
     Asset(&'static Asset),
+    /// `GET /gateway/trace/:id`
+    Trace(String),
+    /// `GET /gateway/trace`
+    Traces,
 }
 
 /// Why a request matched no route.
@@ -126,6 +130,8 @@ pub(crate) fn resolve(method: &str, target: &str) -> Result<Route, RouteError> {
             ("POST", Route::ResetCircuit(name(n)))
         }
         ["gateway", "demo"] => ("GET", Route::DemoStates),
+        ["gateway", "trace"] => ("GET", Route::Traces),
+        ["gateway", "trace", id] if !id.is_empty() => ("GET", Route::Trace(name(id))),
         ["gateway", "demo", n, "crash"] if !n.is_empty() => {
             // Two methods on one path: GET reads the flag, POST flips it.
             return match method {
@@ -164,6 +170,8 @@ pub(crate) fn command_for(route: &Route, body: Option<&Value>) -> Result<Option<
             Command::SetLoadBalancer(build_named(n, body, BalanceSpec::from_name)?)
         }
         Route::Routes => Command::Routes,
+        Route::Trace(id) => Command::Trace(id.clone()),
+        Route::Traces => Command::Traces,
         Route::Upstreams => Command::Upstreams,
         Route::Consumers => Command::Consumers,
         Route::ReloadTls => Command::ReloadTls,
@@ -284,6 +292,26 @@ mod tests {
             Err(RouteError::MethodNotAllowed("GET"))
         );
         assert_eq!(resolve("GET", "/gateway/routes"), Ok(Route::Routes));
+        assert_eq!(resolve("GET", "/gateway/trace"), Ok(Route::Traces));
+        assert_eq!(resolve("GET", "/gateway/trace?x=1"), Ok(Route::Traces));
+        assert_eq!(
+            resolve("GET", "/gateway/trace/0000000a00000001"),
+            Ok(Route::Trace("0000000a00000001".into()))
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/trace/0000000a00000001"),
+            Err(RouteError::MethodNotAllowed("GET"))
+        );
+        assert_eq!(
+            resolve("DELETE", "/gateway/trace"),
+            Err(RouteError::MethodNotAllowed("GET"))
+        );
+        assert_eq!(resolve("GET", "/gateway/trace/a/b"), Err(RouteError::NotFound));
+        assert_eq!(
+            command_for(&Route::Trace("ab".into()), None),
+            Ok(Some(Command::Trace("ab".into())))
+        );
+        assert_eq!(command_for(&Route::Traces, None), Ok(Some(Command::Traces)));
         assert_eq!(resolve("GET", "/gateway/upstreams"), Ok(Route::Upstreams));
         assert_eq!(resolve("GET", "/gateway/consumers"), Ok(Route::Consumers));
         assert_eq!(resolve("POST", "/gateway/tls/reload"), Ok(Route::ReloadTls));

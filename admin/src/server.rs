@@ -241,7 +241,9 @@ fn describe(cmd: &Command) -> Option<(&'static str, String)> {
         | Command::Metrics
         | Command::Routes
         | Command::Upstreams
-        | Command::Consumers => return None,
+        | Command::Consumers
+        | Command::Trace(_)
+        | Command::Traces => return None,
         Command::ReloadTls => ("tls", "TLS certificates reloaded".to_string()),
         // The gateway logs each reload itself (with what changed), for
         // SIGHUP too.

@@ -60,6 +60,11 @@ pub enum Command {
     ResetCircuit(String),
     /// Zero every counter and histogram.
     ResetMetrics,
+    /// One decision trace, by id (`GET /gateway/trace/:id`).
+    Trace(String),
+    /// The trace settings and the last traces' summaries, newest first
+    /// (`GET /gateway/trace`).
+    Traces,
 }
 
 /// The gateway's answer to a [`Command`].

@@ -122,6 +122,10 @@ pub struct Exchange {
     pub consumer: Option<ConsumerId>,
     /// The caller's name, sent upstream as `X-Consumer`; empty: anonymous.
     pub consumer_name: Vec<u8>,
+    /// The request's decision trace: `None` unless it asked (and is
+    /// trusted) or was sampled, so an untraced request pays one branch per
+    /// trace point (see `crate::trace`).
+    pub trace: Option<Box<crate::trace::Trace>>,
 }
 
 /// What the access log shows for a request whose client went away first.

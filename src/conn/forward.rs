@@ -17,6 +17,7 @@ use crate::http::rewrite::{
 };
 use crate::http::HttpError;
 use crate::metrics::{status_class, Metrics};
+use crate::trace::Stage;
 
 use super::exchange::Answer;
 use super::phase::{After, BodyScan, Phase, ReqSide, RespSide};
@@ -146,7 +147,11 @@ impl Session {
         let attach = io.upstream.map(|u| u.attach);
         match attach {
             Some(Attach::Connecting) => {}
-            Some(Attach::Ready { .. }) => {
+            Some(Attach::Ready { reused }) => {
+                if let Some(t) = self.ex.trace.as_deref_mut() {
+                    t.timings.connect = Some(now);
+                    t.connection_reused = reused;
+                }
                 let scan = match self.phase_mut() {
                     Phase::Connecting(scan) => std::mem::replace(scan, BodyScan::Complete),
                     _ => return Step::Continue,
@@ -240,6 +245,9 @@ impl Session {
             }
             self.upload.stop();
             progress = true;
+            if let Some(t) = self.ex.trace.as_deref_mut() {
+                t.timings.send = Some(now);
+            }
             // The response-head deadline starts now and is not pushed by
             // progress (see `touch`).
             let at = self.head_deadline(ctx, now);
@@ -395,11 +403,21 @@ impl Session {
         if outcome == Outcome::Failure || status == 101 {
             self.record_outcome(outcome, ctx, now);
         }
+        self.ex.note_trace_id();
         let Some(selection) = self.ex.selection.as_ref() else {
             return;
         };
         let backend = selection.entry();
         let circuit = backend.breaker.state(now);
+        if let Some(t) = self.ex.trace.as_deref_mut() {
+            t.timings.first_byte = Some(now);
+            let reused = t.connection_reused;
+            t.push(Stage::Backend {
+                name: backend.name.clone(),
+                status,
+                reused,
+            });
+        }
         let framing = self.resp_head.framing();
         let req_sent = matches!(
             self.phase(),
@@ -552,6 +570,9 @@ impl Session {
     ) -> Step {
         // The whole response arrived: the deferred success verdict.
         self.record_outcome(Outcome::Success, ctx, now);
+        if let Some(t) = self.ex.trace.as_deref_mut() {
+            t.timings.last_byte = Some(now);
+        }
         let stray = self.resp.as_ref().is_some_and(|b| !b.is_empty());
         let healthy = io
             .upstream

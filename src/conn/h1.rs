@@ -24,6 +24,8 @@ use crate::pipeline::cors::{self, CorsKind};
 use crate::pipeline::{rate_limit, Stage};
 use crate::route::RouteMatch;
 use crate::shared::client_hash;
+use crate::trace::record::QueueOutcome;
+use crate::trace::Stage as TraceStage;
 use crate::upstream::{Gate, PoolEvent, PoolId, Refusal};
 
 use super::exchange::{Answer, Ledger};
@@ -209,6 +211,7 @@ impl Session {
         ex.client_ip = None;
         ex.consumer = None;
         ex.consumer_name.clear();
+        ex.trace = None;
         ex.request_id.clear();
         let _ = write!(ex.request_id, "{prefix:08x}{rid:08x}");
         self.upload.stop();
@@ -257,9 +260,12 @@ impl Session {
         let target = head.target.get(buf);
         ex.log_target
             .extend_from_slice(&target[..target.len().min(512)]);
+        self.begin_trace(ctx, now);
         // With routes, normalization judges the path (and resolves what
         // the raw check refuses); without, the raw check stands.
-        if let Err(e) = rules::check(buf, head, ctx.snap.routes.is_routing()) {
+        let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+        let routing = ctx.snap.routes.is_routing();
+        if let Err(e) = rules::check(buf, &self.head, routing) {
             return self.reject(e, ctx, now);
         }
         let routed = self.route(ctx);
@@ -323,6 +329,9 @@ impl Session {
         }
         extra.extend_from_slice(path);
         extra.extend_from_slice(b"\r\n");
+        if let Some(t) = self.ex.trace.as_deref_mut() {
+            t.reply(308, None, "redirected");
+        }
         self.reply(308, b"", "text/plain", false, ctx, now)
     }
 
@@ -337,6 +346,21 @@ impl Session {
             self.ex.route = Some(0);
             self.ex.pool = policy.pool;
             self.ex.response_timeout = policy.response.unwrap_or(ctx.timeouts().response);
+            if let Some(t) = self.ex.trace.as_deref_mut() {
+                // No routes: the target goes as sent, to `default`.
+                let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
+                let head = &self.head;
+                let path = head.path.get(buf);
+                let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+                let host = head.authority.or(head.host).map_or(&[][..], |s| s.get(buf));
+                t.push(TraceStage::Route {
+                    route: None,
+                    path: String::from_utf8_lossy(path).into_owned(),
+                    host: String::from_utf8_lossy(host).into_owned(),
+                    upstream: Some(snap.pool_at(policy.pool).name.clone()),
+                    miss: None,
+                });
+            }
             return Ok(());
         }
         let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
@@ -367,6 +391,26 @@ impl Session {
         let mut allow = std::mem::take(&mut ex.extra);
         let found = routes.find(&ex.target, path, method, &mut allow);
         ex.extra = allow;
+        if let Some(t) = ex.trace.as_deref_mut() {
+            let (route, upstream, miss) = match found {
+                RouteMatch::NoRoute => (None, None, Some("no-route")),
+                RouteMatch::MethodNotAllowed => (None, None, Some("method-not-allowed")),
+                RouteMatch::Found { id, .. } => {
+                    let policy = routes.policy(id);
+                    let upstream = snap.pool_at(policy.pool).name.clone();
+                    (Some(policy.name.clone()), Some(upstream), None)
+                }
+            };
+            t.push(TraceStage::Route {
+                route,
+                path: String::from_utf8_lossy(path).into_owned(),
+                // `ex.target` holds the host as routes match it until the
+                // forwarded path replaces it below.
+                host: String::from_utf8_lossy(&ex.target).into_owned(),
+                upstream,
+                miss,
+            });
+        }
         match found {
             RouteMatch::NoRoute => {
                 ex.extra.clear();
@@ -423,6 +467,9 @@ impl Session {
                     let cfg = &ctx.snap.config.cors;
                     cors::write_headers(&mut self.ex.extra, cfg, buf, &self.head, kind);
                     if kind == CorsKind::Preflight {
+                        if let Some(t) = self.ex.trace.as_deref_mut() {
+                            t.reply(204, None, "preflight");
+                        }
                         return self.reply(204, b"", "", false, ctx, now);
                     }
                 }
@@ -458,9 +505,11 @@ impl Session {
                         }
                         _ => None,
                     };
-                    let d = own
-                        .unwrap_or_else(|| ctx.snap.limiter(route))
-                        .check(key, now);
+                    let limiter = own.unwrap_or_else(|| ctx.snap.limiter(route));
+                    let d = limiter.check(key, now);
+                    if self.ex.trace.is_some() {
+                        self.trace_rate_limit(source, key, limiter, own.is_some(), &d);
+                    }
                     rate_limit::write_headers(&mut self.ex.extra, &d);
                     let m = &ctx.shared.metrics;
                     match d.verdict {
@@ -528,11 +577,25 @@ impl Session {
                 if let Some(KeyPlace::Query(q)) = auth.key_place() {
                     query::remove(&mut ex.target, q);
                 }
+                if let Some(t) = ex.trace.as_deref_mut() {
+                    let name = &ex.consumer_name;
+                    t.push(TraceStage::AuthOk {
+                        consumer: (!name.is_empty())
+                            .then(|| String::from_utf8_lossy(name).into_owned()),
+                    });
+                }
                 Ok(())
             }
             Err((failure, consumer)) => {
                 ex.consumer = consumer;
                 ex.consumer_name.clear();
+                if let Some(t) = ex.trace.as_deref_mut() {
+                    t.push(TraceStage::AuthFailed {
+                        reason: AuthFailure::REASONS[failure.index()],
+                        message: failure.message(),
+                        status: failure.status(),
+                    });
+                }
                 Metrics::inc(&ctx.shared.metrics.auth_failures[failure.index()]);
                 ex.extra.extend_from_slice(auth.challenge(failure));
                 Err(failure)
@@ -543,10 +606,19 @@ impl Session {
     /// Chooses the request's backend (see [`crate::upstream::Pool::select`]);
     /// `false` when there is none.
     fn select_backend(&mut self, gate: Gate, ctx: &mut Ctx<'_>, now: Nanos) -> Result<(), Refusal> {
+        let seen = self.selection_seen(gate, 0, ctx, now);
         let picked = self.select_avoiding(gate, 0, ctx, now);
+        // A queued request's re-checks that fail again are not traced:
+        // the queue stage tells how its wait ended.
+        if picked.is_ok() || self.ex.ticket.is_none() {
+            self.trace_selection(seen, picked);
+        }
         if picked.is_ok() {
             if let Some(t) = self.ex.ticket.take() {
                 t.served(now);
+                if let Some(t) = self.ex.trace.as_deref_mut() {
+                    t.queue_left(QueueOutcome::Served, now);
+                }
             }
         }
         picked
@@ -571,6 +643,9 @@ impl Session {
                     (Some(q), false) => match pool.waiting.enter(q.max, now) {
                         Some(t) => {
                             self.ex.ticket = Some(t);
+                            if let Some(t) = self.ex.trace.as_deref_mut() {
+                                t.queue_entered(now);
+                            }
                             let deadline = now.saturating_add(Nanos::from_millis(q.timeout_ms));
                             self.ex.queue_deadline = deadline;
                             self.wait_in_queue(deadline, stage, now);
@@ -581,6 +656,9 @@ impl Session {
                         }
                         None => {
                             Metrics::inc(&pool.waiting.full);
+                            if let Some(t) = self.ex.trace.as_deref_mut() {
+                                t.queue_left(QueueOutcome::Full, now);
+                            }
                             HttpError::AtCapacity
                         }
                     },
@@ -594,6 +672,9 @@ impl Session {
                     (Some(_), true) => {
                         if let Some(t) = self.ex.ticket.take() {
                             t.timed_out();
+                        }
+                        if let Some(t) = self.ex.trace.as_deref_mut() {
+                            t.queue_left(QueueOutcome::TimedOut, now);
                         }
                         HttpError::QueueTimeout
                     }
@@ -671,6 +752,9 @@ impl Session {
             self.ex.extra.extend_from_slice(allow.as_bytes());
             self.ex.extra.extend_from_slice(b"\r\n");
         }
+        if let Some(t) = self.ex.trace.as_deref_mut() {
+            t.reply(err.status(), Some(err.message()), err.verdict());
+        }
         let mut body = std::mem::take(ctx.scratch);
         error_body(&mut body, err, &self.ex.request_id);
         let close = err.closes_connection();
@@ -709,6 +793,7 @@ impl Session {
         };
         self.ex.answer = Answer::Final(status);
         self.ex.after = after;
+        self.ex.note_trace_id();
         // Anything still queued for the client is whole interim heads
         // (a reply comes only before a final head is forwarded); once the
         // first of their bytes is on the wire the rest must follow, or the
@@ -822,6 +907,10 @@ impl Session {
         }
         let selection = ex.selection.take();
         ex.ticket = None;
+        if ex.trace.is_some() {
+            self.finish_trace(status, ctx, now);
+        }
+        let ex = &mut self.ex;
         if ctx.log_requests() {
             ctx.snap.routes.redact_keys(&mut ex.log_target);
             let backend = selection

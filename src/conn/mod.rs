@@ -11,8 +11,9 @@
 //!
 //! Files: `session.rs` (the state, the view, the steps), `h1.rs` (heads,
 //! pipeline, replies, closing, accounting), `forward.rs` (proxying),
-//! `timer.rs` (deadlines, body rate), `preface.rs` (PROXY header, client
-//! IP), `phase.rs`, `exchange.rs`, `buffer.rs`, `upload.rs`.
+//! `timer.rs` (deadlines, body rate), `trace.rs` (decision-trace points),
+//! `preface.rs` (PROXY header, client IP), `phase.rs`, `exchange.rs`,
+//! `buffer.rs`, `upload.rs`.
 
 pub mod buffer;
 pub mod exchange;
@@ -26,6 +27,7 @@ pub mod sim;
 #[cfg(test)]
 mod tests;
 mod timer;
+mod trace;
 pub mod upload;
 
 pub use exchange::{Answer, Exchange, Ledger};

@@ -71,6 +71,7 @@ impl Session {
             Outcome::Success => self.record_outcome(Outcome::Success, ctx, now),
         }
         let failed = self.ex.selection.take()?;
+        let failed_name = self.ex.trace.is_some().then(|| failed.entry().name.clone());
         if failed.backend < 64 {
             self.ex.tried |= 1 << failed.backend;
         }
@@ -86,6 +87,10 @@ impl Session {
         let backend = self.ex.selection.as_ref()?;
         Metrics::inc(&backend.entry().stats.requests);
         Metrics::inc(&ctx.shared.metrics.retries);
+        if let (Some(t), Some(failed)) = (self.ex.trace.as_deref_mut(), failed_name) {
+            let next = backend.entry().name.clone();
+            t.retried(self.ex.retries.saturating_add(1), failed, why, next);
+        }
         let backend = backend.backend;
         self.ex.retries += 1;
         // A fresh count for the stale-connection replay of this try.

@@ -190,6 +190,8 @@ pub struct RequestIds {
     pub prefix: u32,
     /// Requests started so far.
     pub serial: u64,
+    /// Draws which requests `trace.sample_per_million` traces.
+    pub sampler: crate::trace::Sampler,
 }
 
 /// Everything a session may consult or feed while it advances: shared

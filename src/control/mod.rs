@@ -224,6 +224,14 @@ impl Controller {
                 self.shared.events.record(now, EventKind::MetricsReset);
                 Reply::Json(json!({"reset": true}))
             }
+            Command::Trace(id) => match self.shared.traces.get(&id) {
+                Some(t) => Reply::Json(crate::trace::json::trace(&t)),
+                None => Reply::NotFound(format!("no trace '{id}' (unknown, or evicted)")),
+            },
+            Command::Traces => Reply::Json(crate::trace::json::list(
+                &self.current.config.trace,
+                &self.shared.traces.newest_first(),
+            )),
         }
     }
 

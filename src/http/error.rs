@@ -103,6 +103,32 @@ impl HttpError {
         }
     }
 
+    /// The one-word outcome a decision trace shows for a request this
+    /// answer ended (`crate::trace`).
+    pub fn verdict(self) -> &'static str {
+        match self {
+            HttpError::BadRequest(_) => "bad-request",
+            HttpError::NoRoute => "no-route",
+            HttpError::MethodNotAllowed | HttpError::RouteMethodNotAllowed => {
+                "method-not-allowed"
+            }
+            HttpError::HeaderTimeout | HttpError::BodyTimeout => "client-timeout",
+            HttpError::PayloadTooLarge | HttpError::UriTooLong | HttpError::HeadTooLarge => {
+                "too-large"
+            }
+            HttpError::RateLimited { .. } => "rate-limited",
+            HttpError::BadGateway(_) => "bad-gateway",
+            HttpError::NoBackend | HttpError::NoHealthyBackend => "no-backend",
+            HttpError::AtCapacity => "at-capacity",
+            HttpError::QueueTimeout => "queue-timeout",
+            HttpError::Overloaded => "overloaded",
+            HttpError::GatewayTimeout => "gateway-timeout",
+            HttpError::VersionNotSupported => "bad-version",
+            HttpError::Auth(AuthFailure::Forbidden) => "forbidden",
+            HttpError::Auth(_) => "auth-failed",
+        }
+    }
+
     /// The `Allow` value this answer must carry (RFC 9110 §15.5.6: a 405
     /// lists the methods that are served).
     pub fn allow(self) -> Option<&'static str> {

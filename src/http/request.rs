@@ -85,6 +85,18 @@ pub struct RequestLimits {
     pub max_body: u64,
 }
 
+/// The field asking for a decision trace (`X-Gateway-Trace: 1`).
+pub const TRACE: &[u8] = b"x-gateway-trace";
+/// The field carrying the admin token with it, off loopback.
+pub const TRACE_TOKEN: &[u8] = b"x-gateway-trace-token";
+
+/// Whether `name` is one of the trace fields, which are the gateway's own
+/// and never forwarded (the token is an admin secret).
+#[inline]
+pub fn is_trace_field(name: &[u8]) -> bool {
+    eq_ci(name, TRACE) || eq_ci(name, TRACE_TOKEN)
+}
+
 /// A parsed request head: spans into the buffer it came from.
 #[derive(Debug, Default)]
 pub struct RequestHead {
@@ -118,6 +130,14 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// A valid client `X-Request-Id`, kept as is.
     pub request_id: Option<Span>,
+    /// `X-Gateway-Trace: 1` was sent (whether it is honoured is the trace
+    /// stage's call: `crate::trace::admit`).
+    pub trace_asked: bool,
+    /// The value of `X-Gateway-Trace-Token` (an admin secret).
+    pub trace_token: Option<Span>,
+    /// Some `X-Gateway-Trace*` field was sent: the rewrite drops them
+    /// (and looks for them only then).
+    pub trace_fields: bool,
     /// Where the body ends.
     pub framing: Option<RequestFraming>,
 }
@@ -166,6 +186,9 @@ impl RequestHead {
         self.upgrade = None;
         self.expect_continue = false;
         self.request_id = None;
+        self.trace_asked = false;
+        self.trace_token = None;
+        self.trace_fields = false;
         self.framing = None;
     }
 
@@ -266,6 +289,13 @@ impl RequestHead {
                     self.request_id = Some(span.value);
                 } else {
                     self.request_id = None;
+                }
+            } else if is_trace_field(name) {
+                self.trace_fields = true;
+                if name.len() == TRACE.len() {
+                    self.trace_asked = super::head::trim(value) == b"1";
+                } else {
+                    self.trace_token = Some(span.value);
                 }
             }
         }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use super::edits::HeaderEdits;
 use super::error::{reason_phrase, HttpError};
 use super::head::{eq_ci, is_hop_by_hop, list_items, named_in_connection, HeaderSpan};
-use super::request::RequestHead;
+use super::request::{is_trace_field, RequestHead};
 use super::response::ResponseHead;
 use super::upgrade::allowed_offers;
 
@@ -84,6 +84,11 @@ pub fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, info: &F
     let mut run = Run::default();
     for h in &head.headers {
         let name = h.name.get(buf);
+        // The trace fields are ours (the token is an admin secret): looked
+        // for only when the parse saw one, so other requests pay nothing.
+        if head.trace_fields && is_trace_field(name) {
+            continue;
+        }
         if is_hop_by_hop(name)
             || (head.conn.names_fields && named_in_connection(buf, &head.connection, name))
         {
@@ -448,6 +453,27 @@ mod tests {
         };
         write_request(&mut out, raw, &head, &info);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_trace_fields_never_reach_the_backend() {
+        let raw = b"GET /a HTTP/1.1\r\nHost: h\r\nX-Gateway-Trace: 1\r\nA: 1\r\n\
+x-gateway-trace-token: s3cret-admin-token\r\nX-Gateway-Traced: kept\r\n\r\n";
+        let out = rewrite(raw);
+        assert!(!out.to_ascii_lowercase().contains("x-gateway-trace:"), "{out}");
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(out.contains("\r\nA: 1\r\n") && out.contains("X-Gateway-Traced: kept"));
+        let mut head = RequestHead::default();
+        let limits = crate::http::request::RequestLimits {
+            max_uri: 8192,
+            max_body: 1 << 20,
+        };
+        assert!(head.parse(raw, &limits).unwrap());
+        assert!(head.trace_asked && head.trace_fields);
+        assert_eq!(head.trace_token.unwrap().get(raw), b"s3cret-admin-token");
+        let plain = b"GET /a HTTP/1.1\r\nHost: h\r\nX-Gateway-Trace: yes\r\n\r\n";
+        assert!(head.parse(plain, &limits).unwrap());
+        assert!(!head.trace_asked && head.trace_fields && head.trace_token.is_none());
     }
 
     #[test]

@@ -183,6 +183,14 @@ pub fn render(config: &Config) -> Value {
             "min_body_bytes_per_sec": l.min_body_bytes_per_sec,
         }),
     );
+    let tr = &config.trace;
+    doc.insert(
+        "trace".into(),
+        json!({
+            "enabled": tr.enabled, "sample_per_million": tr.sample_per_million,
+            "max_traces": tr.max_traces,
+        }),
+    );
     doc.insert(
         "pipeline".into(),
         json!(config.pipeline.iter().map(|s| s.name()).collect::<Vec<_>>()),

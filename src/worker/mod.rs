@@ -195,6 +195,11 @@ impl Worker {
                 ids: RequestIds {
                     prefix: rid_prefix,
                     serial: 0,
+                    // Seeded per worker (its prefix) and per process (the
+                    // clock), so workers and restarts do not sample alike.
+                    sampler: crate::trace::Sampler::new(
+                        u64::from(rid_prefix) << 32 ^ wall_clock_nanos(),
+                    ),
                 },
                 scratch: Vec::with_capacity(256),
             },
@@ -360,4 +365,11 @@ impl Shared {
         use crate::algo::Clock;
         self.clock.now()
     }
+}
+
+/// Nanoseconds of the wall clock (0 if it reads before 1970): a seed.
+fn wall_clock_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
