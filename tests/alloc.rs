@@ -22,7 +22,8 @@
 //! and 17) adds what the request path of backend resilience touches: a
 //! retry policy whose budget counts every request, the in-flight cap taken
 //! by CAS with a queue behind it, slow start and p2c-ewma learning each
-//! response's latency. (Active health checks run on their own thread, off
+//! response's latency. A fifth (issue 18) is the fourth with the decision
+//! trace enabled, for requests that do not ask for one. (Active health checks run on their own thread, off
 //! the request path, so they are not part of it.) Each gateway is shut
 //! down before the next one starts, so a window only ever sees one worker.
 //!
@@ -347,6 +348,17 @@ fn full_gateway() -> api_gateway::Gateway {
     )
 }
 
+/// The "full" case with the decision trace enabled (issue 18): requests
+/// that do not ask for a trace must cost nothing more.
+fn trace_gateway() -> api_gateway::Gateway {
+    authed_gateway_with(
+        r#""retry": {"attempts": 2}, "max_inflight_per_backend": 1000,
+           "queue": {"max": 100, "timeout_ms": 1000}, "slow_start_ms": 10000,
+           "load_balancer": "p2c-ewma",
+           "trace": {"enabled": true, "sample_per_million": 0, "max_traces": 16},"#,
+    )
+}
+
 fn authed_gateway_with(extra: &str) -> api_gateway::Gateway {
     let routes = ROUTES.replace(
         r#""key": "ip"}"#,
@@ -405,11 +417,17 @@ fn keep_alive_proxying_allocates_nothing_per_request() {
     let routed = measure("routed", routed_gateway(), ROUTED_REQUEST, routed_response);
     let authed = measure("api-key", authed_gateway(), AUTHED_REQUEST, routed_response);
     let full = measure("full", full_gateway(), AUTHED_REQUEST, routed_response);
+    let trace_on = measure("trace-on", trace_gateway(), AUTHED_REQUEST, routed_response);
     let close = measure_close("close", flat_gateway());
     dhat::assert_eq!(flat, (0, 0), "flat config (blocks, bytes)");
     dhat::assert_eq!(routed, (0, 0), "routed config, 10 routes (blocks, bytes)");
     dhat::assert_eq!(authed, (0, 0), "API-key route (blocks, bytes)");
     dhat::assert_eq!(full, (0, 0), "every feature on (blocks, bytes)");
+    dhat::assert_eq!(
+        trace_on,
+        (0, 0),
+        "tracing enabled, requests without the header (blocks, bytes)"
+    );
     dhat::assert_eq!(
         close,
         (0, 0),

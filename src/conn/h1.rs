@@ -608,11 +608,7 @@ impl Session {
     fn select_backend(&mut self, gate: Gate, ctx: &mut Ctx<'_>, now: Nanos) -> Result<(), Refusal> {
         let seen = self.selection_seen(gate, 0, ctx, now);
         let picked = self.select_avoiding(gate, 0, ctx, now);
-        // A queued request's re-checks that fail again are not traced:
-        // the queue stage tells how its wait ended.
-        if picked.is_ok() || self.ex.ticket.is_none() {
-            self.trace_selection(seen, picked);
-        }
+        let queued = self.ex.ticket.is_some();
         if picked.is_ok() {
             if let Some(t) = self.ex.ticket.take() {
                 t.served(now);
@@ -620,6 +616,11 @@ impl Session {
                     t.queue_left(QueueOutcome::Served, now);
                 }
             }
+        }
+        // A queued request's re-checks that fail again are not traced:
+        // the queue stage tells how its wait ended.
+        if picked.is_ok() || !queued {
+            self.trace_selection(seen, picked);
         }
         picked
     }
