@@ -142,7 +142,13 @@ fn allowed_and_denied_requests_record_each_stage_truly() {
     assert!(t["duration_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(
         stage_names(&t),
-        ["route", "rate-limit", "circuit-breaker", "load-balancer", "backend"]
+        [
+            "route",
+            "rate-limit",
+            "circuit-breaker",
+            "load-balancer",
+            "backend"
+        ]
     );
     let route = stage(&t, "route");
     assert_eq!(route["route"], Value::Null, "no routes configured");
@@ -155,7 +161,10 @@ fn allowed_and_denied_requests_record_each_stage_truly() {
     assert_eq!(rl["key_source"], "ip");
     assert_eq!(rl["key"], "127.0.0.1");
     assert_eq!(rl["limit"], 2);
-    assert_eq!((rl["before"].as_u64(), rl["after"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (rl["before"].as_u64(), rl["after"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(
         r.header("ratelimit-remaining"),
         Some("1"),
@@ -183,7 +192,11 @@ fn allowed_and_denied_requests_record_each_stage_truly() {
     assert!(tm["queue"].is_null(), "never queued: {tm}");
     let phases: Vec<f64> = ["connect", "send", "first_byte", "last_byte"]
         .iter()
-        .map(|p| tm[p].as_f64().unwrap_or_else(|| panic!("{p} missing: {tm}")))
+        .map(|p| {
+            tm[p]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{p} missing: {tm}"))
+        })
         .collect();
     assert!(phases.windows(2).all(|w| w[0] <= w[1]), "{phases:?}");
     assert!(phases[3] <= t["duration_ms"].as_f64().unwrap());
@@ -192,7 +205,10 @@ fn allowed_and_denied_requests_record_each_stage_truly() {
     let r = c.roundtrip(&traced("/a", ""));
     let t = fetch(&gw, &trace_id(&r));
     let rl = stage(&t, "rate-limit");
-    assert_eq!((rl["before"].as_u64(), rl["after"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (rl["before"].as_u64(), rl["after"].as_u64()),
+        (Some(1), Some(0))
+    );
     assert_eq!(t["request_id"], r.header("x-request-id").unwrap());
     assert_eq!(t["request_id"], t["id"], "no client id: ours");
 
@@ -203,7 +219,10 @@ fn allowed_and_denied_requests_record_each_stage_truly() {
     assert_eq!(stage_names(&t), ["route", "rate-limit", "reply"]);
     let rl = stage(&t, "rate-limit");
     assert_eq!(rl["verdict"], "deny");
-    assert_eq!((rl["before"].as_u64(), rl["after"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (rl["before"].as_u64(), rl["after"].as_u64()),
+        (Some(0), Some(0))
+    );
     let retry_after: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert_eq!(rl["retry_after_s"].as_u64(), Some(retry_after));
     let reply = stage(&t, "reply");
@@ -309,7 +328,14 @@ fn a_retry_names_the_failed_backend_and_the_backend_stage_the_next() {
     let t = fetch(&gw, &trace_id(&r));
     assert_eq!(
         stage_names(&t),
-        ["route", "rate-limit", "circuit-breaker", "load-balancer", "retry", "backend"]
+        [
+            "route",
+            "rate-limit",
+            "circuit-breaker",
+            "load-balancer",
+            "retry",
+            "backend"
+        ]
     );
     assert_eq!(stage(&t, "load-balancer")["pick"], "b0");
     let retry = stage(&t, "retry");
@@ -337,8 +363,7 @@ fn a_queued_request_records_its_wait() {
                 let _ = held.lock().unwrap().recv_timeout(WAIT);
             }
             first = false;
-            if s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 .is_err()
             {
                 return;
@@ -351,7 +376,10 @@ fn a_queued_request_records_its_wait() {
     ));
     let mut holder = Client::connect(gw.listen_addr());
     holder.send(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert!(eventually(WAIT, || backend.connections.load(Ordering::SeqCst) == 1));
+    assert!(eventually(WAIT, || backend
+        .connections
+        .load(Ordering::SeqCst)
+        == 1));
     let mut waiter = Client::connect(gw.listen_addr());
     waiter.send(&traced("/queued", ""));
     let depth = || match gw.command(Command::Metrics) {
@@ -384,7 +412,10 @@ fn a_queued_request_records_its_wait() {
     assert_eq!(t["stages"][3]["refusal"], "at-cap");
     let q = stage(&t, "queue");
     assert_eq!(q["outcome"], "served");
-    let (entered, left) = (q["entered_ms"].as_f64().unwrap(), q["left_ms"].as_f64().unwrap());
+    let (entered, left) = (
+        q["entered_ms"].as_f64().unwrap(),
+        q["left_ms"].as_f64().unwrap(),
+    );
     assert!(entered <= left, "{q}");
     assert_eq!(t["stages"][6]["pick"], "b0");
     let tm = &stage(&t, "backend")["timings"];
@@ -398,11 +429,17 @@ fn an_untrusted_trace_request_gets_no_trace_and_never_reaches_the_backend() {
     let backend = TestBackend::start();
     let gw = gateway(doc(&[backend.addr], json!({"trace": {"enabled": false}})));
     let mut c = Client::connect(gw.listen_addr());
-    let r = c.roundtrip(&traced("/off", &format!("X-Gateway-Trace-Token: {TOKEN}\r\n")));
+    let r = c.roundtrip(&traced(
+        "/off",
+        &format!("X-Gateway-Trace-Token: {TOKEN}\r\n"),
+    ));
     assert_eq!(r.status, 200);
     assert!(r.header("x-gateway-trace-id").is_none());
     // A second request on the connection: the first has settled.
-    assert_eq!(c.roundtrip(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    assert_eq!(
+        c.roundtrip(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
     assert!(summaries(&gw).is_empty(), "nothing in the ring");
     assert_eq!(backend.requests.load(Ordering::SeqCst), 2);
     backend_saw_no_trace_fields(&backend);
@@ -420,7 +457,10 @@ fn an_untrusted_trace_request_gets_no_trace_and_never_reaches_the_backend() {
     for more in [
         xff.to_string(),
         format!("{xff}X-Gateway-Trace-Token: wrong-token-0123456789ab\r\n"),
-        format!("{xff}X-Gateway-Trace-Token: {}\r\n", &TOKEN[..TOKEN.len() - 1]),
+        format!(
+            "{xff}X-Gateway-Trace-Token: {}\r\n",
+            &TOKEN[..TOKEN.len() - 1]
+        ),
     ] {
         let r = c.roundtrip(&traced("/untrusted", &more));
         assert_eq!(r.status, 200);
@@ -456,8 +496,10 @@ fn the_ring_keeps_the_last_max_traces() {
     let get_trace = |id: &str| {
         request(
             admin,
-            format!("GET /gateway/trace/{id} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "GET /gateway/trace/{id} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
     };
     for id in &ids[..2] {

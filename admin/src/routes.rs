@@ -306,7 +306,10 @@ mod tests {
             resolve("DELETE", "/gateway/trace"),
             Err(RouteError::MethodNotAllowed("GET"))
         );
-        assert_eq!(resolve("GET", "/gateway/trace/a/b"), Err(RouteError::NotFound));
+        assert_eq!(
+            resolve("GET", "/gateway/trace/a/b"),
+            Err(RouteError::NotFound)
+        );
         assert_eq!(
             command_for(&Route::Trace("ab".into()), None),
             Ok(Some(Command::Trace("ab".into())))

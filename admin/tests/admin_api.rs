@@ -51,6 +51,8 @@ fn fake_reply(cmd: &Command, backend_addr: &str) -> Reply {
         Command::Routes => Reply::Json(json!({"routes": []})),
         Command::Upstreams => Reply::Json(json!({"upstreams": []})),
         Command::Consumers => Reply::Json(json!({"consumers": []})),
+        Command::Traces => Reply::Json(json!({"enabled": false, "traces": []})),
+        Command::Trace(id) => Reply::NotFound(format!("no trace '{id}'")),
         Command::ReloadTls => Reply::Invalid("no tls listener".into()),
         Command::Config => Reply::Json(json!({"listen": "127.0.0.1:4000"})),
         Command::ReloadConfig => Reply::Json(json!({"reloaded": true, "generation": 1})),

@@ -44,18 +44,17 @@ pub(super) fn parse(v: &Value) -> Result<TraceConfig, ConfigError> {
     )?;
     let d = TraceConfig::default();
     let enabled = field::<bool>(o, "enabled", "trace.enabled")?.unwrap_or(d.enabled);
-    let sample = field::<u64>(o, "sample_per_million", "trace.sample_per_million")?
-        .map_or(Ok(d.sample_per_million), |n| {
+    let sample = field::<u64>(o, "sample_per_million", "trace.sample_per_million")?.map_or(
+        Ok(d.sample_per_million),
+        |n| {
             u32::try_from(n)
                 .ok()
                 .filter(|&n| n <= crate::trace::sample::PER_MILLION)
                 .ok_or(())
-        });
+        },
+    );
     let Ok(sample_per_million) = sample else {
-        return err(
-            "trace.sample_per_million",
-            "must be between 0 and 1000000",
-        );
+        return err("trace.sample_per_million", "must be between 0 and 1000000");
     };
     let max_traces = field::<u64>(o, "max_traces", "trace.max_traces")?.unwrap_or(256);
     if !(1..=65_536).contains(&max_traces) {
@@ -78,9 +77,14 @@ mod tests {
         assert_eq!(parse(&json!({})).unwrap(), TraceConfig::default());
         let c = parse(&json!({"enabled": true, "sample_per_million": 1_000_000, "max_traces": 3}))
             .unwrap();
-        assert_eq!((c.enabled, c.sample_per_million, c.max_traces), (true, 1_000_000, 3));
+        assert_eq!(
+            (c.enabled, c.sample_per_million, c.max_traces),
+            (true, 1_000_000, 3)
+        );
         let e = |v| parse(&v).unwrap_err().0;
-        assert!(e(json!({"sample_per_million": 1_000_001})).starts_with("trace.sample_per_million:"));
+        assert!(
+            e(json!({"sample_per_million": 1_000_001})).starts_with("trace.sample_per_million:")
+        );
         assert!(e(json!({"sample_per_million": -1})).starts_with("trace.sample_per_million:"));
         assert!(e(json!({"max_traces": 0})).starts_with("trace.max_traces:"));
         assert!(e(json!({"max_traces": 65_537})).starts_with("trace.max_traces:"));

@@ -18,9 +18,7 @@ use crate::algo::Nanos;
 use crate::backend::SelectionMode;
 use crate::config::KeySource;
 use crate::trace::admit::{self, Ask};
-use crate::trace::record::{
-    Candidate, Exclusion, LimitKey, RateLimitEntry, SelectionEntry, Stage,
-};
+use crate::trace::record::{Candidate, Exclusion, LimitKey, RateLimitEntry, SelectionEntry, Stage};
 use crate::trace::{Origin, Trace};
 use crate::upstream::{Gate, Refusal};
 
@@ -167,7 +165,10 @@ impl Session {
             return;
         };
         let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
-        let ip = self.ex.client_ip.unwrap_or_else(|| self.peer.ip().to_canonical());
+        let ip = self
+            .ex
+            .client_ip
+            .unwrap_or_else(|| self.peer.ip().to_canonical());
         // The same fallbacks as `rate_limit::client_key`.
         let who = match source {
             KeySource::Header(name) if self.head.header(buf, name.as_bytes()).is_some() => {

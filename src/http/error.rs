@@ -109,9 +109,7 @@ impl HttpError {
         match self {
             HttpError::BadRequest(_) => "bad-request",
             HttpError::NoRoute => "no-route",
-            HttpError::MethodNotAllowed | HttpError::RouteMethodNotAllowed => {
-                "method-not-allowed"
-            }
+            HttpError::MethodNotAllowed | HttpError::RouteMethodNotAllowed => "method-not-allowed",
             HttpError::HeaderTimeout | HttpError::BodyTimeout => "client-timeout",
             HttpError::PayloadTooLarge | HttpError::UriTooLong | HttpError::HeadTooLarge => {
                 "too-large"

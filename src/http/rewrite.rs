@@ -460,7 +460,10 @@ mod tests {
         let raw = b"GET /a HTTP/1.1\r\nHost: h\r\nX-Gateway-Trace: 1\r\nA: 1\r\n\
 x-gateway-trace-token: s3cret-admin-token\r\nX-Gateway-Traced: kept\r\n\r\n";
         let out = rewrite(raw);
-        assert!(!out.to_ascii_lowercase().contains("x-gateway-trace:"), "{out}");
+        assert!(
+            !out.to_ascii_lowercase().contains("x-gateway-trace:"),
+            "{out}"
+        );
         assert!(!out.contains("s3cret"), "{out}");
         assert!(out.contains("\r\nA: 1\r\n") && out.contains("X-Gateway-Traced: kept"));
         let mut head = RequestHead::default();

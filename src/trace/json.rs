@@ -177,10 +177,7 @@ fn rate_limit(e: &RateLimitEntry) -> Value {
     m.insert("before".into(), json!(e.before()));
     m.insert("after".into(), json!(e.after()));
     m.insert("consumer_limit".into(), json!(e.consumer_limit));
-    m.insert(
-        "reset_after_ms".into(),
-        json!(ms(e.decision.reset_after)),
-    );
+    m.insert("reset_after_ms".into(), json!(ms(e.decision.reset_after)));
     Value::Object(m)
 }
 
@@ -317,7 +314,15 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["route", "rate-limit", "circuit-breaker", "load-balancer", "queue", "retry", "backend"]
+            [
+                "route",
+                "rate-limit",
+                "circuit-breaker",
+                "load-balancer",
+                "queue",
+                "retry",
+                "backend"
+            ]
         );
         assert_eq!(v["id"], "00000001000000ff");
         assert_eq!(v["request_id"], "client-id");
@@ -327,7 +332,10 @@ mod tests {
         let rl = &v["stages"][1];
         assert_eq!(rl["key"], "X-API-Key", "a header key shows its name only");
         assert_eq!(rl["key_hash"], "00000000000000ab");
-        assert_eq!((rl["before"].as_u64(), rl["after"].as_u64()), (Some(0), Some(0)));
+        assert_eq!(
+            (rl["before"].as_u64(), rl["after"].as_u64()),
+            (Some(0), Some(0))
+        );
         assert_eq!(rl["retry_after_s"], 2);
         assert_eq!(v["stages"][2]["excluded"], json!(["a"]));
         assert_eq!(v["stages"][3]["pick"], "b");
