@@ -25,6 +25,8 @@ pub(crate) enum Route {
     SetBalancer(String),
     /// `GET /gateway/routes`
     Routes,
+    /// `GET /gateway/rate-limiter/shadow`
+    Shadow,
     /// `GET /gateway/upstreams`
     Upstreams,
     /// `GET /gateway/consumers`
@@ -92,6 +94,8 @@ pub(crate) fn resolve(method: &str, target: &str) -> Result<Route, RouteError> {
         ["gateway", "events"] => ("GET", Route::Events),
         ["gateway", "metrics", "reset"] => ("POST", Route::ResetMetrics),
         ["gateway", "loadtest"] => ("POST", Route::LoadTest),
+        // Not an algorithm: no limiter is named `shadow`.
+        ["gateway", "rate-limiter", "shadow"] => ("GET", Route::Shadow),
         ["gateway", "rate-limiter", n] if !n.is_empty() => ("POST", Route::SetLimiter(name(n))),
         ["gateway", "load-balancer", n] if !n.is_empty() => ("POST", Route::SetBalancer(name(n))),
         ["gateway", "routes"] => ("GET", Route::Routes),
@@ -164,6 +168,7 @@ pub(crate) fn command_for(route: &Route, body: Option<&Value>) -> Result<Option<
             Command::SetLoadBalancer(build_named(n, body, BalanceSpec::from_name)?)
         }
         Route::Routes => Command::Routes,
+        Route::Shadow => Command::ShadowReport,
         Route::Upstreams => Command::Upstreams,
         Route::Consumers => Command::Consumers,
         Route::ReloadTls => Command::ReloadTls,
@@ -284,6 +289,14 @@ mod tests {
             Err(RouteError::MethodNotAllowed("GET"))
         );
         assert_eq!(resolve("GET", "/gateway/routes"), Ok(Route::Routes));
+        assert_eq!(
+            resolve("GET", "/gateway/rate-limiter/shadow"),
+            Ok(Route::Shadow)
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/rate-limiter/shadow"),
+            Err(RouteError::MethodNotAllowed("GET"))
+        );
         assert_eq!(resolve("GET", "/gateway/upstreams"), Ok(Route::Upstreams));
         assert_eq!(resolve("GET", "/gateway/consumers"), Ok(Route::Consumers));
         assert_eq!(resolve("POST", "/gateway/tls/reload"), Ok(Route::ReloadTls));

@@ -458,9 +458,19 @@ impl Session {
                         }
                         _ => None,
                     };
-                    let d = own
-                        .unwrap_or_else(|| ctx.snap.limiter(route))
-                        .check(key, now);
+                    let d = match own {
+                        Some(limiter) => limiter.check(key, now),
+                        None => {
+                            let d = ctx.snap.limiter(route).check(key, now);
+                            // Shadows see what the route's limiter sees (a
+                            // consumer's own limit is another limiter) and
+                            // only count: `d` is not theirs to change.
+                            if let Some(shadows) = ctx.snap.shadows(route) {
+                                shadows.observe(key, now, &d);
+                            }
+                            d
+                        }
+                    };
                     rate_limit::write_headers(&mut self.ex.extra, &d);
                     let m = &ctx.shared.metrics;
                     match d.verdict {
