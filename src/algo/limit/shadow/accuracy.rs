@@ -10,8 +10,13 @@
 //!
 //! - on an admission at `t`, **overshoot** = (admitted in `(t - W, t]`, this
 //!   one included) - L, if positive;
-//! - on a rejection at `t`, **undershoot** = L - (admitted in `(t - W, t]`),
-//!   if positive.
+//! - on a rejection at `t`, **undershoot** = L - (the most admitted in any
+//!   window `(e - W, e]` that contains `t`), if positive. For an algorithm
+//!   that never delays, that window is the trailing one, `(t - W, t]`. For a
+//!   shaper (a leaky bucket), admissions it has already committed to
+//!   forward later count too: it rejects because its queue is full, and
+//!   those queued requests will fill the window that `t` opens; counting
+//!   only the past would call every queue-full rejection an early one.
 //!
 //! Per track the meter reports the worst of each over all keys, and each as
 //! a multiple of L: `overshoot_ratio = (L + overshoot) / L` (a fixed window
@@ -276,7 +281,16 @@ impl AccuracyMeter {
                 worst.over.fetch_max(over, Ordering::Relaxed);
             }
             Outcome::Reject => {
-                let under = self.limit.saturating_sub(in_window(stamps, now));
+                // Windows ending at `now` or at a committed admission less
+                // than W ahead: every window containing `now` holds no more
+                // than the one of these that ends at its last stamp.
+                let ahead = stamps.partition_point(|&s| s <= now);
+                let most = stamps
+                    .range(ahead..)
+                    .take_while(|&&e| e < now.saturating_add(w))
+                    .map(|&e| in_window(stamps, e))
+                    .fold(in_window(stamps, now), u64::max);
+                let under = self.limit.saturating_sub(most);
                 worst.under.fetch_max(under, Ordering::Relaxed);
             }
         }
@@ -442,11 +456,38 @@ mod tests {
             m.observe(2, Nanos::ZERO, &[Outcome::of(&d(Nanos::ZERO), Nanos::ZERO)]);
         }
         assert_eq!(m.accuracy(0).unwrap().overshoot, 1);
-        // A rejection at 0 of key 1 sees 1 released (0.5 s and 1 s are later):
-        // undershoot 1.
+        // A rejection at 0 of key 1: 1 released so far, but the window
+        // (-0.5 s, 0.5 s], which contains 0, holds 2 committed: not early.
         m.observe(1, Nanos::ZERO, &[Outcome::Reject]);
+        assert_eq!(m.accuracy(0).unwrap().undershoot, 0);
+        // Key 3: one admitted, nothing committed ahead: 1 of 2 left unused.
+        m.observe(3, Nanos::ZERO, &[Outcome::of(&d(Nanos::ZERO), Nanos::ZERO)]);
+        m.observe(3, ms(10), &[Outcome::Reject]);
         let acc = m.accuracy(0).unwrap();
         assert_eq!((acc.undershoot, acc.undershoot_ratio), (1, 0.5));
+    }
+
+    #[test]
+    fn a_leaky_bucket_rejecting_on_a_full_queue_is_not_early() {
+        // Capacity 20 leaking 2/s (20 per 10 s): a burst of 50 at one
+        // instant forwards 1 now and queues 20; the other 29 are rejected
+        // while the queue holds what fills the next window.
+        let spec = api_gateway_protocol::LimitSpec::LeakyBucket {
+            capacity: 20,
+            leak_per_sec: 2.0,
+        };
+        let l = crate::algo::limit::build(&spec, 16, &crate::algo::cells::Evictions::default());
+        let m = AccuracyMeter::new(20, ms(10_000), 1, 16);
+        let now = ms(1_000);
+        let mut rejected = 0;
+        for _ in 0..50 {
+            let d = l.check(1, now);
+            rejected += u64::from(!d.is_admitted());
+            m.observe(1, now, &[Outcome::of(&d, now)]);
+        }
+        assert!(rejected > 0);
+        let acc = m.accuracy(0).unwrap();
+        assert_eq!((acc.overshoot, acc.undershoot), (0, 0));
     }
 
     #[test]
