@@ -310,12 +310,18 @@ impl AccuracyMeter {
                 // Windows ending at `now` or at a committed admission less
                 // than W ahead: every window containing `now` holds no more
                 // than the one of these that ends at its last stamp.
+                // Latest first, and done at the first full one: a shaper
+                // with a full queue is judged on one window, not on every
+                // queued request (its usual case: rejection after rejection).
                 let ahead = stamps.partition_point(|&s| s <= now);
-                let most = stamps
-                    .range(ahead..)
-                    .take_while(|&&e| e < now.saturating_add(w))
-                    .map(|&e| in_window(stamps, e))
-                    .fold(in_window(stamps, now), u64::max);
+                let end = stamps.partition_point(|&s| s < now.saturating_add(w));
+                let mut most = in_window(stamps, now);
+                for &e in stamps.range(ahead..end.max(ahead)).rev() {
+                    if most >= self.limit {
+                        break;
+                    }
+                    most = most.max(in_window(stamps, e));
+                }
                 let under = self.limit.saturating_sub(most);
                 worst.under.fetch_max(under, Ordering::Relaxed);
             }
