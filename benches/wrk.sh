@@ -43,6 +43,11 @@
 # request; SCENARIOS picks the scenarios, default "ka50 ka1 close" plus
 # the TLS ones; the opt-in scenarios below are added only when named there).
 #
+# SHADOW (default empty: off; e.g. "all" or '["sliding-log"]': the value of
+# the main gateway's `rate_limit.shadow`), BEFORE_SHADOW (the "before"
+# target's, default SHADOW: BIN_BEFORE=this build SHADOW=all BEFORE_SHADOW=
+# prices every shadow limiter against none, in the same rounds),
+#
 # BIN (the gateway binary, default $ROOT/target/release/api-gateway; with
 # SKIP_BUILD=1 it may come from another CARGO_TARGET_DIR),
 # FULL (default 0; 1: everything on at once, see "FULL=1" below; implies
@@ -180,6 +185,8 @@ fi
 BEFORE_FULL=${BEFORE_FULL:-$FULL}
 BEFORE_AUTH=${BEFORE_AUTH:-$AUTH}
 BEFORE_ROUTES=${BEFORE_ROUTES:-$ROUTES}
+SHADOW=${SHADOW:-}
+BEFORE_SHADOW=${BEFORE_SHADOW-$SHADOW}
 if [ "$BEFORE_FULL" = 1 ]; then
     BEFORE_AUTH=1
     if [ "$BEFORE_ROUTES" -lt 10 ]; then BEFORE_ROUTES=10; fi
@@ -376,8 +383,8 @@ routes_json() {
 }
 
 gateway_conf() { # workers
-    gateway_json "$1" "$GW_PORT" "$ROUTES" "$AUTH" "$FULL" main >"$OUT/gw.json"
-    gateway_json "$1" "$BEFORE_PORT" "$BEFORE_ROUTES" "$BEFORE_AUTH" "$BEFORE_FULL" main >"$OUT/gw-before.json"
+    SHADOW_JSON=$SHADOW gateway_json "$1" "$GW_PORT" "$ROUTES" "$AUTH" "$FULL" main >"$OUT/gw.json"
+    SHADOW_JSON=$BEFORE_SHADOW gateway_json "$1" "$BEFORE_PORT" "$BEFORE_ROUTES" "$BEFORE_AUTH" "$BEFORE_FULL" main >"$OUT/gw-before.json"
     local v
     for v in $VARIANTS; do
         case $v in
@@ -390,6 +397,11 @@ gateway_conf() { # workers
 gateway_json() { # workers port routes auth full variant(main|churn|overload)
     local backends="" i=0 p ports=("${BACKEND_PORTS[@]}") admin=null extra="" log='"off"'
     local limit='{ "algorithm": "token-bucket", "capacity": 1000000000, "refill_per_sec": 1000000000, "key": "ip" }'
+    if [ -n "${SHADOW_JSON:-}" ] && [ "$6" = main ]; then
+        local sh=$SHADOW_JSON
+        case $sh in \[*) ;; *) sh="\"$sh\"" ;; esac
+        limit="{ \"algorithm\": \"token-bucket\", \"capacity\": 1000000000, \"refill_per_sec\": 1000000000, \"key\": \"ip\", \"shadow\": $sh }"
+    fi
     case $6 in
     churn)
         admin="\"127.0.0.1:$CHURN_ADMIN_PORT\""

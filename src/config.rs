@@ -34,6 +34,7 @@ use api_gateway_protocol::{BalanceSpec, BreakerSpec, LimitSpec, StatusSet};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::algo::limit::shadow::{Algorithm, Shadows};
 use crate::backend::BackendDef;
 use crate::net::cidr::CidrSet;
 
@@ -88,6 +89,11 @@ pub struct RateLimitConfig {
     pub max_keys: usize,
     /// Where counts live: in-process (default) or shared through Redis.
     pub store: crate::algo::limit::global::StoreConfig,
+    /// `shadow`: algorithms that run beside the live one and only count.
+    /// `None` when the field is absent: a route's own `rate_limit` then
+    /// follows the top-level list (as nginx inherits a directive), and the
+    /// top level has none; `"shadow": []` turns a route's shadows off.
+    pub shadow: Option<Shadows>,
 }
 
 /// `timeouts`, all in milliseconds.
@@ -331,6 +337,7 @@ impl Config {
                 key: KeySource::ClientIp,
                 max_keys: 65_536,
                 store: Default::default(),
+                shadow: None,
             },
             circuit_breaker: demo_breaker(),
             timeouts: Timeouts::default(),
@@ -799,6 +806,10 @@ fn rate_limit_at(v: &Value, at: &str) -> Result<RateLimitConfig, ConfigError> {
             ),
             Some(v) => store::parse(&v)?,
         };
+    let shadow = match params.remove("shadow") {
+        None => None,
+        Some(v) => Some(shadows(&v, &format!("{at}.shadow"))?),
+    };
     let name = match params.get("algorithm") {
         Some(Value::String(s)) => s.clone(),
         _ => {
@@ -815,7 +826,35 @@ fn rate_limit_at(v: &Value, at: &str) -> Result<RateLimitConfig, ConfigError> {
         key,
         max_keys,
         store,
+        shadow,
     })
+}
+
+/// `rate_limit.shadow`: `"all"` (every algorithm but the live one) or a
+/// list of algorithm names (each at most once; the live one may be listed,
+/// as a control).
+fn shadows(v: &Value, at: &str) -> Result<Shadows, ConfigError> {
+    const EXPECTED: &str = "must be \"all\" or a list of limiter names (sliding-log, sliding-counter, fixed-window, token-bucket, leaky-bucket)";
+    match v {
+        Value::String(s) if s == "all" => Ok(Shadows::All),
+        Value::Array(items) => {
+            let mut list = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let Some(a) = item.as_str().and_then(Algorithm::from_name) else {
+                    return err(&format!("{at}[{i}]"), EXPECTED);
+                };
+                if list.contains(&a) {
+                    return err(
+                        &format!("{at}[{i}]"),
+                        format!("'{}' is listed twice", a.name()),
+                    );
+                }
+                list.push(a);
+            }
+            Ok(Shadows::Only(list))
+        }
+        _ => err(at, EXPECTED),
+    }
 }
 
 fn ms_field(
@@ -1209,6 +1248,43 @@ mod tests {
             error_of(|v| v["limits"]["min_body_bytes_per_sec"] = (-1).into())
                 .starts_with("limits.min_body_bytes_per_sec:")
         );
+    }
+
+    #[test]
+    fn rate_limit_shadow_is_all_or_a_list_of_limiter_names() {
+        let parse = |shadow: Value| {
+            let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+            v["rate_limit"]["shadow"] = shadow;
+            Config::from_json(&v.to_string()).map(|c| c.rate_limit.shadow)
+        };
+        assert_eq!(parse("all".into()).unwrap(), Some(Shadows::All));
+        assert_eq!(
+            parse(serde_json::json!(["sliding-log", "leaky-bucket"])).unwrap(),
+            Some(Shadows::Only(vec![
+                Algorithm::SlidingLog,
+                Algorithm::LeakyBucket
+            ]))
+        );
+        assert_eq!(
+            parse(serde_json::json!([])).unwrap(),
+            Some(Shadows::Only(vec![]))
+        );
+        assert_eq!(Config::from_json(EXAMPLE).unwrap().rate_limit.shadow, None);
+        for (bad, at) in [
+            (Value::from("most"), "rate_limit.shadow:"),
+            (Value::from(true), "rate_limit.shadow:"),
+            (
+                serde_json::json!(["sliding-log", "nope"]),
+                "rate_limit.shadow[1]:",
+            ),
+            (
+                serde_json::json!(["token-bucket", "token-bucket"]),
+                "rate_limit.shadow[1]: 'token-bucket' is listed twice",
+            ),
+        ] {
+            let e = parse(bad.clone()).unwrap_err().0;
+            assert!(e.starts_with(at), "{bad}: {e}");
+        }
     }
 
     #[test]

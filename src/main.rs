@@ -34,11 +34,20 @@ ENVIRONMENT:
     API_GATEWAY_LOG=error|warn|info|debug|trace   log level (default: info)
 ";
 
+/// The demo's config: [`Config::demo`] (also the base every config file
+/// starts from) plus what the demo shows off: every shadow limiter beside
+/// the live one.
+fn demo_config() -> Config {
+    let mut c = Config::demo();
+    c.rate_limit.shadow = Some(api_gateway::algo::limit::shadow::Shadows::All);
+    c
+}
+
 fn main() -> ExitCode {
     init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (config, source, demo) = match args.as_slice() {
-        [] => (Config::demo(), ConfigSource::inline(), true),
+        [] => (demo_config(), ConfigSource::inline(), true),
         [flag, path] | [flag, path, _]
             if flag == "--config" || flag == "-c" || flag == "--check" =>
         {

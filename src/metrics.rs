@@ -204,6 +204,9 @@ pub struct Metrics {
     /// Live rate-limit keys evicted from a full table bucket; every limiter
     /// built (including after a live switch) counts into this one.
     pub limit_evictions: Evictions,
+    /// Shadow limiters' keys evicted from a full table bucket (kept apart
+    /// from the live count: shadows never change what clients see).
+    pub shadow_evictions: Evictions,
     /// Client connections accepted.
     pub connections_accepted: AtomicU64,
     /// Client connections currently open.
@@ -273,6 +276,7 @@ impl Metrics {
             s.store(0, Ordering::Relaxed);
         }
         self.limit_evictions.reset();
+        self.shadow_evictions.reset();
         self.latency.reset();
     }
 }

@@ -20,6 +20,8 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use crate::algo::balance;
+use crate::algo::cells::Evictions;
+use crate::algo::limit::shadow::{ShadowSet, Shadows};
 use crate::algo::limit::{self, RateLimiter};
 use crate::backend::{BackendTable, Lineage};
 use crate::config::{Config, KeySource, DEFAULT_UPSTREAM};
@@ -72,6 +74,9 @@ pub struct Snapshot {
     pub limiters: Vec<Arc<dyn RateLimiter>>,
     /// Per route: it follows the top-level limiter (switched with it).
     pub inherits: Vec<bool>,
+    /// Shadow limiters by slot, as `limiters` (`None`: the slot has none).
+    /// Slots that share a limiter share its set.
+    pub shadows: Vec<Option<Arc<ShadowSet>>>,
     /// Per route, in config order (the catch-all alone without routes).
     pub route_stats: Arc<[Arc<RouteStats>]>,
     /// Per consumer, in config order (= `ConsumerId`).
@@ -146,6 +151,12 @@ impl Snapshot {
             _ => Arc::new(BackendTable::new(&[], config.circuit_breaker)),
         };
         let (limiters, inherits) = build_limiters(&config, &routes, shared, previous);
+        let shadows = build_shadows(
+            &config,
+            &limiters,
+            &shared.metrics.shadow_evictions,
+            previous,
+        );
         // Counters are kept by name: what a previous route or consumer of
         // that name counted goes on.
         let old_routes: HashMap<&str, &Arc<RouteStats>> = previous
@@ -194,6 +205,7 @@ impl Snapshot {
             backends,
             limiters,
             inherits,
+            shadows,
             route_stats,
             consumer_stats,
             timeouts,
@@ -224,6 +236,12 @@ impl Snapshot {
         &*self.limiters[route + 1]
     }
 
+    /// The shadow limiters beside route `route`'s limiter, if any.
+    #[inline]
+    pub fn shadows(&self, route: usize) -> Option<&ShadowSet> {
+        self.shadows.get(route + 1)?.as_deref()
+    }
+
     /// The backend named `name` (names are unique across upstreams), with
     /// its upstream.
     pub fn backend_by_name(&self, name: &str) -> Option<(&Pool, &crate::backend::Backend)> {
@@ -246,17 +264,26 @@ impl Snapshot {
     }
 
     /// This snapshot with `limiter` in `slots` (a live switch): everything
-    /// else shared.
+    /// else shared. The slots' shadows start afresh beside the new live
+    /// algorithm (their translations follow it), one set for all `slots`.
     pub fn with_limiter(
         &self,
         serial: u64,
         slots: &[usize],
         limiter: &Arc<dyn RateLimiter>,
+        shadow_evictions: &Evictions,
     ) -> Snapshot {
         let mut next = self.clone();
         next.serial = serial;
+        let shadows = slots.first().and_then(|&s| {
+            let which = slot_shadows(&self.config, s)?;
+            let own = s > 0 && !self.inherits[s - 1];
+            let (max_keys, _) = slot_params(&self.config, s, own);
+            ShadowSet::new(limiter.spec(), which, max_keys, shadow_evictions).map(Arc::new)
+        });
         for &s in slots {
             next.limiters[s] = limiter.clone();
+            next.shadows[s] = shadows.clone();
         }
         next
     }
@@ -289,6 +316,63 @@ fn slot_params(config: &Config, slot: usize, own: bool) -> (usize, KeySource) {
         Some(rl) => (rl.max_keys, rl.key.clone()),
         None => (top.max_keys, top.key.clone()),
     }
+}
+
+/// The shadows configured for the limiter in `slot` of `config`: a route's
+/// own `rate_limit.shadow`, else the top-level one (a route's own limiter
+/// without the field follows the top-level list, as nginx inherits).
+fn slot_shadows(config: &Config, slot: usize) -> Option<&Shadows> {
+    let top = config.rate_limit.shadow.as_ref();
+    let route = slot
+        .checked_sub(1)
+        .and_then(|r| config.routes.get(r))
+        .and_then(|r| r.rate_limit.as_ref());
+    match route {
+        Some(rl) => rl.shadow.as_ref().or(top),
+        None => top,
+    }
+}
+
+/// The shadow sets of every slot. Slots sharing a limiter share one set;
+/// a set is adopted from `previous` where its limiter was adopted and the
+/// list is unchanged, so a reload that keeps a limiter keeps its counts.
+fn build_shadows(
+    config: &Config,
+    limiters: &[Arc<dyn RateLimiter>],
+    evictions: &Evictions,
+    previous: Option<&Snapshot>,
+) -> Vec<Option<Arc<ShadowSet>>> {
+    let mut out: Vec<Option<Arc<ShadowSet>>> = Vec::with_capacity(limiters.len());
+    for (slot, limiter) in limiters.iter().enumerate() {
+        let which = slot_shadows(config, slot);
+        let same = |l: &Arc<dyn RateLimiter>| Arc::ptr_eq(l, limiter);
+        // Another slot of this snapshot with the same limiter and list.
+        let shared = limiters[..slot]
+            .iter()
+            .enumerate()
+            .find(|&(s, l)| same(l) && slot_shadows(config, s) == which)
+            .map(|(s, _)| out[s].clone());
+        // The set the same limiter had before, under the same list.
+        let adopted = || {
+            let p = previous?;
+            let s = p.limiters.iter().position(same)?;
+            (slot_shadows(&p.config, s) == which).then(|| p.shadows[s].clone())?
+        };
+        let set = match shared {
+            Some(set) => set,
+            None => adopted().or_else(|| {
+                let own = slot > 0
+                    && config
+                        .routes
+                        .get(slot - 1)
+                        .is_some_and(|r| r.rate_limit.is_some());
+                let (max_keys, _) = slot_params(config, slot, own);
+                ShadowSet::new(limiter.spec(), which?, max_keys, evictions).map(Arc::new)
+            }),
+        };
+        out.push(set);
+    }
+    out
 }
 
 /// The limiters of every slot, adopting the running one wherever its

@@ -584,3 +584,35 @@ fn a_reload_turns_tracing_on() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn shadow_limiters_decisions_follow_the_live_one() {
+    let backend = TestBackend::start();
+    let gw = gateway(doc(
+        &[backend.addr],
+        json!({"rate_limit": {"algorithm": "fixed-window", "limit": 1, "window_ms": 60_000,
+                              "shadow": ["token-bucket", "sliding-log"]}}),
+    ));
+    let mut c = Client::connect(gw.listen_addr());
+    let r = c.roundtrip(&traced("/s", ""));
+    assert_eq!(r.status, 200);
+    let t = fetch(&gw, &trace_id(&r));
+    assert_eq!(stage_names(&t)[..3], ["route", "rate-limit", "shadows"]);
+    let shadows = stage(&t, "shadows")["shadows"].as_array().unwrap().clone();
+    let algos: Vec<&str> = shadows
+        .iter()
+        .map(|s| s["algorithm"].as_str().unwrap())
+        .collect();
+    assert_eq!(algos, ["token-bucket", "sliding-log"]);
+    assert!(
+        shadows.iter().all(|s| s["verdict"] == "allow"),
+        "{shadows:?}"
+    );
+    // The live limit of 1 is spent: the live limiter and the exact
+    // sliding log both deny the second.
+    let r = c.roundtrip(&traced("/s", ""));
+    assert_eq!(r.status, 429);
+    let t = fetch(&gw, &trace_id(&r));
+    assert_eq!(stage_names(&t), ["route", "rate-limit", "shadows", "reply"]);
+    assert_eq!(stage(&t, "shadows")["shadows"][1]["verdict"], "deny");
+}

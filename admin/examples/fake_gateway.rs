@@ -199,6 +199,8 @@ impl Sim {
                 self.tokens = 0.0;
                 Reply::Json(json!({"rateLimiter": self.limiter.name()}))
             }
+            // The fake runs no shadow limiters.
+            Command::ShadowReport => Reply::Json(json!({"enabled": false, "limiters": []})),
             Command::SetLoadBalancer(spec) => {
                 self.event(format!("load balancer -> {}", spec.name()));
                 self.balancer = spec;

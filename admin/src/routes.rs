@@ -25,6 +25,8 @@ pub(crate) enum Route {
     SetBalancer(String),
     /// `GET /gateway/routes`
     Routes,
+    /// `GET /gateway/rate-limiter/shadow`
+    Shadow,
     /// `GET /gateway/upstreams`
     Upstreams,
     /// `GET /gateway/consumers`
@@ -96,6 +98,8 @@ pub(crate) fn resolve(method: &str, target: &str) -> Result<Route, RouteError> {
         ["gateway", "events"] => ("GET", Route::Events),
         ["gateway", "metrics", "reset"] => ("POST", Route::ResetMetrics),
         ["gateway", "loadtest"] => ("POST", Route::LoadTest),
+        // Not an algorithm: no limiter is named `shadow`.
+        ["gateway", "rate-limiter", "shadow"] => ("GET", Route::Shadow),
         ["gateway", "rate-limiter", n] if !n.is_empty() => ("POST", Route::SetLimiter(name(n))),
         ["gateway", "load-balancer", n] if !n.is_empty() => ("POST", Route::SetBalancer(name(n))),
         ["gateway", "routes"] => ("GET", Route::Routes),
@@ -172,6 +176,7 @@ pub(crate) fn command_for(route: &Route, body: Option<&Value>) -> Result<Option<
         Route::Routes => Command::Routes,
         Route::Trace(id) => Command::Trace(id.clone()),
         Route::Traces => Command::Traces,
+        Route::Shadow => Command::ShadowReport,
         Route::Upstreams => Command::Upstreams,
         Route::Consumers => Command::Consumers,
         Route::ReloadTls => Command::ReloadTls,
@@ -315,6 +320,14 @@ mod tests {
             Ok(Some(Command::Trace("ab".into())))
         );
         assert_eq!(command_for(&Route::Traces, None), Ok(Some(Command::Traces)));
+        assert_eq!(
+            resolve("GET", "/gateway/rate-limiter/shadow"),
+            Ok(Route::Shadow)
+        );
+        assert_eq!(
+            resolve("POST", "/gateway/rate-limiter/shadow"),
+            Err(RouteError::MethodNotAllowed("GET"))
+        );
         assert_eq!(resolve("GET", "/gateway/upstreams"), Ok(Route::Upstreams));
         assert_eq!(resolve("GET", "/gateway/consumers"), Ok(Route::Consumers));
         assert_eq!(resolve("POST", "/gateway/tls/reload"), Ok(Route::ReloadTls));

@@ -240,6 +240,7 @@ fn describe(cmd: &Command) -> Option<(&'static str, String)> {
         Command::Health
         | Command::Metrics
         | Command::Routes
+        | Command::ShadowReport
         | Command::Upstreams
         | Command::Consumers
         | Command::Trace(_)

@@ -16,6 +16,9 @@ pub enum Command {
     Metrics,
     /// Switch the rate limiter (state starts fresh).
     SetRateLimiter(LimitSpec),
+    /// What the shadow limiters would have done, and every algorithm's
+    /// accuracy (`GET /gateway/rate-limiter/shadow`).
+    ShadowReport,
     /// Switch the load balancer of the `default` upstream.
     SetLoadBalancer(BalanceSpec),
     /// Every route: its match, upstream, policies and live counters

@@ -182,11 +182,11 @@ fn check_key(k: &str, at: &str) -> Result<(), ConfigError> {
 /// the consumer by definition, and the count is in-process.
 fn consumer_limit(v: &Value, at: &str) -> Result<RateLimitConfig, ConfigError> {
     let o = as_object(v, at)?;
-    for k in ["key", "store", "max_keys"] {
+    for k in ["key", "store", "max_keys", "shadow"] {
         if o.contains_key(k) {
             return err(
                 &format!("{at}.{k}"),
-                "not allowed here: a consumer's own limit is keyed by the consumer",
+                "not allowed here: a consumer's own limit is keyed by the consumer (shadows run beside route and top-level limiters)",
             );
         }
     }

@@ -510,6 +510,15 @@ impl Session {
                     if self.ex.trace.is_some() {
                         self.trace_rate_limit(source, key, limiter, own.is_some(), &d);
                     }
+                    // Shadows see what the route's limiter sees (a consumer's
+                    // own limit is another limiter) and only count: `d` is
+                    // not theirs to change.
+                    if let Some(shadows) = ctx.snap.shadows(route).filter(|_| own.is_none()) {
+                        let verdicts = shadows.observe(key, now, &d);
+                        if let Some(t) = self.ex.trace.as_deref_mut() {
+                            t.shadows(&verdicts);
+                        }
+                    }
                     rate_limit::write_headers(&mut self.ex.extra, &d);
                     let m = &ctx.shared.metrics;
                     match d.verdict {

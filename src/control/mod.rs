@@ -16,6 +16,7 @@
 //! metrics never touches a worker.
 
 mod prometheus;
+mod shadow;
 mod store;
 pub(crate) mod topology;
 
@@ -176,6 +177,7 @@ impl Controller {
             Command::ApplyConfig(text) => self.reload(&text, Trigger::Admin),
             Command::Config => Reply::Json(self.reload.document()),
             Command::SetRateLimiter(spec) => self.set_limiter(spec),
+            Command::ShadowReport => Reply::Json(shadow::report_json(&self.current)),
             Command::SetLoadBalancer(spec) => self.set_balancer(spec),
             Command::SetUpstreamBalancer { upstream, spec } => {
                 self.set_upstream_balancer(&upstream, spec, true)
@@ -253,7 +255,10 @@ impl Controller {
             .chain((0..inherits.len()).filter(|&r| inherits[r]).map(|r| r + 1))
             .collect();
         let serial = self.next_serial();
-        let next = self.current.with_limiter(serial, &slots, &limiter);
+        let evictions = &self.shared.metrics.shadow_evictions;
+        let next = self
+            .current
+            .with_limiter(serial, &slots, &limiter, evictions);
         self.install(next);
         self.record_switch(|generation| EventKind::LimiterSwitched {
             algorithm: spec.name().to_string(),
@@ -289,7 +294,10 @@ impl Controller {
             .map_or(cfg.rate_limit.max_keys, |rl| rl.max_keys);
         let limiter = limit::build(&spec, max_keys, &self.shared.metrics.limit_evictions);
         let serial = self.next_serial();
-        let mut next = self.current.with_limiter(serial, &[r + 1], &limiter);
+        let evictions = &self.shared.metrics.shadow_evictions;
+        let mut next = self
+            .current
+            .with_limiter(serial, &[r + 1], &limiter, evictions);
         next.inherits[r] = false;
         self.install(next);
         self.record_switch(|generation| EventKind::LimiterSwitched {

@@ -267,6 +267,7 @@ pub fn render(s: &Shared, snap: &Snapshot, reloads: (u64, u64)) -> String {
         }
     }
     routes(&mut o, snap);
+    shadows(&mut o, s, snap);
     consumers(&mut o, s, snap);
     tls(&mut o, s);
     store::prometheus(&mut o, s.limit_store.as_ref());
@@ -578,6 +579,114 @@ fn queues(o: &mut String, snap: &Snapshot) {
             &p.waiting.waited,
         );
     }
+}
+
+/// The shadow limiters' families (`limiter`: `top-level` or the route with
+/// its own limiter; `algorithm`; the live algorithm's row has
+/// `live="true"`). Present only while some limiter has shadows.
+fn shadows(o: &mut String, s: &Shared, snap: &Snapshot) {
+    let scopes = super::shadow::scopes(snap);
+    if scopes.is_empty() {
+        return;
+    }
+    let reports: Vec<_> = scopes.iter().map(|sc| (sc, sc.set.report())).collect();
+    let rows = || {
+        reports.iter().flat_map(|(sc, r)| {
+            r.rows.iter().map(move |row| {
+                let labels = format!(
+                    "limiter=\"{}\",algorithm=\"{}\",live=\"{}\"",
+                    esc(sc.label()),
+                    row.name,
+                    row.live
+                );
+                (labels, row)
+            })
+        })
+    };
+    family(
+        o,
+        "gateway_shadow_decisions_total",
+        "counter",
+        "What each algorithm would have decided on the live limiter's traffic (shadows only count).",
+    );
+    for (l, row) in rows() {
+        let c = row.counters;
+        let _ = writeln!(
+            o,
+            "gateway_shadow_decisions_total{{{l},decision=\"allow\"}} {}",
+            c.would_allow
+        );
+        let _ = writeln!(
+            o,
+            "gateway_shadow_decisions_total{{{l},decision=\"reject\"}} {}",
+            c.would_reject
+        );
+    }
+    family(
+        o,
+        "gateway_shadow_agreement_total",
+        "counter",
+        "Each algorithm's verdicts against the live limiter's: both_allow, both_reject, live_only_reject, shadow_only_reject.",
+    );
+    for (l, row) in rows() {
+        let c = row.counters;
+        for (cell, v) in [
+            ("both_allow", c.both_allow),
+            ("both_reject", c.both_reject),
+            ("live_only_reject", c.live_only_reject),
+            ("shadow_only_reject", c.shadow_only_reject),
+        ] {
+            let _ = writeln!(
+                o,
+                "gateway_shadow_agreement_total{{{l},cell=\"{cell}\"}} {v}"
+            );
+        }
+    }
+    family(
+        o,
+        "gateway_shadow_overshoot_requests",
+        "gauge",
+        "Worst admitted beyond the true limit in any trailing window, per key, against the exact sliding log.",
+    );
+    for (l, row) in rows() {
+        let _ = writeln!(
+            o,
+            "gateway_shadow_overshoot_requests{{{l}}} {}",
+            row.accuracy.overshoot
+        );
+    }
+    family(
+        o,
+        "gateway_shadow_undershoot_requests",
+        "gauge",
+        "Worst rejection while under the true limit (requests of the limit left unused), against the exact sliding log.",
+    );
+    for (l, row) in rows() {
+        let _ = writeln!(
+            o,
+            "gateway_shadow_undershoot_requests{{{l}}} {}",
+            row.accuracy.undershoot
+        );
+    }
+    family(
+        o,
+        "gateway_shadow_overshoot_ratio",
+        "gauge",
+        "Most admitted in a trailing window, in limits: (L + overshoot) / L.",
+    );
+    for (l, row) in rows() {
+        let _ = writeln!(
+            o,
+            "gateway_shadow_overshoot_ratio{{{l}}} {}",
+            row.accuracy.overshoot_ratio
+        );
+    }
+    counter(
+        o,
+        "gateway_shadow_evictions_total",
+        "Shadow limiters' keys evicted from a full table bucket.",
+        s.metrics.shadow_evictions.get(),
+    );
 }
 
 /// The per-route families (`route` and its `upstream`).

@@ -126,6 +126,9 @@ pub fn render(config: &Config) -> Value {
     if let Value::Object(o) = &mut rate_limit {
         o.insert("key".into(), json!(config.rate_limit.key.describe()));
         o.insert("max_keys".into(), json!(config.rate_limit.max_keys));
+        if let Some(shadow) = &config.rate_limit.shadow {
+            o.insert("shadow".into(), shadow_json(shadow));
+        }
     }
     let t = &config.timeouts;
     let l = &config.limits;
@@ -220,6 +223,15 @@ pub fn render(config: &Config) -> Value {
         },
     );
     Value::Object(doc)
+}
+
+/// `rate_limit.shadow` as written: `"all"` or the list of names.
+fn shadow_json(shadow: &crate::algo::limit::shadow::Shadows) -> Value {
+    use crate::algo::limit::shadow::Shadows;
+    match shadow {
+        Shadows::All => json!("all"),
+        Shadows::Only(list) => json!(list.iter().map(|a| a.name()).collect::<Vec<_>>()),
+    }
 }
 
 #[cfg(test)]
