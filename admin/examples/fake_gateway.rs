@@ -237,6 +237,11 @@ impl Sim {
             // The fake has no routes and one upstream, `default`.
             Command::Routes => Reply::Json(json!({"routing": false, "routes": []})),
             Command::Consumers => Reply::Json(json!({"consumers": []})),
+            // The fake keeps no traces: tracing is off.
+            Command::Traces => Reply::Json(json!({
+                "enabled": false, "sample_per_million": 0, "capacity": 256, "traces": [],
+            })),
+            Command::Trace(id) => Reply::NotFound(format!("no trace '{id}' (unknown, or evicted)")),
             Command::ReloadTls => Reply::Invalid("the fake has no TLS listener".into()),
             Command::Config => Reply::Json(json!({"listen": "127.0.0.1:4000"})),
             Command::ReloadConfig | Command::ApplyConfig(_) => {
