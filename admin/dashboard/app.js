@@ -550,7 +550,7 @@
     ];
     if (Number(scope.keys_replaced) > 0) parts.push(`${fmtInt(scope.keys_replaced)} keys replaced (table full: figures approximate)`);
     const routes = scope.routes || [];
-    if (routes.length) parts.push(`${scope.scope === "route" ? "route" : "counts routes"} ${routes.join(", ")}`);
+    if (routes.length) parts.push(`route${routes.length === 1 ? "" : "s"}: ${routes.join(", ")}`);
     setText($("#shadow-meta"), parts.join(" · "));
   }
 
@@ -566,10 +566,10 @@
         isRef ? el("span", { class: "badge badge-ref", text: "EXACT",
           title: "The sliding log is exact: overshoot and undershoot are measured against it" }) : null),
       cell("params", "mono"),
-      refs.reject = el("td", { class: "shadow-reject", "data-field": "would_reject" },
+      refs.reject = el("td", { "data-field": "would_reject" }, el("div", { class: "shadow-reject" },
         refs.rejectN = el("span", { class: "shadow-n" }),
         el("div", { class: "share-track" }, refs.rejectBar = el("div", { class: "share-bar shadow-bar" })),
-        refs.rejectPct = el("span", { class: "shadow-pct" })),
+        refs.rejectPct = el("span", { class: "shadow-pct" }))),
       cell("agreement", "num"), cell("overshoot", "num"), cell("undershoot", "num"),
       el("td", { class: "shadow-action" },
         refs.promote = el("button", { class: "btn btn-small", type: "button", "data-promote": algorithm,
