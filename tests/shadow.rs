@@ -183,10 +183,9 @@ fn routes_have_their_own_shadows_or_follow_the_top_level_list() {
         own(""),
         own(r#", "shadow": []"#),
     );
-    let top = format!(
-        r#"{{"algorithm": "token-bucket", "capacity": 4, "refill_per_sec": 0.001, "shadow": "all"}}"#
-    );
-    let (gw, admin_addr) = gateway(backend.addr, &top, &routes);
+    let top =
+        r#"{"algorithm": "token-bucket", "capacity": 4, "refill_per_sec": 0.001, "shadow": "all"}"#;
+    let (gw, admin_addr) = gateway(backend.addr, top, &routes);
     for path in ["/listed", "/inherits", "/off", "/follows"] {
         let statuses: Vec<u16> = run(&gw, path, 6).iter().map(|r| r.0).collect();
         assert!(statuses.contains(&200), "{path}: {statuses:?}");

@@ -52,7 +52,7 @@ pub fn scopes(snap: &Snapshot) -> Vec<Scope<'_>> {
         out.push(Scope {
             route: route.filter(|_| routing),
             routes,
-            set: &**set,
+            set,
         });
     }
     out
