@@ -212,5 +212,40 @@ fn two_threads(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single_thread, two_threads);
+/// The shadow limiters' price per request on top of the live check: all
+/// four other algorithms plus the accuracy meter, for one busy key (the
+/// keep-alive bench's single client) and for the realistic key mix (new
+/// keys replacing old ones in a full meter).
+fn shadows(c: &mut Criterion) {
+    use api_gateway::algo::limit::shadow::{ShadowSet, Shadows};
+    let live = LimitSpec::TokenBucket {
+        capacity: 100,
+        refill_per_sec: 10.0,
+    };
+    let mut g = c.benchmark_group("limiters/shadows");
+    g.throughput(Throughput::Elements(1));
+    let ev = Evictions::default();
+    let keys = key_mix();
+    for (name, mix) in [("all-four/one-key", false), ("all-four/key-mix", true)] {
+        let l = build(&live, MAX_KEYS, &ev);
+        let set = ShadowSet::new(&live, &Shadows::All, MAX_KEYS, &ev).expect("four shadows");
+        let mut i = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                let key = if mix {
+                    keys[i as usize & (MIX_LEN - 1)]
+                } else {
+                    7
+                };
+                let now = Nanos(i * STEP_NS);
+                let d = l.check(key, now);
+                black_box(set.observe(key, now, &d))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, single_thread, two_threads, shadows);
 criterion_main!(benches);

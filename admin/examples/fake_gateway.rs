@@ -199,6 +199,8 @@ impl Sim {
                 self.tokens = 0.0;
                 Reply::Json(json!({"rateLimiter": self.limiter.name()}))
             }
+            // The fake runs no shadow limiters.
+            Command::ShadowReport => Reply::Json(json!({"enabled": false, "limiters": []})),
             Command::SetLoadBalancer(spec) => {
                 self.event(format!("load balancer -> {}", spec.name()));
                 self.balancer = spec;
@@ -235,10 +237,6 @@ impl Sim {
             // The fake has no routes and one upstream, `default`.
             Command::Routes => Reply::Json(json!({"routing": false, "routes": []})),
             Command::Consumers => Reply::Json(json!({"consumers": []})),
-            // No shadows: the dashboard shows how to turn them on.
-            Command::ShadowReport => {
-                Reply::Json(json!({"enabled": false, "rule": "", "limiters": []}))
-            }
             Command::ReloadTls => Reply::Invalid("the fake has no TLS listener".into()),
             Command::Config => Reply::Json(json!({"listen": "127.0.0.1:4000"})),
             Command::ReloadConfig | Command::ApplyConfig(_) => {

@@ -49,7 +49,7 @@ fn fake_reply(cmd: &Command, backend_addr: &str) -> Reply {
         Command::ResetCircuit(n) => Reply::Json(json!({"backend": n, "circuitState": "CLOSED"})),
         Command::ResetMetrics => Reply::Json(json!({"reset": true})),
         Command::Routes => Reply::Json(json!({"routes": []})),
-        Command::ShadowReport => Reply::Json(json!({"enabled": false, "rule": "", "limiters": []})),
+        Command::ShadowReport => Reply::Json(json!({"enabled": false, "limiters": []})),
         Command::Upstreams => Reply::Json(json!({"upstreams": []})),
         Command::Consumers => Reply::Json(json!({"consumers": []})),
         Command::ReloadTls => Reply::Invalid("no tls listener".into()),

@@ -10,8 +10,13 @@
 //!
 //! - on an admission at `t`, **overshoot** = (admitted in `(t - W, t]`, this
 //!   one included) - L, if positive;
-//! - on a rejection at `t`, **undershoot** = L - (admitted in `(t - W, t]`),
-//!   if positive.
+//! - on a rejection at `t`, **undershoot** = L - (the most admitted in any
+//!   window `(e - W, e]` that contains `t`), if positive. For an algorithm
+//!   that never delays, that window is the trailing one, `(t - W, t]`. For a
+//!   shaper (a leaky bucket), admissions it has already committed to
+//!   forward later count too: it rejects because its queue is full, and
+//!   those queued requests will fill the window that `t` opens; counting
+//!   only the past would call every queue-full rejection an early one.
 //!
 //! Per track the meter reports the worst of each over all keys, and each as
 //! a multiple of L: `overshoot_ratio = (L + overshoot) / L` (a fixed window
@@ -117,6 +122,29 @@ struct Stripe {
     /// Events so far in this stripe: the recency clock.
     tick: u64,
     keys: HashMap<u64, Entry>,
+    /// Every held key once, with the tick it was queued at, oldest first.
+    /// A key seen since it was queued goes to the back when it reaches the
+    /// front, so the front, once its tick is its last `seen`, is the least
+    /// recently seen key: exact LRU at amortised O(1) per replacement
+    /// (a scan of the table would cost O(keys) per new key under churn).
+    order: VecDeque<(u64, u64)>,
+}
+
+impl Stripe {
+    /// Removes the least recently seen key and returns its entry.
+    fn evict_oldest(&mut self) -> Option<Entry> {
+        // Each pass either evicts or moves a key seen since it was queued,
+        // which then carries its latest tick: at most `len` passes.
+        for _ in 0..=self.order.len() {
+            let (key, queued) = self.order.pop_front()?;
+            match self.keys.get(&key).map(|e| e.seen) {
+                Some(seen) if seen == queued => return self.keys.remove(&key),
+                Some(seen) => self.order.push_back((key, seen)),
+                None => {}
+            }
+        }
+        None
+    }
 }
 
 /// Overshoot and undershoot of several tracks against the exact sliding log.
@@ -206,21 +234,24 @@ impl AccuracyMeter {
         stripe.tick = stripe.tick.wrapping_add(1);
         let tick = stripe.tick;
         if !stripe.keys.contains_key(&key) {
+            let mut reused = None;
             if stripe.keys.len() >= self.per_stripe {
-                // Least recently seen: an O(per_stripe) scan, paid only when
-                // a new key arrives at a full table.
-                let oldest = stripe
-                    .keys
-                    .iter()
-                    .min_by_key(|(_, e)| e.seen)
-                    .map(|(k, _)| *k);
-                if let Some(old) = oldest {
-                    stripe.keys.remove(&old);
+                reused = stripe.evict_oldest();
+                if reused.is_some() {
                     self.replaced.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            let tracks = (0..self.tracks).map(|_| VecDeque::new()).collect();
+            // A replaced key's buffers serve the new one: churn through a
+            // full table allocates nothing.
+            let tracks = match reused {
+                Some(mut old) => {
+                    old.tracks.iter_mut().for_each(VecDeque::clear);
+                    old.tracks
+                }
+                None => (0..self.tracks).map(|_| VecDeque::new()).collect(),
+            };
             stripe.keys.insert(key, Entry { seen: tick, tracks });
+            stripe.order.push_back((key, tick));
         }
         let Some(entry) = stripe.keys.get_mut(&key) else {
             return;
@@ -276,7 +307,22 @@ impl AccuracyMeter {
                 worst.over.fetch_max(over, Ordering::Relaxed);
             }
             Outcome::Reject => {
-                let under = self.limit.saturating_sub(in_window(stamps, now));
+                // Windows ending at `now` or at a committed admission less
+                // than W ahead: every window containing `now` holds no more
+                // than the one of these that ends at its last stamp.
+                // Latest first, and done at the first full one: a shaper
+                // with a full queue is judged on one window, not on every
+                // queued request (its usual case: rejection after rejection).
+                let ahead = stamps.partition_point(|&s| s <= now);
+                let end = stamps.partition_point(|&s| s < now.saturating_add(w));
+                let mut most = in_window(stamps, now);
+                for &e in stamps.range(ahead..end.max(ahead)).rev() {
+                    if most >= self.limit {
+                        break;
+                    }
+                    most = most.max(in_window(stamps, e));
+                }
+                let under = self.limit.saturating_sub(most);
                 worst.under.fetch_max(under, Ordering::Relaxed);
             }
         }
@@ -442,11 +488,66 @@ mod tests {
             m.observe(2, Nanos::ZERO, &[Outcome::of(&d(Nanos::ZERO), Nanos::ZERO)]);
         }
         assert_eq!(m.accuracy(0).unwrap().overshoot, 1);
-        // A rejection at 0 of key 1 sees 1 released (0.5 s and 1 s are later):
-        // undershoot 1.
+        // A rejection at 0 of key 1: 1 released so far, but the window
+        // (-0.5 s, 0.5 s], which contains 0, holds 2 committed: not early.
         m.observe(1, Nanos::ZERO, &[Outcome::Reject]);
+        assert_eq!(m.accuracy(0).unwrap().undershoot, 0);
+        // Key 3: one admitted, nothing committed ahead: 1 of 2 left unused.
+        m.observe(3, Nanos::ZERO, &[Outcome::of(&d(Nanos::ZERO), Nanos::ZERO)]);
+        m.observe(3, ms(10), &[Outcome::Reject]);
         let acc = m.accuracy(0).unwrap();
         assert_eq!((acc.undershoot, acc.undershoot_ratio), (1, 0.5));
+    }
+
+    #[test]
+    fn a_full_stripe_replaces_its_least_recently_seen_key() {
+        // 32 keys: 16 stripes of 2.
+        let m = AccuracyMeter::new(5, ms(1_000), 1, 32);
+        let stripe_of = |k: u64| m.stripe(k) as *const _;
+        let mut same = (1..10_000u64).filter(|&k| stripe_of(k) == stripe_of(1));
+        let (a, b, c, d) = (
+            1,
+            same.nth(1).unwrap(),
+            same.next().unwrap(),
+            same.next().unwrap(),
+        );
+        let admit = |k: u64, t: u64| m.observe(k, ms(t), &[Outcome::Admit(ms(t))]);
+        admit(a, 1);
+        admit(b, 2);
+        admit(a, 3); // a is now more recent than b
+        admit(c, 4); // full: b goes
+        assert_eq!((m.stamps_held(a, 0), m.stamps_held(b, 0)), (2, 0));
+        assert_eq!(m.stamps_held(c, 0), 1);
+        admit(c, 5);
+        admit(d, 6); // a (last seen at 3) goes, c stays
+        assert_eq!((m.stamps_held(a, 0), m.stamps_held(c, 0)), (0, 2));
+        // d took a replaced key's buffers, empty: only its own stamp.
+        assert_eq!(m.stamps_held(d, 0), 1);
+        assert_eq!(m.replaced(), 2);
+        assert_eq!(m.keys_held(), 2);
+    }
+
+    #[test]
+    fn a_leaky_bucket_rejecting_on_a_full_queue_is_not_early() {
+        // Capacity 20 leaking 2/s (20 per 10 s): a burst of 50 at one
+        // instant forwards 1 now and queues 20; the other 29 are rejected
+        // while the queue holds what fills the next window.
+        let spec = api_gateway_protocol::LimitSpec::LeakyBucket {
+            capacity: 20,
+            leak_per_sec: 2.0,
+        };
+        let l = crate::algo::limit::build(&spec, 16, &crate::algo::cells::Evictions::default());
+        let m = AccuracyMeter::new(20, ms(10_000), 1, 16);
+        let now = ms(1_000);
+        let mut rejected = 0;
+        for _ in 0..50 {
+            let d = l.check(1, now);
+            rejected += u64::from(!d.is_admitted());
+            m.observe(1, now, &[Outcome::of(&d, now)]);
+        }
+        assert!(rejected > 0);
+        let acc = m.accuracy(0).unwrap();
+        assert_eq!((acc.overshoot, acc.undershoot), (0, 0));
     }
 
     #[test]
