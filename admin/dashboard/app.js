@@ -1346,7 +1346,7 @@
   // checks again now and then, without toasts. Stage fields differ by stage
   // and may grow, so they are listed generically and never assumed.
   const STOP_WORDS = /deny|denied|reject|limited|fail|forbid|unauth|refus|timeout|timed-out|no-|^open$|error|invalid|missing|expired|exhausted|full|shed/;
-  const PASS_WORDS = /^(allow|allowed|admit|admitted|pass|passed|ok|accept|accepted|proxied|match|matched|delayed|queued|closed|picked|hit|skip|skipped)$/;
+  const PASS_WORDS = /^(allow|allowed|admit|admitted|pass|passed|ok|accept|accepted|proxied|match|matched|delay|delayed|queued|closed|picked|hit|skip|skipped)$/;
 
   async function pollTrace() {
     try {
@@ -1479,7 +1479,7 @@
       if (STOP_WORDS.test(v)) return "stop";
     }
     if (s.stage === "route" && s.route === null) return "stop";
-    if (s.stage === "load-balancer" && s.pick === null) return "stop";
+    if (s.stage === "load-balancer" && (s.pick === null || (s.refusal !== undefined && s.refusal !== null))) return "stop";
     return "pass";
   }
 
@@ -1491,6 +1491,8 @@
     switch (s.stage) {
       case "route":
         return join(s.route === null ? "no route" : s.route, s.upstream, v && v !== "matched" ? v : null);
+      case "auth":
+        return join(v, s.consumer, s.reason);
       case "rate-limit":
         return join(v, s.algorithm, s.after !== undefined && s.limit !== undefined ? `${s.before}→${s.after} of ${s.limit}` : null,
           s.retry_after_s ? `retry ${s.retry_after_s}s` : null);
@@ -1501,12 +1503,13 @@
         return `${rej} of ${list.length} would reject`;
       }
       case "circuit-breaker": {
-        const c = Array.isArray(s.candidates) ? s.candidates : [];
-        const open = c.filter((x) => x && /open/i.test(String(x.state || ""))).length;
-        return join(v, c.length ? `${c.length} candidates, ${open} not closed` : null);
+        const c = Array.isArray(s.backends) ? s.backends : Array.isArray(s.candidates) ? s.candidates : [];
+        const out = Array.isArray(s.excluded) ? s.excluded.length
+          : c.filter((x) => x && /open/i.test(String(x.state || ""))).length;
+        return join(v, c.length ? `${c.length} backends, ${out} excluded` : null, s.panic ? "panic" : null);
       }
       case "load-balancer":
-        return join(s.algorithm, s.pick === null ? "no pick" : s.pick !== undefined ? `→ ${s.pick}` : null, v);
+        return join(s.algorithm, s.pick === null ? "no pick" : s.pick !== undefined ? `→ ${s.pick}` : null, s.refusal, v);
       case "backend": {
         const tm = s.timings_ms || {};
         return join(s.backend, s.status, tm.last_byte !== undefined ? fmtMs(tm.last_byte) : null, s.error);
