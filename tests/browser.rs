@@ -30,6 +30,21 @@
 //! the error mark. Screenshots: `target/dashboard-tls.png`, and
 //! `target/dashboard-tls-expired.png` with the amended answer.
 //!
+//! A fifth runs a token bucket of 20 at 0.5/s with every shadow limiter
+//! (`rate_limit.shadow = all`): after a burst of 50 the Shadow limiters card
+//! lists the five algorithms, the live one first with 30 would-rejects, each
+//! figure as `GET /gateway/rate-limiter/shadow` reports it, the translated
+//! parameters (20 per 40 s), the agreement with live, and the sliding log
+//! (the exact reference) never overshooting while the live bucket, refilled
+//! a few seconds later, shows its `+2 (1.10×)`. A gateway without
+//! `/gateway/trace` (answers amended to 404 in the browser) leaves the
+//! Decision trace card saying so, without an error. Clicking Promote on the
+//! sliding log makes it the live limiter (the page, the shadow report and
+//! `/gateway/health` agree). Screenshots: `target/dashboard-shadow.png`
+//! (before the promote; with `UPDATE_DASHBOARD_PNG=1` the limiter cards and
+//! the panel also go to `admin/dashboard-shadow.png`) and
+//! `target/dashboard-shadow-promoted.png`.
+//!
 //! The tests take turns (one browser at a time).
 //!
 //! Without `/usr/bin/chromium` (or `$CHROMIUM`) the tests print why and
@@ -45,6 +60,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use admin_rig::Rig;
+use api_gateway::algo::limit::shadow::Shadows;
 use api_gateway::backend::BackendDef;
 use api_gateway::config::{RouteConfig, UpstreamConfig};
 use api_gateway::demo::DemoBackend;
@@ -848,4 +864,310 @@ fn dataset_of(tab: &Tab, selector: &str, key: &str) -> Value {
         tab,
         &format!("(document.querySelector({quoted}) || {{dataset: {{}}}}).dataset.{key}"),
     )
+}
+
+/// A PNG of the part of the page covering every element of `selectors`
+/// (their union, with a small margin), scaled by `scale`.
+fn clip_png(tab: &Tab, selectors: &[&str], scale: f64) -> Vec<u8> {
+    let list = serde_json::to_string(selectors).unwrap();
+    let rect = eval(
+        tab,
+        &format!(
+            "(() => {{ const rs = {list}.map(s => document.querySelector(s).getBoundingClientRect()); \
+               const x = Math.min(...rs.map(r => r.left)), y = Math.min(...rs.map(r => r.top)); \
+               const w = Math.max(...rs.map(r => r.right)) - x, h = Math.max(...rs.map(r => r.bottom)) - y; \
+               return JSON.stringify([x + scrollX - 8, y + scrollY - 8, w + 16, h + 16]); }})()"
+        ),
+    );
+    let [x, y, width, height]: [f64; 4] = serde_json::from_str(rect.as_str().unwrap()).unwrap();
+    let shot = tab
+        .call_method(Page::CaptureScreenshot {
+            format: Some(CaptureScreenshotFormatOption::Png),
+            quality: None,
+            clip: Some(Page::Viewport {
+                x: x.max(0.0),
+                y: y.max(0.0),
+                width,
+                height,
+                scale,
+            }),
+            from_surface: Some(true),
+            capture_beyond_viewport: Some(true),
+            optimize_for_speed: None,
+        })
+        .expect("screenshot");
+    BASE64_STANDARD.decode(shot.data).expect("base64 PNG")
+}
+
+/// The row of `algorithm` in scope `route` (`None`: top level) of a
+/// `GET /gateway/rate-limiter/shadow` answer.
+fn shadow_row(report: &Value, route: Option<&str>, algorithm: &str) -> Value {
+    report["limiters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["route"].as_str() == route)
+        .and_then(|l| {
+            l["algorithms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["algorithm"] == algorithm)
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no {algorithm} in {report:#}"))
+}
+
+#[test]
+fn shadow_panel_and_promote_in_a_real_browser() {
+    let Some(chromium) = chromium() else { return };
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    // A bucket of 20 refilled once every 2 s: in window form 20 per 40 s.
+    let rig = Rig::start_with(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.rate_limit.spec = api_gateway_admin::LimitSpec::TokenBucket {
+            capacity: 20,
+            refill_per_sec: 0.5,
+        };
+        c.rate_limit.shadow = Some(Shadows::All);
+    });
+    let page = open_dashboard(chromium, "shadow", rig.admin);
+    let tab = page.tab.clone();
+    let rows =
+        "[...document.querySelectorAll('#shadow-rows tr')].map(r => r.dataset.algorithm).join(',')";
+    wait_for(
+        &tab,
+        "the shadow panel on",
+        "document.querySelector('#shadow-panel').dataset.state",
+        "on".into(),
+    );
+    wait_for(
+        &tab,
+        "the live algorithm first, then its four shadows",
+        &format!("{rows}.split(',').length + ':' + {rows}.split(',')[0]"),
+        "5:token-bucket".into(),
+    );
+    assert_eq!(
+        eval(&tab, &text_of("#current-limiter")),
+        "token-bucket",
+        "the Rate limiter card"
+    );
+
+    // 50 requests at once (the bucket refills one token per 2 s).
+    let start = Instant::now();
+    let statuses: Vec<u16> = (0..50).map(|_| rig.proxied().status).collect();
+    let burst = start.elapsed();
+    let limited = statuses.iter().filter(|&&s| s == 429).count() as u64;
+    assert_eq!(
+        limited + statuses.iter().filter(|&&s| s == 200).count() as u64,
+        50
+    );
+    let refilled = (burst.as_secs_f64() * 0.5).floor() as u64;
+    assert!(
+        (30 - refilled..=30).contains(&limited),
+        "{limited} limited in {burst:?}"
+    );
+    let report = rig.get("/gateway/rate-limiter/shadow").json();
+    assert_eq!(
+        shadow_row(&report, None, "token-bucket")["would_reject"],
+        limited
+    );
+
+    // The page shows each algorithm's figures as the API reports them.
+    let cell = |algorithm: &str, field: &str| {
+        format!(
+            "(document.querySelector('#shadow-rows tr[data-algorithm=\"{algorithm}\"] [data-field=\"{field}\"]') || {{dataset: {{}}}})"
+        )
+    };
+    let value = |algorithm: &str, field: &str| format!("{}.dataset.value", cell(algorithm, field));
+    let text = |algorithm: &str, field: &str| format!("{}.textContent", cell(algorithm, field));
+    wait_for(
+        &tab,
+        "the live row's would-reject",
+        &value("token-bucket", "would_reject"),
+        limited.to_string().into(),
+    );
+    assert_eq!(limited, 30, "a burst of 50 takes well under 2 s");
+    assert_eq!(
+        dataset_of(&tab, "#shadow-rows tr:first-child", "live"),
+        "true"
+    );
+    let shadows = [
+        "fixed-window",
+        "sliding-log",
+        "sliding-counter",
+        "leaky-bucket",
+    ];
+    for algorithm in shadows {
+        let row = shadow_row(&report, None, algorithm);
+        assert_eq!(row["live"], false, "{algorithm}");
+        assert_eq!(
+            eval(&tab, &value(algorithm, "would_reject")),
+            row["would_reject"].to_string(),
+            "{algorithm}"
+        );
+        // The agreement with live, as a percentage.
+        let agreement = eval(&tab, &text(algorithm, "agreement"));
+        let pct = format!(
+            "{}%",
+            (row["agreement"]["rate"].as_f64().unwrap() * 100.0).round()
+        );
+        assert_eq!(agreement, pct, "{algorithm}");
+        // Every shadow can be promoted; the live one cannot.
+        assert_eq!(
+            eval(
+                &tab,
+                &format!("document.querySelector('[data-promote=\"{algorithm}\"]').hidden")
+            ),
+            Value::Bool(false),
+            "{algorithm}"
+        );
+    }
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelector('[data-promote=\"token-bucket\"]').hidden"
+        ),
+        Value::Bool(true)
+    );
+    // The translated parameters: a bucket of 20 at 0.5/s is 20 per 40 s.
+    assert_eq!(eval(&tab, &text("sliding-log", "params")), "20 per 40s");
+    assert_eq!(
+        eval(&tab, &text("token-bucket", "params")),
+        "20 burst, 0.5/s"
+    );
+    // The sliding log is the exact reference: it never overshoots.
+    assert_eq!(eval(&tab, &value("sliding-log", "overshoot")), "0");
+    assert_eq!(eval(&tab, &text("sliding-log", "overshoot")), "0");
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelector('tr[data-algorithm=\"sliding-log\"]').classList.contains('shadow-ref')"
+        ),
+        Value::Bool(true)
+    );
+
+    // Five seconds after the burst the bucket has refilled two tokens:
+    // 22 admitted within 40 s is 2 beyond the limit the sliding log keeps.
+    let wait = Duration::from_secs(5).saturating_sub(start.elapsed());
+    thread::sleep(wait);
+    let more: Vec<u16> = (0..5).map(|_| rig.proxied().status).collect();
+    assert!(more.contains(&200), "{more:?}");
+    let report = rig.get("/gateway/rate-limiter/shadow").json();
+    let live = shadow_row(&report, None, "token-bucket");
+    let over = live["accuracy"]["overshoot"].as_u64().unwrap();
+    assert!(over >= 2, "{live:#}");
+    let shown = format!(
+        "+{over} ({:.2}×)",
+        live["accuracy"]["overshoot_ratio"].as_f64().unwrap()
+    );
+    wait_for(
+        &tab,
+        "the live bucket's overshoot",
+        &text("token-bucket", "overshoot"),
+        shown.into(),
+    );
+    assert_eq!(
+        shadow_row(&report, None, "sliding-log")["accuracy"]["overshoot"],
+        0
+    );
+    assert_eq!(eval(&tab, &value("sliding-log", "overshoot")), "0");
+    wait_for(
+        &tab,
+        "the sliding log disagrees with live now",
+        &text("sliding-log", "agreement"),
+        format!(
+            "{}%",
+            (shadow_row(&report, None, "sliding-log")["agreement"]["rate"]
+                .as_f64()
+                .unwrap()
+                * 100.0)
+                .round()
+        )
+        .into(),
+    );
+
+    // No tracing here (or, once it exists, a gateway without it): the
+    // trace card says so, and nothing is reported as a failure.
+    eval(
+        &tab,
+        "(() => { const real = window.fetch; window.fetch = async (...a) => { \
+           if (/\\/gateway\\/trace(\\/|$)/.test(String(a[0]))) \
+             return new Response('{\"error\":\"not found\"}', {status: 404, headers: {'content-type': 'application/json'}}); \
+           return real(...a); }; \
+           const d = window.gatewayDashboard; \
+           d.pollTrace().then(() => d.openTrace('42')); return true; })()",
+    );
+    wait_for(
+        &tab,
+        "tracing not available",
+        "document.querySelector('#trace-panel').dataset.state + ':' + \
+         document.querySelector('#trace-list').textContent + ':' + document.querySelector('#trace-view').textContent",
+        "unavailable:Tracing is not available on this gateway.:Tracing is not available on this gateway.".into(),
+    );
+    let no_failures = "document.querySelectorAll('.event[data-source=\"ui\"], .toast-bad').length";
+    assert_eq!(
+        eval(&tab, no_failures),
+        Value::from(0),
+        "no UI-side failures"
+    );
+
+    screenshot(&tab, "dashboard-shadow.png");
+    if std::env::var_os("UPDATE_DASHBOARD_PNG").is_some() {
+        // The README's picture: the limiter cards and the shadow panel.
+        let png = clip_png(&tab, &[".two-col", "#shadow-panel"], 1.0);
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("admin/dashboard-shadow.png");
+        std::fs::write(&readme, &png).expect("write admin/dashboard-shadow.png");
+        eprintln!("updated {} ({} bytes)", readme.display(), png.len());
+    }
+
+    // Promote the sliding log: the live switch with its translated spec.
+    let log_spec = shadow_row(&report, None, "sliding-log")["spec"].clone();
+    click(&tab, "button[data-promote='sliding-log']");
+    wait_for(
+        &tab,
+        "the Rate limiter card shows the promoted algorithm",
+        &text_of("#current-limiter"),
+        "sliding-log".into(),
+    );
+    wait_for(
+        &tab,
+        "the sliding log first and live",
+        &format!("{rows}.split(',')[0] + ':' + document.querySelector('#shadow-rows tr:first-child').dataset.live"),
+        "sliding-log:true".into(),
+    );
+    wait_for(
+        &tab,
+        "the limiter button active",
+        "document.querySelector('[data-limiter=\"sliding-log\"]').classList.contains('active')",
+        true.into(),
+    );
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelector('[data-promote=\"sliding-log\"]').hidden && \
+             !document.querySelector('[data-promote=\"token-bucket\"]').hidden"
+        ),
+        Value::Bool(true),
+        "the old live algorithm is now a shadow to promote back"
+    );
+    let report = rig.get("/gateway/rate-limiter/shadow").json();
+    assert_eq!(report["limiters"][0]["live"], "sliding-log");
+    let promoted = shadow_row(&report, None, "sliding-log");
+    assert_eq!(promoted["live"], true);
+    assert_eq!(promoted["spec"], log_spec);
+    assert_eq!(
+        log_spec,
+        serde_json::json!({"algorithm": "sliding-log", "limit": 20, "window_ms": 40000})
+    );
+    let health = rig.health();
+    assert_eq!(health["rateLimiter"]["algorithm"], "sliding-log");
+    assert_eq!(health["rateLimiter"]["limit"], 20);
+    assert_eq!(health["rateLimiter"]["window_ms"], 40000);
+    assert_eq!(
+        eval(&tab, no_failures),
+        Value::from(0),
+        "no UI-side failures"
+    );
+    screenshot(&tab, "dashboard-shadow-promoted.png");
 }

@@ -138,7 +138,7 @@
     if (button) button.disabled = true;
     try {
       const result = await fn();
-      await Promise.all([pollHealth(true), pollEvents(), pollDemo()]);
+      await Promise.all([pollHealth(true), pollEvents(), pollDemo(), pollShadow()]);
       return result;
     } catch (err) {
       noteFailure(what, err);
@@ -161,6 +161,10 @@
     consumers: null, // the last /gateway/consumers (configs with routes only)
     limiterDirty: false,
     balancerDirty: false,
+    shadow: undefined, // the last /gateway/rate-limiter/shadow; null: this gateway has none
+    shadowScope: null, // the scope shown: "top-level" or a route name
+    trace: undefined, // the last /gateway/trace; null: this gateway has none
+    traceId: null, // the trace shown below the list
   };
 
   // ---- pipeline -----------------------------------------------------------
@@ -423,6 +427,215 @@
       await api("POST", `/gateway/load-balancer/${encodeURIComponent(name)}`, params);
       state.balancerDirty = false;
       toast(`Load balancer: ${name}`, "ok");
+    });
+  }
+
+  // ---- shadow limiters ----------------------------------------------------
+
+  // GET /gateway/rate-limiter/shadow: per limiter scope (the top level, then
+  // each route with a limiter of its own), the live algorithm first and its
+  // shadows after it, each with what it alone would have done to the same
+  // requests. Promote is the live switch with the shadow's translated spec.
+  const REFERENCE = "sliding-log"; // exact: the yardstick of the accuracy figures
+  const shadowRows = new Map(); // scope label + algorithm -> { root, refs }
+
+  const scopeLabel = (l) => (l.scope === "route" ? l.route : "top-level");
+  const fmtPct = (r) => `${Math.round(100 * (Number(r) || 0))}%`;
+  const fmtRatio = (r) => `${(Number(r) || 0).toFixed(2)}×`;
+
+  async function pollShadow() {
+    try {
+      state.shadow = await api("GET", "/gateway/rate-limiter/shadow");
+    } catch (err) {
+      // 404: a gateway without shadows; anything else the health poll reports.
+      if (err.status !== 404) return;
+      state.shadow = null;
+    }
+    renderShadow(state.shadow);
+  }
+
+  function renderShadow(data) {
+    const panel = $("#shadow-panel");
+    const limiters = (data && Array.isArray(data.limiters)) ? data.limiters : [];
+    const on = !!(data && data.enabled && limiters.length);
+    panel.dataset.state = !data ? "unavailable" : on ? "on" : "off";
+    $("#shadow-table-wrap").hidden = !on;
+    $("#shadow-meta").hidden = !on;
+    renderShadowOff(panel.dataset.state);
+    setText($("#shadow-rule"), on && data.rule ? `Translation: ${data.rule}.` : "");
+    renderShadowScopes(on ? limiters : []);
+    if (!on) {
+      setText($("#shadow-scope-label"), "");
+      clearShadowRows(new Set());
+      return;
+    }
+    const scope = limiters.find((l) => scopeLabel(l) === state.shadowScope) || limiters[0];
+    state.shadowScope = scopeLabel(scope);
+    panel.dataset.scope = state.shadowScope;
+    panel.dataset.live = scope.live || "";
+    setText($("#shadow-scope-label"), limiters.length > 1 ? "" : `· ${state.shadowScope}`);
+    renderShadowMeta(scope);
+
+    const rows = Array.isArray(scope.algorithms) ? scope.algorithms : [];
+    const body = $("#shadow-rows");
+    const seen = new Set();
+    rows.forEach((r, i) => {
+      const key = `${state.shadowScope}\u0000${r.algorithm}`;
+      seen.add(key);
+      let row = shadowRows.get(key);
+      if (!row) {
+        row = makeShadowRow(scope, r.algorithm);
+        shadowRows.set(key, row);
+      }
+      if (body.children[i] !== row.root) body.insertBefore(row.root, body.children[i] || null);
+      updateShadowRow(row, r);
+    });
+    clearShadowRows(seen);
+  }
+
+  function clearShadowRows(keep) {
+    for (const [key, row] of shadowRows) {
+      if (!keep.has(key)) {
+        row.root.remove();
+        shadowRows.delete(key);
+      }
+    }
+  }
+
+  // Off or unavailable: how to turn the shadows on, in a few lines.
+  function renderShadowOff(st) {
+    const box = $("#shadow-off");
+    box.hidden = st === "on" || st === "loading";
+    if (box.dataset.key === st) return;
+    box.dataset.key = st;
+    if (st === "unavailable") {
+      box.replaceChildren(el("p", { class: "empty", text: "Shadow limiters are not available on this gateway." }));
+      return;
+    }
+    box.replaceChildren(
+      el("p", { class: "empty" }, "Off. To see how every other algorithm would have treated the same traffic, add ",
+        el("code", { text: '"rate_limit": {"shadow": "all"}' }), " to the config (or a list, such as ",
+        el("code", { text: '["sliding-log", "token-bucket"]' }), ") and reload it: the shadows only count, they never reject."));
+  }
+
+  // One button per scope when routes have limiters (and shadows) of their own.
+  function renderShadowScopes(limiters) {
+    const box = $("#shadow-scopes");
+    box.hidden = limiters.length < 2;
+    const labels = limiters.map(scopeLabel);
+    if (box.dataset.key !== labels.join("\u0000")) {
+      box.dataset.key = labels.join("\u0000");
+      box.replaceChildren(...labels.map((label) => el("button", {
+        class: "seg-btn", type: "button", "data-shadow-scope": label,
+        title: label === "top-level" ? "The top-level limiter (and the routes that follow it)" : `The own limiter of route ${label}`,
+        onclick: () => {
+          state.shadowScope = label;
+          renderShadow(state.shadow);
+        },
+      }, label)));
+    }
+    for (const b of box.querySelectorAll("[data-shadow-scope]")) {
+      const on = b.dataset.shadowScope === state.shadowScope;
+      b.classList.toggle("active", on);
+      b.setAttribute("aria-pressed", String(on));
+    }
+  }
+
+  function renderShadowMeta(scope) {
+    const w = Number(scope.window_ms) || 0;
+    const parts = [
+      `live ${scope.live || "?"}`,
+      `limit ${fmtInt(scope.limit)} per ${w % 1000 ? `${w} ms` : `${w / 1000}s`} in window form`,
+      `${fmtInt(scope.keys_tracked)} of ${fmtInt(scope.max_keys)} keys tracked`,
+    ];
+    if (Number(scope.keys_replaced) > 0) parts.push(`${fmtInt(scope.keys_replaced)} keys replaced (table full: figures approximate)`);
+    const routes = scope.routes || [];
+    if (routes.length) parts.push(`route${routes.length === 1 ? "" : "s"}: ${routes.join(", ")}`);
+    setText($("#shadow-meta"), parts.join(" · "));
+  }
+
+  function makeShadowRow(scope, algorithm) {
+    const refs = {};
+    const cell = (k, cls) => (refs[k] = el("td", { class: cls, "data-field": k }));
+    const info = LIMITERS[algorithm];
+    const isRef = algorithm === REFERENCE;
+    const root = el("tr", { "data-algorithm": algorithm, class: isRef ? "shadow-ref" : undefined },
+      el("td", { class: "route-name", "data-field": "algorithm", title: info ? info.desc : algorithm },
+        el("span", { class: "mono", text: algorithm }),
+        refs.live = el("span", { class: "badge badge-live", text: "LIVE", hidden: true }),
+        isRef ? el("span", { class: "badge badge-ref", text: "EXACT",
+          title: "The sliding log is exact: overshoot and undershoot are measured against it" }) : null),
+      cell("params", "mono"),
+      refs.reject = el("td", { "data-field": "would_reject" }, el("div", { class: "shadow-reject" },
+        refs.rejectN = el("span", { class: "shadow-n" }),
+        el("div", { class: "share-track" }, refs.rejectBar = el("div", { class: "share-bar shadow-bar" })),
+        refs.rejectPct = el("span", { class: "shadow-pct" }))),
+      cell("agreement", "num"), cell("overshoot", "num"), cell("undershoot", "num"),
+      el("td", { class: "shadow-action" },
+        refs.promote = el("button", { class: "btn btn-small", type: "button", "data-promote": algorithm,
+          text: "Promote", onclick: (e) => promote(scope, algorithm, e.currentTarget) })));
+    return { root, refs };
+  }
+
+  function updateShadowRow(row, r) {
+    const f = row.refs;
+    const live = !!r.live;
+    row.root.dataset.live = String(live);
+    row.root.classList.toggle("shadow-live", live);
+    f.live.hidden = !live;
+    f.promote.hidden = live;
+    f.promote.title = `Make ${r.algorithm} the live limiter, with the parameters shown (the same switch as the Rate limiter card)`;
+    row.spec = r.spec || { algorithm: r.algorithm };
+    setText(f.params, specText(row.spec) || JSON.stringify(row.spec));
+    const n = Number(r.would_reject) || 0;
+    const rate = Number(r.would_reject_rate) || 0;
+    f.reject.dataset.value = String(n);
+    f.reject.title = `${fmtInt(n)} of ${fmtInt(r.requests)} requests would be rejected (${fmtInt(r.would_allow)} allowed)`;
+    setText(f.rejectN, fmtInt(n));
+    setText(f.rejectPct, fmtPct(rate));
+    f.rejectBar.style.width = `${Math.min(100, 100 * rate).toFixed(1)}%`;
+    f.reject.classList.toggle("zero", n === 0);
+
+    const a = r.agreement || {};
+    f.agreement.dataset.value = String(Number(a.rate) || 0);
+    setText(f.agreement, live ? "–" : Number(r.requests) ? fmtPct(a.rate) : "–");
+    f.agreement.classList.toggle("zero", live || !Number(r.requests));
+    f.agreement.classList.toggle("warn", !live && Number(r.requests) > 0 && Number(a.rate) < 0.95);
+    f.agreement.title = live ? "The live limiter itself"
+      : `both allowed ${fmtInt(a.both_allow)} · both rejected ${fmtInt(a.both_reject)} · ` +
+        `only live rejected ${fmtInt(a.live_only_reject)} · only ${r.algorithm} rejected ${fmtInt(a.shadow_only_reject)}`;
+
+    const acc = r.accuracy || {};
+    const over = Number(acc.overshoot) || 0;
+    const under = Number(acc.undershoot) || 0;
+    const sat = Number(acc.saturated) || 0;
+    f.overshoot.dataset.value = String(over);
+    f.undershoot.dataset.value = String(under);
+    setText(f.overshoot, over ? `+${fmtInt(over)} (${fmtRatio(acc.overshoot_ratio)})` : "0");
+    setText(f.undershoot, under ? `−${fmtInt(under)} (${fmtRatio(acc.undershoot_ratio)})` : "0");
+    f.overshoot.classList.toggle("bad", over > 0);
+    f.overshoot.classList.toggle("zero", over === 0);
+    f.undershoot.classList.toggle("warn", under > 0);
+    f.undershoot.classList.toggle("zero", under === 0);
+    const satNote = sat ? ` (${fmtInt(sat)} events beyond the meter's memory: a lower bound)` : "";
+    f.overshoot.title = `At most ${fmtRatio(acc.overshoot_ratio)} the limit admitted in a trailing window${satNote}`;
+    f.undershoot.title = `A rejection with as little as ${fmtRatio(acc.undershoot_ratio)} the limit admitted in its window${satNote}`;
+  }
+
+  // The live switch, fed the shadow's translated parameters (the spec
+  // without its `algorithm`), at the scope the shadow belongs to.
+  function promote(scope, algorithm, button) {
+    const row = shadowRows.get(`${scopeLabel(scope)}\u0000${algorithm}`);
+    const params = Object.assign({}, row && row.spec);
+    delete params.algorithm;
+    const path = scope.scope === "route"
+      ? `/gateway/routes/${encodeURIComponent(scope.route)}/rate-limiter/${encodeURIComponent(algorithm)}`
+      : `/gateway/rate-limiter/${encodeURIComponent(algorithm)}`;
+    const where = scope.scope === "route" ? ` on route ${scope.route}` : "";
+    return act(button, `promote ${algorithm}${where}`, async () => {
+      await api("POST", path, params);
+      state.limiterDirty = false;
+      toast(`Promoted ${algorithm}${where}: it is now the live limiter`, "ok");
     });
   }
 
@@ -743,18 +956,25 @@
     return allow.length ? `Allowed: ${allow.join(", ")}` : "Allowed: nobody";
   }
 
-  // A consumer's own limit, in a few words ("20 burst, 5/s").
-  function limitText(rl) {
+  // A limiter's parameters in a few words ("20 burst, 5/s"); null for an
+  // algorithm this page does not know.
+  function specText(rl) {
     const p = (k) => Number(rl[k]);
     const per = (ms) => (ms % 1000 ? `${ms} ms` : `${ms / 1000}s`);
     switch (rl.algorithm) {
-      case "token-bucket": return `${rl.algorithm} · ${p("capacity")} burst, ${p("refill_per_sec")}/s`;
-      case "leaky-bucket": return `${rl.algorithm} · ${p("capacity")} queued, ${p("leak_per_sec")}/s`;
+      case "token-bucket": return `${p("capacity")} burst, ${p("refill_per_sec")}/s`;
+      case "leaky-bucket": return `${p("capacity")} queued, ${p("leak_per_sec")}/s`;
       case "fixed-window":
       case "sliding-log":
-      case "sliding-counter": return `${rl.algorithm} · ${p("limit")} per ${per(p("window_ms"))}`;
-      default: return String(rl.algorithm || "custom");
+      case "sliding-counter": return `${p("limit")} per ${per(p("window_ms"))}`;
+      default: return null;
     }
+  }
+
+  // A consumer's own limit: the algorithm, then its parameters.
+  function limitText(rl) {
+    const params = specText(rl);
+    return params === null ? String(rl.algorithm || "custom") : `${rl.algorithm} · ${params}`;
   }
 
   const consumerRows = new Map(); // consumer name -> { root, refs }
@@ -1118,6 +1338,211 @@
     return "gateway";
   }
 
+  // ---- decision trace -----------------------------------------------------
+
+  // GET /gateway/trace lists the last traced requests (sampled, or asked for
+  // with X-Gateway-Trace: 1); GET /gateway/trace/:id is one of them, stage by
+  // stage. A gateway without tracing answers 404: the card says so once and
+  // checks again now and then, without toasts. Stage fields differ by stage
+  // and may grow, so they are listed generically and never assumed.
+  const STOP_WORDS = /deny|denied|reject|limited|fail|forbid|unauth|refus|timeout|timed-out|no-|^open$|error|invalid|missing|expired|exhausted|full|shed/;
+  const PASS_WORDS = /^(allow|allowed|admit|admitted|pass|passed|ok|accept|accepted|proxied|match|matched|delay|delayed|queued|closed|picked|hit|skip|skipped)$/;
+
+  async function pollTrace() {
+    try {
+      state.trace = await api("GET", "/gateway/trace");
+    } catch (err) {
+      if (err.status !== 404) return; // the health poll reports connectivity
+      state.trace = null;
+    }
+    renderTraceList(state.trace);
+  }
+
+  function renderTraceList(data) {
+    const panel = $("#trace-panel");
+    const available = data !== null && data !== undefined;
+    const traces = available && Array.isArray(data.traces) ? data.traces : [];
+    panel.dataset.state = !available ? "unavailable" : traces.length ? "on" : "empty";
+    $("#trace-open").hidden = !available;
+    setText($("#trace-status"), !available ? "" : data.enabled
+      ? `sampling ${fmtInt(data.sample_per_million)} per million · keeps the last ${fmtInt(data.capacity)}`
+      : `sampling off · keeps the last ${fmtInt(data.capacity)} asked for`);
+    const list = $("#trace-list");
+    const key = !available ? "unavailable" : traces.map((t) => t.id).join(",") + "|" + (data.enabled ? 1 : 0);
+    if (list.dataset.key !== key) {
+      list.dataset.key = key;
+      list.replaceChildren(...traces.map(traceItem));
+      if (!available) {
+        list.append(el("li", { class: "empty", text: "Tracing is not available on this gateway." }));
+        if (!state.traceId) $("#trace-view").replaceChildren();
+      } else if (!traces.length) {
+        const listen = (state.health && state.health.listen) || "GATEWAY";
+        list.append(el("li", { class: "empty trace-howto" },
+          data.enabled ? "No request traced yet. " : "Tracing samples nothing: set ",
+          data.enabled ? null : el("code", { text: '"trace": {"enabled": true, "sample_per_million": 1000}' }),
+          data.enabled ? null : " in the config, or trace one request on demand: ",
+          data.enabled ? "Trace one on demand: " : null,
+          el("code", { text: `curl -H 'X-Gateway-Trace: 1' http://${listen}/…` })));
+      }
+    }
+    for (const li of list.querySelectorAll("[data-trace-id]")) {
+      li.classList.toggle("active", li.dataset.traceId === String(state.traceId));
+    }
+  }
+
+  function traceItem(t) {
+    const status = Number(t.status) || 0;
+    return el("li", {
+      class: "trace-item", "data-trace-id": t.id, tabindex: "0", role: "button",
+      title: `${t.sampled ? "sampled" : "asked for (X-Gateway-Trace)"} · request ${t.request_id || "?"}`,
+      onclick: () => openTrace(t.id),
+      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openTrace(t.id); } },
+    },
+    el("span", { class: `trace-status ${statusClass(status)}`, text: status ? String(status) : "–" }),
+    el("span", { class: "trace-req mono", text: `${t.method || ""} ${t.target || ""}`.trim() }),
+    el("span", { class: `trace-verdict verdict-${verdictClass(t.verdict, status)}`, text: t.verdict || "" }),
+    el("span", { class: "trace-dur mono", text: fmtMs(t.duration_ms) }));
+  }
+
+  const statusClass = (s) => (s >= 500 ? "bad" : s >= 400 ? "warn" : s ? "ok" : "zero");
+  const verdictClass = (v, status) => (String(v || "") === "proxied" && status < 500 ? "pass" : "stop");
+
+  async function openTrace(id) {
+    const text = String(id).trim();
+    if (!text) return;
+    state.traceId = text;
+    renderTraceList(state.trace);
+    const view = $("#trace-view");
+    view.dataset.traceId = text;
+    try {
+      const t = await api("GET", `/gateway/trace/${encodeURIComponent(text)}`);
+      if (state.traceId !== text) return; // another one was opened meanwhile
+      renderTrace(t);
+    } catch (err) {
+      if (state.traceId !== text) return;
+      view.dataset.state = "missing";
+      view.replaceChildren(el("p", { class: "empty", text: err.status === 404
+        ? (state.trace === null ? "Tracing is not available on this gateway."
+          : `No trace ${text}: the gateway keeps only the last ${fmtInt(state.trace && state.trace.capacity)}.`)
+        : `Could not load trace ${text}: ${err.message}` }));
+    }
+  }
+
+  // One trace: a header line, the stages as the pipeline strip (coloured by
+  // outcome, one line of decision each), then every stage's fields.
+  function renderTrace(t) {
+    const view = $("#trace-view");
+    const stages = Array.isArray(t.stages) ? t.stages : [];
+    const status = Number(t.status) || 0;
+    view.dataset.state = "shown";
+    view.dataset.traceId = String(t.id);
+    const when = Number(t.started_unix_ms) ? fmtClock(Number(t.started_unix_ms)) : "";
+    const head = el("p", { class: "trace-head" },
+      el("span", { class: `trace-status ${statusClass(status)}`, text: status ? String(status) : "–" }),
+      el("span", { class: "mono", text: `${t.method || ""} ${t.target || ""}` }),
+      el("span", { class: "hint", text: [t.client_ip ? `from ${t.client_ip}` : "", when, fmtMs(t.duration_ms),
+        t.sampled ? "sampled" : "asked for", `id ${t.id}`, t.request_id ? `request ${t.request_id}` : ""]
+        .filter(Boolean).join(" · ") }));
+    const strip = el("ol", { class: "pipeline trace-strip", "aria-label": "Stages of this request" },
+      el("li", { class: "stage stage-edge" }, el("span", { class: "stage-name", text: "client" }),
+        el("span", { class: "stage-detail", text: t.client_ip || "" })),
+      stages.map((s, i) => {
+        const name = String(s.stage || `stage ${i + 1}`);
+        const outcome = stageOutcome(s);
+        const line = stageLine(s);
+        return el("li", { class: `stage stage-${outcome}`, "data-stage": name, "data-outcome": outcome, title: line,
+          onclick: () => {
+            const f = view.querySelector(`[data-stage-fields="${i}"]`);
+            if (f) f.scrollIntoView({ block: "nearest", behavior: "smooth" });
+          } },
+        el("span", { class: "stage-name", text: name }),
+        el("span", { class: "stage-detail", text: line }));
+      }));
+    const fields = el("div", { class: "trace-fields" }, stages.map((s, i) =>
+      el("div", { class: `trace-stage-fields stage-${stageOutcome(s)}`, "data-stage-fields": i },
+        el("h4", { text: String(s.stage || `stage ${i + 1}`) }),
+        el("dl", {}, Object.entries(s).filter(([k]) => k !== "stage").map(([k, v]) =>
+          el("div", {}, el("dt", { text: k }), el("dd", { class: "mono", text: compact(v) })))))));
+    view.replaceChildren(head, strip, stages.length ? fields : el("p", { class: "empty", text: "This trace has no stages." }));
+  }
+
+  // "pass" or "stop": a stage stops the request when its verdict says so,
+  // when it answers 4xx/5xx, or when it names an error.
+  function stageOutcome(s) {
+    if (s.stage === "shadows") return "pass"; // they only count
+    if (s.error !== undefined && s.error !== null && s.error !== "") return "stop";
+    if ((s.stage === "reply" || s.stage === "backend") && Number(s.status) >= 400) return "stop";
+    for (const k of ["verdict", "decision", "outcome", "result"]) {
+      const v = s[k];
+      if (typeof v !== "string") continue;
+      if (PASS_WORDS.test(v)) return "pass";
+      if (STOP_WORDS.test(v)) return "stop";
+    }
+    if (s.stage === "route" && s.route === null) return "stop";
+    if (s.stage === "load-balancer" && (s.pick === null || (s.refusal !== undefined && s.refusal !== null))) return "stop";
+    return "pass";
+  }
+
+  // The stage's decision in one line: the known stages by their meaningful
+  // fields, any other by its verdict or first plain fields.
+  function stageLine(s) {
+    const v = s.verdict || s.decision || s.outcome || s.result;
+    const join = (...parts) => parts.filter((p) => p !== undefined && p !== null && p !== "").join(" · ");
+    switch (s.stage) {
+      case "route":
+        return join(s.route === null ? "no route" : s.route, s.upstream, v && v !== "matched" ? v : null);
+      case "auth":
+        return join(v, s.consumer, s.reason);
+      case "rate-limit":
+        return join(v, s.algorithm, s.after !== undefined && s.limit !== undefined ? `${s.before}→${s.after} of ${s.limit}` : null,
+          s.retry_after_s ? `retry ${s.retry_after_s}s` : null);
+      case "shadows": {
+        const list = Array.isArray(s.shadows) ? s.shadows : Array.isArray(s.algorithms) ? s.algorithms : [];
+        if (!list.length) return v || "none";
+        const rej = list.filter((x) => x && STOP_WORDS.test(String(x.verdict || x.decision || ""))).length;
+        return `${rej} of ${list.length} would reject`;
+      }
+      case "circuit-breaker": {
+        const c = Array.isArray(s.backends) ? s.backends : Array.isArray(s.candidates) ? s.candidates : [];
+        const out = Array.isArray(s.excluded) ? s.excluded.length
+          : c.filter((x) => x && /open/i.test(String(x.state || ""))).length;
+        return join(v, c.length ? `${c.length} backends, ${out} excluded` : null, s.panic ? "panic" : null);
+      }
+      case "load-balancer":
+        return join(s.algorithm, s.pick === null ? "no pick" : s.pick !== undefined ? `→ ${s.pick}` : null, s.refusal, v);
+      case "backend": {
+        const tm = s.timings_ms || {};
+        return join(s.backend, s.status, tm.last_byte !== undefined ? fmtMs(tm.last_byte) : null, s.error);
+      }
+      case "reply":
+        return join(s.status, s.error);
+      default: {
+        if (v) return String(v);
+        const plain = Object.entries(s).filter(([k, x]) => k !== "stage" && (typeof x !== "object" || x === null));
+        return plain.slice(0, 3).map(([k, x]) => `${k} ${x}`).join(" · ");
+      }
+    }
+  }
+
+  // A field's value on one line: objects as k=v, arrays comma-separated,
+  // nesting in braces; long strings are cut.
+  function compact(v, depth) {
+    const d = depth || 0;
+    if (v === null || v === undefined) return "–";
+    if (Array.isArray(v)) {
+      if (!v.length) return "[]";
+      const inner = v.map((x) => compact(x, d + 1)).join(", ");
+      return d ? `[${inner}]` : inner;
+    }
+    if (typeof v === "object") {
+      if (d > 3) return "{…}";
+      const inner = Object.entries(v).map(([k, x]) => `${k}=${compact(x, d + 1)}`).join(" ");
+      return d ? `{${inner}}` : inner;
+    }
+    const text = String(v);
+    return text.length > 200 ? text.slice(0, 199) + "…" : text;
+  }
+
   // ---- polling ------------------------------------------------------------
 
   let pollTimer = null;
@@ -1178,6 +1603,10 @@
     await pollHealth(false);
     if (tick % 2 === 0) await pollEvents();
     if (tick % 3 === 0) await pollDemo();
+    // Every 2 s; a gateway without the endpoint (404) is asked again
+    // every 30 s only, in case it is replaced by one that has it.
+    if (tick % 2 === 0 && (state.shadow !== null || tick % 30 === 0)) await pollShadow();
+    if (tick % 2 === 0 && (state.trace !== null || tick % 30 === 0)) await pollTrace();
     tick++;
     pollTimer = setTimeout(loop, POLL_MS);
   }
@@ -1222,6 +1651,12 @@
       pollHealth(true);
       pollEvents();
       pollDemo();
+      pollShadow();
+      pollTrace();
+    });
+    $("#trace-open").addEventListener("submit", (e) => {
+      e.preventDefault();
+      openTrace($("#trace-id").value);
     });
     window.addEventListener("resize", drawChart);
     renderEvents();
@@ -1232,5 +1667,5 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
   // Exposed for browser tests and debugging in the console.
-  window.gatewayDashboard = { state, pollHealth, pollEvents, stop: () => clearTimeout(pollTimer) };
+  window.gatewayDashboard = { state, pollHealth, pollEvents, pollShadow, pollTrace, openTrace, stop: () => clearTimeout(pollTimer) };
 })();
