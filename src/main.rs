@@ -36,10 +36,14 @@ ENVIRONMENT:
 
 /// The demo's config: [`Config::demo`] (also the base every config file
 /// starts from) plus what the demo shows off: every shadow limiter beside
-/// the live one.
+/// the live one, and decision traces (asked for with `X-Gateway-Trace: 1`,
+/// trusted on loopback, where the demo listens; and 5% sampled, so the
+/// dashboard's "last decisions" fill while you click).
 fn demo_config() -> Config {
     let mut c = Config::demo();
     c.rate_limit.shadow = Some(api_gateway::algo::limit::shadow::Shadows::All);
+    c.trace.enabled = true;
+    c.trace.sample_per_million = 50_000;
     c
 }
 

@@ -39,8 +39,11 @@ pub fn scopes(snap: &Snapshot) -> Vec<Scope<'_>> {
         let Some(set) = set else { continue };
         // A slot sharing an earlier slot's set is that scope's route.
         if let Some(scope) = out.iter_mut().find(|s| std::ptr::eq(s.set, &**set)) {
+            // Without routes, the catch-all is the top level itself.
             if let Some(&name) = slot.checked_sub(1).and_then(|r| names.get(r)) {
-                scope.routes.push(name);
+                if routing {
+                    scope.routes.push(name);
+                }
             }
             continue;
         }
