@@ -23,7 +23,11 @@
 //! retry policy whose budget counts every request, the in-flight cap taken
 //! by CAS with a queue behind it, slow start and p2c-ewma learning each
 //! response's latency. A fifth (issue 18) is the fourth with the decision
-//! trace enabled, for requests that do not ask for one. (Active health checks run on their own thread, off
+//! trace enabled, for requests that do not ask for one, and a sixth the
+//! fourth with every shadow limiter (`"shadow": "all"`) beside each route's
+//! limiter, after a warm-up that takes the accuracy meter's stamp buffers
+//! to their cap (4096 per key and algorithm: they grow by doubling to
+//! there, then never again). (Active health checks run on their own thread, off
 //! the request path, so they are not part of it.) Each gateway is shut
 //! down before the next one starts, so a window only ever sees one worker.
 //!
@@ -52,6 +56,10 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const WARMUP: usize = 1000;
 const MEASURED: usize = 1000;
+/// Warm-up of the shadow case: past the accuracy meter's 4096 stamps per
+/// key and algorithm, its buffers' final size.
+const SHADOW_WARMUP: usize = 4_200;
+
 /// New connections measured (and warmed up) in the close case.
 const CLOSE_ROUNDS: usize = 300;
 
@@ -270,9 +278,20 @@ fn measure(
     req: &[u8],
     head_ok: fn(&[u8]) -> bool,
 ) -> (u64, u64) {
+    measure_after(WARMUP, case, gw, req, head_ok)
+}
+
+/// [`measure`] after `warmup` requests.
+fn measure_after(
+    warmup: usize,
+    case: &str,
+    gw: api_gateway::Gateway,
+    req: &[u8],
+    head_ok: fn(&[u8]) -> bool,
+) -> (u64, u64) {
     let mut client = support::connect(gw.listen_addr());
     let mut buf = [0u8; 16 * 1024];
-    let (blocks, bytes) = count_allocations(WARMUP, MEASURED, || {
+    let (blocks, bytes) = count_allocations(warmup, MEASURED, || {
         assert_eq!(
             roundtrip(&mut client, req, head_ok, &mut buf),
             200,
@@ -280,7 +299,7 @@ fn measure(
         );
     });
     eprintln!(
-        "{case}: {MEASURED} keep-alive requests after {WARMUP} warm-up: {blocks} allocations, {bytes} bytes"
+        "{case}: {MEASURED} keep-alive requests after {warmup} warm-up: {blocks} allocations, {bytes} bytes"
     );
     drop(client);
     gw.shutdown();
@@ -359,10 +378,29 @@ fn trace_gateway() -> api_gateway::Gateway {
     )
 }
 
+/// The "full" case with every shadow limiter beside each route's limiter
+/// (issue 18): once a client is known, observing allocates nothing.
+fn shadow_gateway() -> api_gateway::Gateway {
+    routes_with_auth(
+        r#""retry": {"attempts": 2}, "max_inflight_per_backend": 1000,
+           "queue": {"max": 100, "timeout_ms": 1000}, "slow_start_ms": 10000,
+           "load_balancer": "p2c-ewma","#,
+        r#", "shadow": "all""#,
+    )
+}
+
 fn authed_gateway_with(extra: &str) -> api_gateway::Gateway {
+    routes_with_auth(extra, "")
+}
+
+/// The routes with API-key auth and consumer-keyed limits; `limit_extra`
+/// is added to each route's `rate_limit`.
+fn routes_with_auth(extra: &str, limit_extra: &str) -> api_gateway::Gateway {
     let routes = ROUTES.replace(
         r#""key": "ip"}"#,
-        r#""key": "consumer"}, "auth": {"api_key": {"header": "X-API-Key"}, "allow": ["alice", "c7"]}"#,
+        &format!(
+            r#""key": "consumer"{limit_extra}}}, "auth": {{"api_key": {{"header": "X-API-Key"}}, "allow": ["alice", "c7"]}}"#
+        ),
     );
     assert_ne!(routes, ROUTES);
     let mut consumers =
@@ -418,6 +456,16 @@ fn keep_alive_proxying_allocates_nothing_per_request() {
     let authed = measure("api-key", authed_gateway(), AUTHED_REQUEST, routed_response);
     let full = measure("full", full_gateway(), AUTHED_REQUEST, routed_response);
     let trace_on = measure("trace-on", trace_gateway(), AUTHED_REQUEST, routed_response);
+    // The meter keeps up to min(2L + 1, 4096) admission times per key and
+    // algorithm, growing by doubling: with this route's 1,000,000 per
+    // minute that is 4096, reached after 4096 requests of the client.
+    let shadows = measure_after(
+        SHADOW_WARMUP,
+        "shadows",
+        shadow_gateway(),
+        AUTHED_REQUEST,
+        routed_response,
+    );
     let close = measure_close("close", flat_gateway());
     dhat::assert_eq!(flat, (0, 0), "flat config (blocks, bytes)");
     dhat::assert_eq!(routed, (0, 0), "routed config, 10 routes (blocks, bytes)");
@@ -427,6 +475,11 @@ fn keep_alive_proxying_allocates_nothing_per_request() {
         trace_on,
         (0, 0),
         "tracing enabled, requests without the header (blocks, bytes)"
+    );
+    dhat::assert_eq!(
+        shadows,
+        (0, 0),
+        "every shadow limiter on, a known client (blocks, bytes)"
     );
     dhat::assert_eq!(
         close,
