@@ -47,6 +47,9 @@
 # the main gateway's `rate_limit.shadow`), BEFORE_SHADOW (the "before"
 # target's, default SHADOW: BIN_BEFORE=this build SHADOW=all BEFORE_SHADOW=
 # prices every shadow limiter against none, in the same rounds),
+# TRACE (default 0; 1: the main gateway has `"trace": {"enabled": true}`,
+# and wrk's requests do not ask for a trace), BEFORE_TRACE (default TRACE:
+# TRACE=1 BEFORE_TRACE=0 prices tracing enabled but not asked for),
 #
 # BIN (the gateway binary, default $ROOT/target/release/api-gateway; with
 # SKIP_BUILD=1 it may come from another CARGO_TARGET_DIR),
@@ -186,6 +189,8 @@ BEFORE_FULL=${BEFORE_FULL:-$FULL}
 BEFORE_AUTH=${BEFORE_AUTH:-$AUTH}
 BEFORE_ROUTES=${BEFORE_ROUTES:-$ROUTES}
 SHADOW=${SHADOW:-}
+TRACE=${TRACE:-0}
+BEFORE_TRACE=${BEFORE_TRACE:-$TRACE}
 BEFORE_SHADOW=${BEFORE_SHADOW-$SHADOW}
 if [ "$BEFORE_FULL" = 1 ]; then
     BEFORE_AUTH=1
@@ -383,8 +388,8 @@ routes_json() {
 }
 
 gateway_conf() { # workers
-    SHADOW_JSON=$SHADOW gateway_json "$1" "$GW_PORT" "$ROUTES" "$AUTH" "$FULL" main >"$OUT/gw.json"
-    SHADOW_JSON=$BEFORE_SHADOW gateway_json "$1" "$BEFORE_PORT" "$BEFORE_ROUTES" "$BEFORE_AUTH" "$BEFORE_FULL" main >"$OUT/gw-before.json"
+    SHADOW_JSON=$SHADOW TRACE_ON=$TRACE gateway_json "$1" "$GW_PORT" "$ROUTES" "$AUTH" "$FULL" main >"$OUT/gw.json"
+    SHADOW_JSON=$BEFORE_SHADOW TRACE_ON=$BEFORE_TRACE gateway_json "$1" "$BEFORE_PORT" "$BEFORE_ROUTES" "$BEFORE_AUTH" "$BEFORE_FULL" main >"$OUT/gw-before.json"
     local v
     for v in $VARIANTS; do
         case $v in
@@ -414,6 +419,9 @@ gateway_json() { # workers port routes auth full variant(main|churn|overload)
         ;;
     esac
     if [ "$5" = 1 ]; then log="\"$OUT/logs/gw-$2.log\""; fi
+    if [ "${TRACE_ON:-0}" = 1 ] && [ "$6" = main ]; then
+        extra+="  \"trace\": { \"enabled\": true, \"sample_per_million\": 0 },"$'\n'
+    fi
     for p in "${ports[@]}"; do
         i=$((i + 1))
         backends+="${backends:+,}{\"name\":\"b$i\",\"addr\":\"127.0.0.1:$p\"}"
