@@ -230,10 +230,14 @@ impl Controller {
                 Some(t) => Reply::Json(crate::trace::json::trace(&t)),
                 None => Reply::NotFound(format!("no trace '{id}' (unknown, or evicted)")),
             },
-            Command::Traces => Reply::Json(crate::trace::json::list(
-                &self.current.config.trace,
-                &self.shared.traces.newest_first(),
-            )),
+            Command::Traces => {
+                let (newest, held) = self.shared.traces.newest(crate::trace::json::LIST_MAX);
+                Reply::Json(crate::trace::json::list(
+                    &self.current.config.trace,
+                    &newest,
+                    held,
+                ))
+            }
         }
     }
 

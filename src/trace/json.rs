@@ -20,14 +20,19 @@ use crate::pipeline::rate_limit::retry_after_secs;
 
 use super::record::{Candidate, LimitKey, RateLimitEntry, SelectionEntry, Stage, Trace};
 
-/// `GET /gateway/trace`: the settings in force and the summaries of the
-/// traces held, newest first.
-pub fn list(cfg: &TraceConfig, traces: &[Arc<Trace>]) -> Value {
+/// Most summaries `GET /gateway/trace` lists (the ring may hold 65,536
+/// traces; the dashboard polls the list): each trace stays readable by id.
+pub const LIST_MAX: usize = 100;
+
+/// `GET /gateway/trace`: the settings in force, how many traces are held,
+/// and the summaries of the newest (at most [`LIST_MAX`]), newest first.
+pub fn list(cfg: &TraceConfig, traces: &[Arc<Trace>], held: usize) -> Value {
     json!({
         "enabled": cfg.enabled,
         "sample_per_million": cfg.sample_per_million,
         "capacity": cfg.max_traces,
-        "traces": traces.iter().map(|t| summary(t)).collect::<Vec<_>>(),
+        "held": held,
+        "traces": traces.iter().take(LIST_MAX).map(|t| summary(t)).collect::<Vec<_>>(),
     })
 }
 

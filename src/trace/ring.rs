@@ -35,8 +35,13 @@ impl TraceRing {
 
     /// Every trace held, newest first.
     pub fn newest_first(&self) -> Vec<Arc<Trace>> {
+        self.newest(usize::MAX).0
+    }
+
+    /// The `n` newest traces, newest first, and how many are held.
+    pub fn newest(&self, n: usize) -> (Vec<Arc<Trace>>, usize) {
         let ring = self.traces.lock().unwrap_or_else(|e| e.into_inner());
-        ring.iter().rev().cloned().collect()
+        (ring.iter().rev().take(n).cloned().collect(), ring.len())
     }
 
     /// How many are held.
