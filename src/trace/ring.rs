@@ -76,6 +76,9 @@ mod tests {
         assert!(ring.get("a").is_none() && ring.get("b").is_none());
         let ids: Vec<String> = ring.newest_first().iter().map(|t| t.id.clone()).collect();
         assert_eq!(ids, ["e", "d", "c"]);
+        let (two, held) = ring.newest(2);
+        assert_eq!(held, 3);
+        assert_eq!(two.iter().map(|t| &*t.id).collect::<Vec<_>>(), ["e", "d"]);
         // A lower capacity (a reload) trims at the next insertion.
         ring.push(trace("f"), 1);
         assert_eq!(ring.len(), 1);
