@@ -11,6 +11,7 @@
 //! series (`gateway_route_*`) carry `route` and `upstream`. A config without
 //! routes reports its catch-all as `route="default"`.
 
+use crate::algo::limit::shadow::Accuracy;
 use crate::auth::AuthFailure;
 use crate::tls::HandshakeFailure;
 use std::borrow::Cow;
@@ -581,6 +582,9 @@ fn queues(o: &mut String, snap: &Snapshot) {
     }
 }
 
+/// One figure of an [`Accuracy`], as a gauge value.
+type AccuracyValue = fn(&Accuracy) -> f64;
+
 /// The shadow limiters' families (`limiter`: `top-level` or the route with
 /// its own limiter; `algorithm`; the live algorithm's row has
 /// `live="true"`). Present only while some limiter has shadows.
@@ -642,44 +646,28 @@ fn shadows(o: &mut String, s: &Shared, snap: &Snapshot) {
             );
         }
     }
-    family(
-        o,
-        "gateway_shadow_overshoot_requests",
-        "gauge",
-        "Worst admitted beyond the true limit in any trailing window, per key, against the exact sliding log.",
-    );
-    for (l, row) in rows() {
-        let _ = writeln!(
-            o,
-            "gateway_shadow_overshoot_requests{{{l}}} {}",
-            row.accuracy.overshoot
-        );
-    }
-    family(
-        o,
-        "gateway_shadow_undershoot_requests",
-        "gauge",
-        "Worst rejection while under the true limit (requests of the limit left unused), against the exact sliding log.",
-    );
-    for (l, row) in rows() {
-        let _ = writeln!(
-            o,
-            "gateway_shadow_undershoot_requests{{{l}}} {}",
-            row.accuracy.undershoot
-        );
-    }
-    family(
-        o,
-        "gateway_shadow_overshoot_ratio",
-        "gauge",
-        "Most admitted in a trailing window, in limits: (L + overshoot) / L.",
-    );
-    for (l, row) in rows() {
-        let _ = writeln!(
-            o,
-            "gateway_shadow_overshoot_ratio{{{l}}} {}",
-            row.accuracy.overshoot_ratio
-        );
+    let gauges: [(&str, &str, AccuracyValue); 3] = [
+        (
+            "gateway_shadow_overshoot_requests",
+            "Worst admitted beyond the true limit in any trailing window, per key, against the exact sliding log.",
+            |a| a.overshoot as f64,
+        ),
+        (
+            "gateway_shadow_undershoot_requests",
+            "Worst rejection while under the true limit (requests of the limit left unused), against the exact sliding log.",
+            |a| a.undershoot as f64,
+        ),
+        (
+            "gateway_shadow_overshoot_ratio",
+            "Most admitted in a trailing window, in limits: (L + overshoot) / L.",
+            |a| a.overshoot_ratio,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(o, name, "gauge", help);
+        for (l, row) in rows() {
+            let _ = writeln!(o, "{name}{{{l}}} {}", value(&row.accuracy));
+        }
     }
     counter(
         o,
