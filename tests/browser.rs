@@ -45,6 +45,18 @@
 //! the panel also go to `admin/dashboard-shadow.png`) and
 //! `target/dashboard-shadow-promoted.png`.
 //!
+//! A sixth turns tracing on (on demand only, nothing sampled) beside a fixed
+//! window of 2 per minute and every shadow limiter, and sends three requests
+//! asking for a trace (200, 200, 429) and one that does not ask: the Last
+//! decisions list shows the three (status, verdict), never the fourth.
+//! Clicking the 429 draws route, rate-limit (stopped: `deny`, its
+//! `retry_after_s` the response's `Retry-After`), shadows and the 429
+//! reply; clicking a 200, or typing its id, draws the admitted limiter, the
+//! circuits, the balancer's pick (the response's `x-backend`) and the
+//! backend's 200 with its timings. Screenshot: `target/dashboard-trace.png`
+//! (with `UPDATE_DASHBOARD_PNG=1` the card also goes to
+//! `admin/dashboard-trace.png`).
+//!
 //! The tests take turns (one browser at a time).
 //!
 //! Without `/usr/bin/chromium` (or `$CHROMIUM`) the tests print why and
@@ -1170,4 +1182,239 @@ fn shadow_panel_and_promote_in_a_real_browser() {
         "no UI-side failures"
     );
     screenshot(&tab, "dashboard-shadow-promoted.png");
+}
+
+/// The stages of the trace drawn in the Decision trace card, in order, as
+/// `stage:outcome`.
+const TRACE_STRIP: &str = "[...document.querySelectorAll('#trace-view .trace-strip [data-stage]')]\
+     .map(s => s.dataset.stage + ':' + s.dataset.outcome).join(',')";
+
+/// The fields the card lists for the drawn trace's stage `stage` (its
+/// first one), as `{name: text}`, and its line in the strip as `line`.
+fn trace_fields(tab: &Tab, stage: &str) -> Value {
+    let quoted = serde_json::to_string(stage).unwrap();
+    let json = eval(
+        tab,
+        &format!(
+            "(() => {{ const boxes = [...document.querySelectorAll('#trace-view .trace-strip [data-stage]')]; \
+               const i = boxes.findIndex(b => b.dataset.stage === {quoted}); \
+               if (i < 0) return 'null'; \
+               const f = document.querySelector(`#trace-view [data-stage-fields=\"${{i}}\"]`); \
+               const out = Object.fromEntries([...f.querySelectorAll('dl > div')] \
+                 .map(d => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])); \
+               out.line = boxes[i].querySelector('.stage-detail').textContent; \
+               return JSON.stringify(out); }})()"
+        ),
+    );
+    serde_json::from_str(json.as_str().expect("a string")).unwrap()
+}
+
+/// Waits until the card draws trace `id` (opened by a click or by id).
+fn wait_trace_shown(tab: &Tab, id: &str) {
+    wait_for(
+        tab,
+        &format!("trace {id} drawn"),
+        "(v => v.dataset.state + ':' + v.dataset.traceId)(document.querySelector('#trace-view'))",
+        format!("shown:{id}").into(),
+    );
+}
+
+#[test]
+fn decision_trace_in_a_real_browser() {
+    let Some(chromium) = chromium() else { return };
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    // Two requests a minute, every shadow limiter watching, and traces
+    // only for the requests that ask (nothing sampled).
+    let rig = Rig::start_with(|c| {
+        c.admin_token = Some(TOKEN.into());
+        c.trace.enabled = true;
+        c.trace.sample_per_million = 0;
+        c.rate_limit.spec = api_gateway_admin::LimitSpec::FixedWindow {
+            limit: 2,
+            window_ms: 60_000,
+        };
+        c.rate_limit.shadow = Some(Shadows::All);
+    });
+    let page = open_dashboard(chromium, "trace", rig.admin);
+    let tab = page.tab.clone();
+    wait_for(
+        &tab,
+        "the trace card on, nothing traced yet",
+        "document.querySelector('#trace-panel').dataset.state",
+        "empty".into(),
+    );
+    // On demand only: the header is honoured, nothing is sampled.
+    assert_eq!(
+        eval(&tab, &text_of("#trace-status")),
+        "on demand (X-Gateway-Trace) · no sampling · keeps the last 256"
+    );
+    let howto = eval(&tab, &text_of("#trace-list .trace-howto"));
+    assert_eq!(
+        howto,
+        format!(
+            "No request traced yet. Trace one on demand: curl -H 'X-Gateway-Trace: 1' http://{}/…",
+            rig.gw.listen_addr()
+        )
+    );
+
+    let send = |asked: bool| {
+        let ask = if asked { "X-Gateway-Trace: 1\r\n" } else { "" };
+        let raw = format!("GET /api/users HTTP/1.1\r\nHost: test\r\n{ask}\r\n");
+        support::request(rig.gw.listen_addr(), raw.as_bytes())
+    };
+    let trace_id = |r: &support::Response| {
+        r.header("x-gateway-trace-id")
+            .unwrap_or_else(|| panic!("no X-Gateway-Trace-Id: {:?}", r.headers))
+            .to_string()
+    };
+    let ok1 = send(true);
+    let ok2 = send(true);
+    // Not asked: limited like any other, but never traced.
+    let quiet = send(false);
+    let limited = send(true);
+    assert_eq!(
+        [ok1.status, ok2.status, quiet.status, limited.status],
+        [200, 200, 429, 429]
+    );
+    assert_eq!(quiet.header("x-gateway-trace-id"), None);
+    let ids = [trace_id(&ok1), trace_id(&ok2), trace_id(&limited)];
+    let retry_after = limited.header("retry-after").expect("Retry-After");
+    let pick = |r: &support::Response| r.header("x-backend").expect("x-backend").to_string();
+
+    // The Last decisions list: the three traced requests, newest first,
+    // and not the one that did not ask (the gateway holds only three).
+    let newest_first = format!("{},{},{}", ids[2], ids[1], ids[0]);
+    wait_for(
+        &tab,
+        "the three traced requests listed",
+        "[...document.querySelectorAll('#trace-list li[data-trace-id]')].map(l => l.dataset.traceId).join(',')",
+        newest_first.into(),
+    );
+    assert_eq!(
+        rig.get("/gateway/trace").json()["traces"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(dataset_of(&tab, "#trace-panel", "state"), "on");
+    let item = |id: &str| {
+        eval(
+            &tab,
+            &format!(
+                "[...document.querySelectorAll('#trace-list li[data-trace-id=\"{id}\"] span')]\
+                 .map(s => s.textContent).slice(0, 3).join(' ')"
+            ),
+        )
+    };
+    assert_eq!(item(&ids[0]), "200 GET /api/users proxied");
+    assert_eq!(item(&ids[1]), "200 GET /api/users proxied");
+    assert_eq!(item(&ids[2]), "429 GET /api/users rate-limited");
+
+    // The 429: routed, denied by the limiter (with the response's
+    // Retry-After), seen by the shadows, answered by the gateway.
+    click(&tab, &format!("#trace-list li[data-trace-id='{}']", ids[2]));
+    wait_trace_shown(&tab, &ids[2]);
+    assert_eq!(
+        eval(&tab, TRACE_STRIP),
+        "route:pass,rate-limit:stop,shadows:pass,reply:stop"
+    );
+    // No routes configured: the catch-all matched (no route name), and it
+    // is not a miss.
+    let route = trace_fields(&tab, "route");
+    assert_eq!(
+        (&route["route"], &route["matched"], &route["line"]),
+        (&"–".into(), &"true".into(), &"default".into()),
+        "{route:#}"
+    );
+    let rl = trace_fields(&tab, "rate-limit");
+    assert_eq!(rl["verdict"], "deny", "{rl:#}");
+    assert_eq!(rl["retry_after_s"], retry_after, "{rl:#}");
+    assert_eq!(rl["algorithm"], "fixed-window", "{rl:#}");
+    assert_eq!((&rl["before"], &rl["after"]), (&"0".into(), &"0".into()));
+    assert_eq!(
+        rl["line"],
+        format!("deny · fixed-window · 0→0 of 2 · retry {retry_after}s")
+    );
+    let shadows = trace_fields(&tab, "shadows");
+    assert_eq!(shadows["line"], "4 of 4 would reject", "{shadows:#}");
+    let reply = trace_fields(&tab, "reply");
+    assert_eq!(reply["status"], "429", "{reply:#}");
+    assert_eq!(reply["error"], "rate limit exceeded", "{reply:#}");
+    assert_eq!(reply["line"], "429 · rate limit exceeded");
+    assert_eq!(
+        eval(
+            &tab,
+            &format!("document.querySelector('#trace-list li[data-trace-id=\"{}\"]').classList.contains('active')", ids[2])
+        ),
+        Value::Bool(true),
+        "the open trace marked in the list"
+    );
+
+    // A 200: admitted, circuits looked at, the balancer's pick is the
+    // backend that answered.
+    let proxied = |tab: &Tab, id: &str, r: &support::Response, before: &str, after: &str| {
+        wait_trace_shown(tab, id);
+        assert_eq!(
+            eval(tab, TRACE_STRIP),
+            "route:pass,rate-limit:pass,shadows:pass,circuit-breaker:pass,load-balancer:pass,backend:pass"
+        );
+        let rl = trace_fields(tab, "rate-limit");
+        assert_eq!(rl["verdict"], "allow", "{rl:#}");
+        assert_eq!(
+            (rl["before"].as_str(), rl["after"].as_str()),
+            (Some(before), Some(after))
+        );
+        let cb = trace_fields(tab, "circuit-breaker");
+        assert_eq!(cb["excluded"], "[]", "{cb:#}");
+        assert_eq!(cb["line"], "3 backends, 0 excluded", "{cb:#}");
+        let lb = trace_fields(tab, "load-balancer");
+        assert_eq!(lb["pick"], pick(r), "{lb:#}");
+        assert_eq!(lb["line"], format!("round-robin · → {}", pick(r)), "{lb:#}");
+        for (name, _) in admin_rig::BACKENDS {
+            assert!(lb["candidates"].as_str().unwrap().contains(name), "{lb:#}");
+        }
+        let backend = trace_fields(tab, "backend");
+        assert_eq!(backend["backend"], pick(r), "{backend:#}");
+        assert_eq!(backend["status"], "200", "{backend:#}");
+        assert!(
+            backend["timings"].as_str().unwrap().contains("last_byte="),
+            "{backend:#}"
+        );
+        let line = backend["line"].as_str().unwrap().to_string();
+        assert!(
+            line.starts_with(&format!("{} · 200 · ", pick(r))) && line.ends_with(" ms"),
+            "{line}"
+        );
+    };
+    click(&tab, &format!("#trace-list li[data-trace-id='{}']", ids[0]));
+    proxied(&tab, &ids[0], &ok1, "2", "1");
+
+    // The other by its id, typed into the card's input.
+    tab.wait_for_element("#trace-id")
+        .and_then(|e| e.type_into(&ids[1]).map(|_| ()))
+        .expect("type the trace id");
+    tab.press_key("Enter").expect("submit");
+    proxied(&tab, &ids[1], &ok2, "1", "0");
+
+    assert_eq!(
+        eval(
+            &tab,
+            "document.querySelectorAll('.event[data-source=\"ui\"], .toast-bad').length"
+        ),
+        Value::from(0),
+        "no UI-side failures"
+    );
+
+    // The pictures show the 429.
+    click(&tab, &format!("#trace-list li[data-trace-id='{}']", ids[2]));
+    wait_trace_shown(&tab, &ids[2]);
+    eval(&tab, "document.querySelector('#trace-id').value = ''");
+    screenshot(&tab, "dashboard-trace.png");
+    if std::env::var_os("UPDATE_DASHBOARD_PNG").is_some() {
+        let png = clip_png(&tab, &["#trace-panel"], 1.0);
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("admin/dashboard-trace.png");
+        std::fs::write(&readme, &png).expect("write admin/dashboard-trace.png");
+        eprintln!("updated {} ({} bytes)", readme.display(), png.len());
+    }
 }

@@ -1364,11 +1364,15 @@
     const traces = available && Array.isArray(data.traces) ? data.traces : [];
     panel.dataset.state = !available ? "unavailable" : traces.length ? "on" : "empty";
     $("#trace-open").hidden = !available;
-    setText($("#trace-status"), !available ? "" : data.enabled
-      ? `sampling ${fmtInt(data.sample_per_million)} per million · keeps the last ${fmtInt(data.capacity)}`
-      : `sampling off · keeps the last ${fmtInt(data.capacity)} asked for`);
+    // `enabled` is whether X-Gateway-Trace is honoured; sampling runs
+    // whatever it says (README, "Decision trace").
+    const sample = available ? Number(data.sample_per_million) || 0 : 0;
+    setText($("#trace-status"), !available ? "" : [
+      data.enabled ? "on demand (X-Gateway-Trace)" : "on demand off",
+      sample ? `sampling ${fmtInt(sample)} per million` : "no sampling",
+      `keeps the last ${fmtInt(data.capacity)}`].join(" · "));
     const list = $("#trace-list");
-    const key = !available ? "unavailable" : traces.map((t) => t.id).join(",") + "|" + (data.enabled ? 1 : 0);
+    const key = !available ? "unavailable" : traces.map((t) => t.id).join(",") + "|" + (data.enabled ? 1 : 0) + "|" + sample;
     if (list.dataset.key !== key) {
       list.dataset.key = key;
       list.replaceChildren(...traces.map(traceItem));
@@ -1378,10 +1382,10 @@
       } else if (!traces.length) {
         const listen = (state.health && state.health.listen) || "GATEWAY";
         list.append(el("li", { class: "empty trace-howto" },
-          data.enabled ? "No request traced yet. " : "Tracing samples nothing: set ",
-          data.enabled ? null : el("code", { text: '"trace": {"enabled": true, "sample_per_million": 1000}' }),
-          data.enabled ? null : " in the config, or trace one request on demand: ",
-          data.enabled ? "Trace one on demand: " : null,
+          "No request traced yet. ",
+          data.enabled ? "Trace one on demand: " : "On-demand tracing is off: set ",
+          data.enabled ? null : el("code", { text: '"trace": {"enabled": true}' }),
+          data.enabled ? null : " in the config, then trace one: ",
           el("code", { text: `curl -H 'X-Gateway-Trace: 1' http://${listen}/…` })));
       }
     }
@@ -1478,7 +1482,9 @@
       if (PASS_WORDS.test(v)) return "pass";
       if (STOP_WORDS.test(v)) return "stop";
     }
-    if (s.stage === "route" && s.route === null) return "stop";
+    // `route` is null also when no routes are configured (the catch-all
+    // matched): only `matched: false` is a miss.
+    if (s.stage === "route" && s.matched === false) return "stop";
     if (s.stage === "load-balancer" && (s.pick === null || (s.refusal !== undefined && s.refusal !== null))) return "stop";
     return "pass";
   }
@@ -1490,7 +1496,7 @@
     const join = (...parts) => parts.filter((p) => p !== undefined && p !== null && p !== "").join(" · ");
     switch (s.stage) {
       case "route":
-        return join(s.route === null ? "no route" : s.route, s.upstream, v && v !== "matched" ? v : null);
+        return join(s.matched === false ? s.reason || "no route" : s.route, s.upstream, v && v !== "matched" ? v : null);
       case "auth":
         return join(v, s.consumer, s.reason);
       case "rate-limit":
@@ -1511,8 +1517,8 @@
       case "load-balancer":
         return join(s.algorithm, s.pick === null ? "no pick" : s.pick !== undefined ? `→ ${s.pick}` : null, s.refusal, v);
       case "backend": {
-        const tm = s.timings_ms || {};
-        return join(s.backend, s.status, tm.last_byte !== undefined ? fmtMs(tm.last_byte) : null, s.error);
+        const tm = s.timings || {};
+        return join(s.backend, s.status, tm.last_byte !== undefined && tm.last_byte !== null ? fmtMs(tm.last_byte) : null, s.error);
       }
       case "reply":
         return join(s.status, s.error);
