@@ -960,10 +960,12 @@
   // algorithm this page does not know.
   function specText(rl) {
     const p = (k) => Number(rl[k]);
+    // A translated rate is L/W: 20 per 600 s is 0.0333..., shown as 0.0333.
+    const rate = (k) => Number(p(k).toPrecision(4));
     const per = (ms) => (ms % 1000 ? `${ms} ms` : `${ms / 1000}s`);
     switch (rl.algorithm) {
-      case "token-bucket": return `${p("capacity")} burst, ${p("refill_per_sec")}/s`;
-      case "leaky-bucket": return `${p("capacity")} queued, ${p("leak_per_sec")}/s`;
+      case "token-bucket": return `${p("capacity")} burst, ${rate("refill_per_sec")}/s`;
+      case "leaky-bucket": return `${p("capacity")} queued, ${rate("leak_per_sec")}/s`;
       case "fixed-window":
       case "sliding-log":
       case "sliding-counter": return `${p("limit")} per ${per(p("window_ms"))}`;
