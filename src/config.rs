@@ -565,6 +565,28 @@ impl Config {
             api_gateway_admin::check_exposure(&admin, token)
                 .map_err(|e| ConfigError(format!("admin_token: {e}")))?;
         }
+        // With tracing on, the data port accepts the admin token in
+        // `X-Gateway-Trace-Token` and answers whether it was right (the
+        // trace id comes back): a guessable token would be guessed there.
+        let min = api_gateway_admin::auth::MIN_EXPOSED_TOKEN_CHARS;
+        match cfg.admin_token.as_deref() {
+            Some(t) if cfg.trace.enabled && t.chars().count() < min => {
+                return err(
+                    "admin_token",
+                    format!(
+                        "must be at least {min} characters with \"trace\": {{\"enabled\": true}} (clients off loopback present it in X-Gateway-Trace-Token on the data port); it has {}",
+                        t.chars().count()
+                    ),
+                );
+            }
+            _ => {}
+        }
+        if cfg.rate_limit.shadow.is_some() && cfg.rate_limit.store.redis().is_some() {
+            return err(
+                "rate_limit.shadow",
+                "shadows count this gateway's requests only, while a shared store's limiter counts every gateway's: their figures would not compare (use shadows on routes' own limiters, which count locally)",
+            );
+        }
         Ok(cfg)
     }
 }
@@ -1270,6 +1292,16 @@ mod tests {
             Some(Shadows::Only(vec![]))
         );
         assert_eq!(Config::from_json(EXAMPLE).unwrap().rate_limit.shadow, None);
+        // Beside a shared store's limiter, local shadows would not compare.
+        let mut v: Value = serde_json::from_str(EXAMPLE).unwrap();
+        v["rate_limit"]["shadow"] = "all".into();
+        v["rate_limit"]["store"] =
+            serde_json::json!({"kind": "redis", "url": "redis://127.0.0.1:6379"});
+        let e = Config::from_json(&v.to_string()).unwrap_err().0;
+        assert!(
+            e.starts_with("rate_limit.shadow: shadows count this gateway's"),
+            "{e}"
+        );
         for (bad, at) in [
             (Value::from("most"), "rate_limit.shadow:"),
             (Value::from(true), "rate_limit.shadow:"),

@@ -231,6 +231,10 @@ pub struct Metrics {
     pub health_checks_passed: AtomicU64,
     /// Active health-check probes that failed.
     pub health_checks_failed: AtomicU64,
+    /// `X-Gateway-Trace` requests off loopback whose
+    /// `X-Gateway-Trace-Token` was wrong (tracing on): someone guessing
+    /// the admin token on the data port.
+    pub trace_token_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -269,6 +273,7 @@ impl Metrics {
             &self.accept_errors,
             &self.health_checks_passed,
             &self.health_checks_failed,
+            &self.trace_token_refused,
         ] {
             c.store(0, Ordering::Relaxed);
         }

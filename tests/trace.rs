@@ -616,3 +616,104 @@ fn shadow_limiters_decisions_follow_the_live_one() {
     assert_eq!(stage_names(&t), ["route", "rate-limit", "shadows", "reply"]);
     assert_eq!(stage(&t, "shadows")["shadows"][1]["verdict"], "deny");
 }
+
+/// A backend that answers every request with its own `X-Gateway-Trace-Id`.
+fn forging_backend() -> SocketAddr {
+    RawBackend::start(|mut s, _| {
+        while read_head(&mut s).is_some() {
+            let reply =
+                "HTTP/1.1 200 OK\r\nX-Gateway-Trace-Id: forged\r\nContent-Length: 2\r\n\r\nok";
+            if s.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+    .addr
+}
+
+#[test]
+fn the_trace_id_is_the_gateways_alone() {
+    let gw = gateway(doc(&[forging_backend()], json!({})));
+    let mut c = Client::connect(gw.listen_addr());
+    // Untraced: the backend's field does not reach the client.
+    let r = c.roundtrip(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers_named("x-gateway-trace-id"), Vec::<&str>::new());
+    // Traced: exactly one, the gateway's, and it names a real trace.
+    let r = c.roundtrip(&traced("/x", ""));
+    assert_eq!(r.headers_named("x-gateway-trace-id").len(), 1);
+    let id = trace_id(&r);
+    assert_ne!(id, "forged");
+    assert_eq!(fetch(&gw, &id)["status"], 200);
+}
+
+#[test]
+fn a_trace_keeps_no_query_key_and_no_unbounded_text() {
+    let backend = TestBackend::start();
+    let gw = gateway(doc(
+        &[backend.addr],
+        json!({
+            "consumers": [{"name": "alice", "api_keys": ["k-alice-secret-0001"]}],
+            "routes": [{"name": "api", "path_prefix": "/api", "upstream": "default",
+                        "auth": {"api_key": {"query": "apikey"}}}],
+        }),
+    ));
+    let mut c = Client::connect(gw.listen_addr());
+    let r = c.roundtrip(&traced("/api/x?apikey=k-alice-secret-0001&page=2", ""));
+    assert_eq!(r.status, 200);
+    let t = fetch(&gw, &trace_id(&r));
+    assert_eq!(stage(&t, "auth")["consumer"], "alice");
+    let text = t.to_string();
+    assert!(!text.contains("k-alice-secret"), "{t:#}");
+    assert!(t["target"].as_str().unwrap().contains("page=2"), "{t:#}");
+    let listed = summaries(&gw);
+    assert!(!Value::Array(listed).to_string().contains("k-alice-secret"));
+
+    // A long path and host are kept to 512 bytes each.
+    let long = "a".repeat(4_000);
+    let raw = format!(
+        "GET /api/{long} HTTP/1.1\r\nHost: {}.test\r\nX-Gateway-Trace: 1\r\nX-API-Key-Unused: 1\r\n\r\n",
+        "h".repeat(3_000)
+    );
+    let r = c.roundtrip(raw.as_bytes());
+    let t = fetch(&gw, &trace_id(&r));
+    let route = stage(&t, "route");
+    assert_eq!(route["path"].as_str().unwrap().len(), 512, "{route:#}");
+    assert_eq!(route["host"].as_str().unwrap().len(), 512, "{route:#}");
+    assert_eq!(t["target"].as_str().unwrap().len(), 512);
+}
+
+#[test]
+fn wrong_tokens_off_loopback_are_counted_and_short_tokens_refused() {
+    let backend = TestBackend::start();
+    let gw = gateway(doc(
+        &[backend.addr],
+        json!({"trusted_proxies": ["127.0.0.1/32"], "admin_token": TOKEN}),
+    ));
+    let mut c = Client::connect(gw.listen_addr());
+    let xff = "X-Forwarded-For: 203.0.113.7\r\n";
+    for token in ["guess", "trace-admin-token-012345678", ""] {
+        let r = c.roundtrip(&traced(
+            "/x",
+            &format!("{xff}X-Gateway-Trace-Token: {token}\r\n"),
+        ));
+        assert_eq!(r.status, 200);
+        assert!(r.header("x-gateway-trace-id").is_none(), "{token}");
+    }
+    let metrics = match gw.command(Command::Metrics) {
+        Reply::Text(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(prom(&metrics, "gateway_trace_token_refused_total"), 3.0);
+
+    // The data port answers whether a token was right: with tracing on, a
+    // short admin token is refused at load.
+    let mut short = doc(&[backend.addr], json!({"admin_token": "short-token"}));
+    let e = Config::from_json(&short.to_string()).unwrap_err().0;
+    assert!(
+        e.starts_with("admin_token: must be at least 16 characters"),
+        "{e}"
+    );
+    short["trace"] = json!({"enabled": false});
+    assert!(Config::from_json(&short.to_string()).is_ok());
+}

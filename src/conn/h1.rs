@@ -24,7 +24,7 @@ use crate::pipeline::cors::{self, CorsKind};
 use crate::pipeline::{rate_limit, Stage};
 use crate::route::RouteMatch;
 use crate::shared::client_hash;
-use crate::trace::record::QueueOutcome;
+use crate::trace::record::{text, QueueOutcome};
 use crate::trace::Stage as TraceStage;
 use crate::upstream::{Gate, PoolEvent, PoolId, Refusal};
 
@@ -355,8 +355,8 @@ impl Session {
                 let host = head.authority.or(head.host).map_or(&[][..], |s| s.get(buf));
                 t.push(TraceStage::Route {
                     route: None,
-                    path: String::from_utf8_lossy(path).into_owned(),
-                    host: String::from_utf8_lossy(host).into_owned(),
+                    path: text(path),
+                    host: text(host),
                     upstream: Some(snap.pool_at(policy.pool).name.clone()),
                     miss: None,
                 });
@@ -403,10 +403,10 @@ impl Session {
             };
             t.push(TraceStage::Route {
                 route,
-                path: String::from_utf8_lossy(path).into_owned(),
+                path: text(path),
                 // `ex.target` holds the host as routes match it until the
                 // forwarded path replaces it below.
-                host: String::from_utf8_lossy(&ex.target).into_owned(),
+                host: text(&ex.target),
                 upstream,
                 miss,
             });

@@ -17,8 +17,11 @@ use crate::algo::limit::{Decision, RateLimiter};
 use crate::algo::Nanos;
 use crate::backend::SelectionMode;
 use crate::config::KeySource;
+use crate::metrics::Metrics;
 use crate::trace::admit::{self, Ask};
-use crate::trace::record::{Candidate, Exclusion, LimitKey, RateLimitEntry, SelectionEntry, Stage};
+use crate::trace::record::{
+    text, Candidate, Exclusion, LimitKey, RateLimitEntry, SelectionEntry, Stage,
+};
 use crate::trace::{Origin, Trace};
 use crate::upstream::{Gate, Refusal};
 
@@ -40,7 +43,11 @@ impl Session {
                 token: head.trace_token.map(|s| s.get(buf)),
             };
             let token = ctx.snap.config.admin_token.as_deref();
-            admit::honoured(ask, cfg.enabled, client, token)
+            let honoured = admit::honoured(ask, cfg.enabled, client, token);
+            if !honoured && cfg.enabled && ask.token.is_some() && !admit::is_loopback(client) {
+                Metrics::inc(&ctx.shared.metrics.trace_token_refused);
+            }
+            honoured
         };
         let origin = if asked {
             Origin::Asked
@@ -53,10 +60,10 @@ impl Session {
         // unique in this process, so a client cannot collide with another's.
         let id = format!("{:08x}{:08x}", ctx.ids.prefix, ctx.ids.serial);
         let mut t = Trace::new(id, origin, client, now);
-        t.request_id = String::from_utf8_lossy(&self.ex.request_id).into_owned();
-        t.method = String::from_utf8_lossy(head.method_span.get(buf)).into_owned();
+        t.request_id = text(&self.ex.request_id);
+        t.method = text(head.method_span.get(buf));
         let target = head.target.get(buf);
-        t.target = String::from_utf8_lossy(&target[..target.len().min(512)]).into_owned();
+        t.target = text(target);
         self.ex.trace = Some(Box::new(t));
     }
 
@@ -65,6 +72,11 @@ impl Session {
     pub(super) fn finish_trace(&mut self, status: u16, ctx: &Ctx<'_>, now: Nanos) {
         if let Some(mut t) = self.ex.trace.take() {
             t.finish(status, now);
+            // An API key sent as a query parameter is redacted, as in the
+            // access log: a trace holds no credential.
+            let mut target = std::mem::take(&mut t.target).into_bytes();
+            ctx.snap.routes.redact_keys(&mut target);
+            t.target = String::from_utf8_lossy(&target).into_owned();
             let cap = ctx.snap.config.trace.max_traces;
             ctx.shared.traces.push(Arc::from(t), cap);
         }

@@ -106,6 +106,12 @@ pub fn render(s: &Shared, snap: &Snapshot, reloads: (u64, u64)) -> String {
     );
     counter(
         &mut o,
+        "gateway_trace_token_refused_total",
+        "Trace requests off loopback with a wrong X-Gateway-Trace-Token (the admin token).",
+        get(&m.trace_token_refused),
+    );
+    counter(
+        &mut o,
         "gateway_retries_total",
         "Tries sent again on another backend (retry policy).",
         get(&m.retries),

@@ -203,6 +203,10 @@ pub struct ResponseInfo<'a> {
     pub edits: &'a HeaderEdits,
 }
 
+/// The response field naming a request's decision trace: only the gateway
+/// sets it (a backend's is dropped, so a client never follows a forged id).
+pub const TRACE_ID: &[u8] = b"x-gateway-trace-id";
+
 /// Writes the final response head for the client into `out`.
 pub fn write_response(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, info: &ResponseInfo) {
     write_status_line(out, buf, head);
@@ -223,6 +227,11 @@ pub fn write_response(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, info: 
             continue;
         }
         if info.edits.drops(name) {
+            continue;
+        }
+        // The trace id is the gateway's to give (a length test first: this
+        // runs for every response field).
+        if name.len() == TRACE_ID.len() && eq_ci(name, TRACE_ID) {
             continue;
         }
         run.push(out, buf, h);

@@ -20,6 +20,16 @@ use crate::algo::limit::{Decision, Verdict};
 use crate::algo::Nanos;
 use crate::config::resilience::RetryOn;
 
+/// Longest text a trace keeps from the request (target, path, host,
+/// method, request id): a client cannot grow a trace beyond a few KiB plus
+/// one entry per backend of its upstream.
+pub const MAX_TEXT: usize = 512;
+
+/// `bytes` as text for a trace: at most [`MAX_TEXT`] bytes, lossy UTF-8.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_TEXT)]).into_owned()
+}
+
 /// How a request came to be traced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
