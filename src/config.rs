@@ -567,14 +567,20 @@ impl Config {
         }
         // With tracing on, the data port accepts the admin token in
         // `X-Gateway-Trace-Token` and answers whether it was right (the
-        // trace id comes back): a guessable token would be guessed there.
+        // trace id comes back): a guessable token would be guessed there,
+        // as on an exposed admin port (the same rule).
         let min = api_gateway_admin::auth::MIN_EXPOSED_TOKEN_CHARS;
+        let exposed = !cfg.listen.ip().is_loopback()
+            || cfg
+                .tls
+                .as_ref()
+                .is_some_and(|t| !t.listen.ip().is_loopback());
         match cfg.admin_token.as_deref() {
-            Some(t) if cfg.trace.enabled && t.chars().count() < min => {
+            Some(t) if cfg.trace.enabled && exposed && t.chars().count() < min => {
                 return err(
                     "admin_token",
                     format!(
-                        "must be at least {min} characters with \"trace\": {{\"enabled\": true}} (clients off loopback present it in X-Gateway-Trace-Token on the data port); it has {}",
+                        "must be at least {min} characters with \"trace\": {{\"enabled\": true}} on a non-loopback listener (clients present it in X-Gateway-Trace-Token on the data port); it has {}",
                         t.chars().count()
                     ),
                 );

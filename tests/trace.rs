@@ -706,14 +706,20 @@ fn wrong_tokens_off_loopback_are_counted_and_short_tokens_refused() {
     };
     assert_eq!(prom(&metrics, "gateway_trace_token_refused_total"), 3.0);
 
-    // The data port answers whether a token was right: with tracing on, a
-    // short admin token is refused at load.
-    let mut short = doc(&[backend.addr], json!({"admin_token": "short-token"}));
+    // The data port answers whether a token was right: with tracing on and
+    // a data port beyond loopback, a short admin token is refused at load.
+    let mut short = doc(
+        &[backend.addr],
+        json!({"admin_token": "short-token", "listen": "0.0.0.0:0"}),
+    );
     let e = Config::from_json(&short.to_string()).unwrap_err().0;
     assert!(
         e.starts_with("admin_token: must be at least 16 characters"),
         "{e}"
     );
     short["trace"] = json!({"enabled": false});
+    assert!(Config::from_json(&short.to_string()).is_ok());
+    short["trace"] = json!({"enabled": true});
+    short["listen"] = json!("127.0.0.1:0");
     assert!(Config::from_json(&short.to_string()).is_ok());
 }
