@@ -234,15 +234,21 @@ fn full_page(tab: &Tab, scale: f64) -> Vec<u8> {
         "JSON.stringify([document.documentElement.scrollWidth, document.documentElement.scrollHeight])",
     );
     let [w, h]: [f64; 2] = serde_json::from_str(size.as_str().unwrap()).unwrap();
+    capture(tab, [0.0, 0.0, w, h], scale)
+}
+
+/// A PNG of the page area `[x, y, width, height]` (CSS pixels from the top
+/// of the document), scaled by `scale`.
+fn capture(tab: &Tab, [x, y, width, height]: [f64; 4], scale: f64) -> Vec<u8> {
     let shot = tab
         .call_method(Page::CaptureScreenshot {
             format: Some(CaptureScreenshotFormatOption::Png),
             quality: None,
             clip: Some(Page::Viewport {
-                x: 0.0,
-                y: 0.0,
-                width: w,
-                height: h,
+                x,
+                y,
+                width,
+                height,
                 scale,
             }),
             from_surface: Some(true),
@@ -892,23 +898,7 @@ fn clip_png(tab: &Tab, selectors: &[&str], scale: f64) -> Vec<u8> {
         ),
     );
     let [x, y, width, height]: [f64; 4] = serde_json::from_str(rect.as_str().unwrap()).unwrap();
-    let shot = tab
-        .call_method(Page::CaptureScreenshot {
-            format: Some(CaptureScreenshotFormatOption::Png),
-            quality: None,
-            clip: Some(Page::Viewport {
-                x: x.max(0.0),
-                y: y.max(0.0),
-                width,
-                height,
-                scale,
-            }),
-            from_surface: Some(true),
-            capture_beyond_viewport: Some(true),
-            optimize_for_speed: None,
-        })
-        .expect("screenshot");
-    BASE64_STANDARD.decode(shot.data).expect("base64 PNG")
+    capture(tab, [x.max(0.0), y.max(0.0), width, height], scale)
 }
 
 /// The row of `algorithm` in scope `route` (`None`: top level) of a
