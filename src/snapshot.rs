@@ -154,6 +154,7 @@ impl Snapshot {
         let shadows = build_shadows(
             &config,
             &limiters,
+            &inherits,
             &shared.metrics.shadow_evictions,
             previous,
         );
@@ -253,7 +254,7 @@ impl Snapshot {
     /// The signature of the limiter in `slot` as it runs (a live switch's
     /// algorithm, this config's table bound and key).
     pub fn limiter_sig(&self, slot: usize) -> LimiterSig {
-        let own = slot > 0 && !self.inherits[slot - 1];
+        let own = owns(&self.inherits, slot);
         let (max_keys, key) = slot_params(&self.config, slot, own);
         LimiterSig {
             spec: self.limiters[slot].spec().clone(),
@@ -277,8 +278,7 @@ impl Snapshot {
         next.serial = serial;
         let shadows = slots.first().and_then(|&s| {
             let which = slot_shadows(&self.config, s)?;
-            let own = s > 0 && !self.inherits[s - 1];
-            let (max_keys, _) = slot_params(&self.config, s, own);
+            let (max_keys, _) = slot_params(&self.config, s, owns(&self.inherits, s));
             ShadowSet::new(limiter.spec(), which, max_keys, shadow_evictions).map(Arc::new)
         });
         for &s in slots {
@@ -300,6 +300,14 @@ impl Snapshot {
         next.pools[pool.index()].balancer = balancer;
         next
     }
+}
+
+/// Whether `slot` holds a route's own limiter (not the top-level one it
+/// would follow); `inherits` is per route, as [`Snapshot::inherits`].
+fn owns(inherits: &[bool], slot: usize) -> bool {
+    slot.checked_sub(1)
+        .and_then(|r| inherits.get(r))
+        .is_some_and(|&follows| !follows)
 }
 
 /// The table bound and key of the limiter in `slot` of `config`: a route's
@@ -339,6 +347,7 @@ fn slot_shadows(config: &Config, slot: usize) -> Option<&Shadows> {
 fn build_shadows(
     config: &Config,
     limiters: &[Arc<dyn RateLimiter>],
+    inherits: &[bool],
     evictions: &Evictions,
     previous: Option<&Snapshot>,
 ) -> Vec<Option<Arc<ShadowSet>>> {
@@ -361,12 +370,7 @@ fn build_shadows(
         let set = match shared {
             Some(set) => set,
             None => adopted().or_else(|| {
-                let own = slot > 0
-                    && config
-                        .routes
-                        .get(slot - 1)
-                        .is_some_and(|r| r.rate_limit.is_some());
-                let (max_keys, _) = slot_params(config, slot, own);
+                let (max_keys, _) = slot_params(config, slot, owns(inherits, slot));
                 ShadowSet::new(limiter.spec(), which?, max_keys, evictions).map(Arc::new)
             }),
         };

@@ -292,8 +292,7 @@ impl Session {
             return false;
         }
         let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
-        let path = self.head.path.get(buf);
-        let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+        let path = query::path_of(self.head.path.get(buf));
         let health_route = routed
             && self
                 .ex
@@ -350,8 +349,7 @@ impl Session {
                 // No routes: the target goes as sent, to `default`.
                 let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
                 let head = &self.head;
-                let path = head.path.get(buf);
-                let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+                let path = query::path_of(head.path.get(buf));
                 let host = head.authority.or(head.host).map_or(&[][..], |s| s.get(buf));
                 t.push(TraceStage::Route {
                     route: None,
@@ -490,7 +488,7 @@ impl Session {
                         ip: self.client_ip(),
                         consumer: &self.ex.consumer_name,
                     };
-                    let key = rate_limit::client_key(
+                    let (key, keyed) = rate_limit::client_key(
                         &ctx.shared.key_hasher,
                         source,
                         buf,
@@ -508,7 +506,7 @@ impl Session {
                     let limiter = own.unwrap_or_else(|| ctx.snap.limiter(route));
                     let d = limiter.check(key, now);
                     if self.ex.trace.is_some() {
-                        self.trace_rate_limit(source, key, limiter, own.is_some(), &d);
+                        self.trace_rate_limit(source, (key, keyed), limiter, own.is_some(), &d);
                     }
                     // Shadows see what the route's limiter sees (a consumer's
                     // own limit is another limiter) and only count: `d` is

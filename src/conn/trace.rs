@@ -18,6 +18,7 @@ use crate::algo::Nanos;
 use crate::backend::SelectionMode;
 use crate::config::KeySource;
 use crate::metrics::Metrics;
+use crate::pipeline::rate_limit::Keyed;
 use crate::trace::admit::{self, Ask};
 use crate::trace::record::{
     text, Candidate, Exclusion, LimitKey, RateLimitEntry, SelectionEntry, Stage,
@@ -163,33 +164,27 @@ impl Session {
         t.push(Stage::Selection(entry));
     }
 
-    /// Records the rate limiter's decision `d` for `key` (from `source`),
-    /// made by `limiter` (`own`: a consumer's own limit).
+    /// Records the rate limiter's decision `d` for `key` (from `source`,
+    /// made of what `keyed` says), made by `limiter` (`own`: a consumer's
+    /// own limit).
     pub(super) fn trace_rate_limit(
         &mut self,
         source: &KeySource,
-        key: u64,
+        (key, keyed): (u64, Keyed),
         limiter: &dyn RateLimiter,
         own: bool,
         d: &Decision,
     ) {
+        if self.ex.trace.is_none() {
+            return;
+        }
+        let who = match (keyed, source) {
+            (Keyed::Header, KeySource::Header(name)) => LimitKey::Header(name.clone()),
+            (Keyed::Consumer, _) => LimitKey::Consumer(text(&self.ex.consumer_name)),
+            _ => LimitKey::Ip(self.client_ip()),
+        };
         let Some(t) = self.ex.trace.as_deref_mut() else {
             return;
-        };
-        let buf = self.req.as_ref().map(|b| b.data()).unwrap_or(&[]);
-        let ip = self
-            .ex
-            .client_ip
-            .unwrap_or_else(|| self.peer.ip().to_canonical());
-        // The same fallbacks as `rate_limit::client_key`.
-        let who = match source {
-            KeySource::Header(name) if self.head.header(buf, name.as_bytes()).is_some() => {
-                LimitKey::Header(name.clone())
-            }
-            KeySource::Consumer if !self.ex.consumer_name.is_empty() => {
-                LimitKey::Consumer(String::from_utf8_lossy(&self.ex.consumer_name).into_owned())
-            }
-            _ => LimitKey::Ip(ip),
         };
         t.push(Stage::RateLimit(RateLimitEntry {
             key_source: source.describe(),

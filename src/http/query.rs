@@ -12,6 +12,12 @@ pub fn query_start(target: &[u8]) -> Option<usize> {
     target.iter().position(|&b| b == b'?').map(|i| i + 1)
 }
 
+/// A request target without its query (and without the '?').
+#[inline]
+pub fn path_of(target: &[u8]) -> &[u8] {
+    query_start(target).map_or(target, |q| &target[..q - 1])
+}
+
 /// The parameters of `query` (without the '?'): for each, the range of the
 /// whole `name=value` item and of its value (empty without '=').
 pub fn params(query: &[u8]) -> impl Iterator<Item = (Range<usize>, &[u8], Range<usize>)> + '_ {
@@ -149,6 +155,13 @@ mod tests {
         let mut out = Vec::new();
         percent_decode(v.as_bytes(), |b| out.extend_from_slice(b));
         out
+    }
+
+    #[test]
+    fn the_path_is_the_target_up_to_its_query() {
+        assert_eq!(path_of(b"/a/b?x=1?y"), b"/a/b");
+        assert_eq!(path_of(b"/a/b"), b"/a/b");
+        assert_eq!(path_of(b"?x"), b"");
     }
 
     #[test]

@@ -216,13 +216,18 @@ mod tests {
         assert_eq!(out.len(), 95 - 2 + (256 - 95 + 2) * 4);
     }
 
-    #[test]
-    fn a_line_is_one_line_whatever_the_request_held() {
-        let mut log = AccessLog {
+    /// A log writing nowhere, with a fixed time stamp.
+    fn sink_log() -> AccessLog {
+        AccessLog {
             buf: Vec::new(),
             out: Some(Box::new(io::sink())),
             stamp: [b'T'; 24],
-        };
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_line_whatever_the_request_held() {
+        let mut log = sink_log();
         log.record(&Entry {
             client: "192.0.2.1".parse().unwrap(),
             target: b"GET /x\" 200 B0 1ms 0 spoofed\n\"",
@@ -264,11 +269,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_written_as_display_does() {
-        let mut log = AccessLog {
-            buf: Vec::new(),
-            out: Some(Box::new(io::sink())),
-            stamp: [b'T'; 24],
-        };
+        let mut log = sink_log();
         log.record(&Entry {
             client: "2001:db8::1".parse().unwrap(),
             target: b"GET /",

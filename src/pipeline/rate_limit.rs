@@ -20,33 +20,45 @@ pub struct Caller<'a> {
     pub consumer: &'a [u8],
 }
 
+/// What a client key was made from: the configured source, or the client
+/// IP it falls back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyed {
+    /// The configured header's value.
+    Header,
+    /// The proved consumer's name.
+    Consumer,
+    /// The client IP (configured, or the fallback).
+    Ip,
+}
+
 /// The limiter key for a request: a keyed hash (random per process, so
 /// attackers cannot aim at one table slot) of the configured header's
 /// value, or of the consumer, or of the client IP when the header is absent
-/// or the request anonymous (or when keyed by IP).
+/// or the request anonymous (or when keyed by IP); and which of them it was.
 pub fn client_key(
     hasher: &impl BuildHasher,
     source: &KeySource,
     buf: &[u8],
     head: &RequestHead,
     caller: &Caller<'_>,
-) -> u64 {
+) -> (u64, Keyed) {
     match source {
         KeySource::Header(name) => {
             if let Some(v) = head.header(buf, name.as_bytes()) {
-                return hasher.hash_one((1u8, v));
+                return (hasher.hash_one((1u8, v)), Keyed::Header);
             }
         }
         // One budget per consumer, whichever key or token they used. The
         // name, not the config index, so gateways sharing a global store
         // agree even if their consumer lists are ordered differently.
         KeySource::Consumer if !caller.consumer.is_empty() => {
-            return hasher.hash_one((2u8, caller.consumer));
+            return (hasher.hash_one((2u8, caller.consumer)), Keyed::Consumer);
         }
         KeySource::Consumer => {}
         KeySource::ClientIp => {}
     }
-    hasher.hash_one((0u8, caller.ip))
+    (hasher.hash_one((0u8, caller.ip)), Keyed::Ip)
 }
 
 /// Appends the rate-limit headers for `d` to `extra`.

@@ -90,9 +90,9 @@ fn stage(t: &Trace, s: &Stage) -> Vec<Value> {
         Stage::Shadows(entries) => {
             let shadows: Vec<Value> = entries
                 .iter()
-                .map(|e| {
-                    let mut v = decision(&e.decision);
-                    v.insert("algorithm".into(), json!(e.algorithm.name()));
+                .map(|(algorithm, d)| {
+                    let mut v = decision(d);
+                    v.insert("algorithm".into(), json!(algorithm.name()));
                     Value::Object(v)
                 })
                 .collect();

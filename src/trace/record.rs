@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use api_gateway_protocol::CircuitState;
 
-use crate::algo::limit::shadow::{Algorithm, ShadowVerdicts};
+use crate::algo::limit::shadow::ShadowVerdicts;
 use crate::algo::limit::{Decision, Verdict};
 use crate::algo::Nanos;
 use crate::config::resilience::RetryOn;
@@ -83,15 +83,6 @@ impl RateLimitEntry {
     pub fn after(&self) -> u64 {
         self.decision.remaining
     }
-}
-
-/// One shadow limiter's would-be decision.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ShadowEntry {
-    /// The shadow's algorithm.
-    pub algorithm: Algorithm,
-    /// What it would have decided.
-    pub decision: Decision,
 }
 
 /// Why a candidate backend could not be picked, as seen before the pick.
@@ -218,8 +209,9 @@ pub enum Stage {
     },
     /// The rate limiter's decision.
     RateLimit(RateLimitEntry),
-    /// What the shadow limiters would have decided.
-    Shadows(Vec<ShadowEntry>),
+    /// What the shadow limiters would have decided (the set's own fixed
+    /// array, boxed: the other stages are far smaller).
+    Shadows(Box<ShadowVerdicts>),
     /// A backend selection (rendered as the `circuit-breaker` stage, when
     /// circuits gate it, then the `load-balancer` stage).
     Selection(SelectionEntry),
@@ -353,17 +345,9 @@ impl Trace {
     /// Records what each shadow limiter would have decided (nothing when
     /// there are none).
     pub fn shadows(&mut self, verdicts: &ShadowVerdicts) {
-        if verdicts.is_empty() {
-            return;
+        if !verdicts.is_empty() {
+            self.push(Stage::Shadows(Box::new(*verdicts)));
         }
-        let entries = verdicts
-            .iter()
-            .map(|&(algorithm, decision)| ShadowEntry {
-                algorithm,
-                decision,
-            })
-            .collect();
-        self.push(Stage::Shadows(entries));
     }
 
     /// The request starts waiting in the upstream queue at `now`.
@@ -485,7 +469,7 @@ mod tests {
     #[test]
     fn shadows_are_recorded_in_order_and_none_is_no_stage() {
         use crate::algo::cells::Evictions;
-        use crate::algo::limit::shadow::{ShadowSet, Shadows};
+        use crate::algo::limit::shadow::{Algorithm, ShadowSet, Shadows};
         use api_gateway_protocol::LimitSpec;
         let live = LimitSpec::FixedWindow {
             limit: 1,
@@ -501,18 +485,18 @@ mod tests {
         let Some(Stage::Shadows(entries)) = t.stages.last() else {
             panic!("a shadows stage: {:?}", t.stages);
         };
-        let algos: Vec<_> = entries.iter().map(|e| e.algorithm).collect();
+        let algos: Vec<_> = entries.iter().map(|&(a, _)| a).collect();
         assert_eq!(algos, [Algorithm::TokenBucket, Algorithm::SlidingLog]);
         assert!(entries
             .iter()
-            .all(|e| e.decision.verdict == Verdict::Allow && e.decision.limit >= 1));
+            .all(|(_, d)| d.verdict == Verdict::Allow && d.limit >= 1));
         // A second request over the limit of 1: the sliding log denies.
         let verdicts = set.observe(7, now, &live_decision);
         t.shadows(&verdicts);
         let Some(Stage::Shadows(entries)) = t.stages.last() else {
             panic!("a second shadows stage");
         };
-        assert_eq!(entries[1].decision.verdict, Verdict::Deny);
+        assert_eq!(entries.iter().nth(1).unwrap().1.verdict, Verdict::Deny);
         let mut empty = trace();
         empty.shadows(&ShadowVerdicts::default());
         assert!(empty.stages.is_empty());

@@ -33,11 +33,6 @@ impl TraceRing {
         ring.iter().rev().find(|t| t.id == id).cloned()
     }
 
-    /// Every trace held, newest first.
-    pub fn newest_first(&self) -> Vec<Arc<Trace>> {
-        self.newest(usize::MAX).0
-    }
-
     /// The `n` newest traces, newest first, and how many are held.
     pub fn newest(&self, n: usize) -> (Vec<Arc<Trace>>, usize) {
         let ring = self.traces.lock().unwrap_or_else(|e| e.into_inner());
@@ -74,7 +69,12 @@ mod tests {
             ring.push(trace(id), 3);
         }
         assert!(ring.get("a").is_none() && ring.get("b").is_none());
-        let ids: Vec<String> = ring.newest_first().iter().map(|t| t.id.clone()).collect();
+        let ids: Vec<String> = ring
+            .newest(usize::MAX)
+            .0
+            .iter()
+            .map(|t| t.id.clone())
+            .collect();
         assert_eq!(ids, ["e", "d", "c"]);
         let (two, held) = ring.newest(2);
         assert_eq!(held, 3);

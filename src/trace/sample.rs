@@ -5,6 +5,8 @@
 //! Each worker has its own state (no sharing, no atomics), seeded
 //! differently per worker so workers do not sample in lockstep.
 
+use crate::algo::balance::{mix64, GOLDEN};
+
 /// One worker's sampler state.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sampler {
@@ -20,13 +22,10 @@ impl Sampler {
         Sampler { state: seed }
     }
 
-    /// The next 64 random bits (splitmix64).
+    /// The next 64 random bits (splitmix64, the balancers' mixer).
     fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.state = self.state.wrapping_add(GOLDEN);
+        mix64(self.state)
     }
 
     /// Whether this request is one of `per_million` in a million: never

@@ -77,6 +77,10 @@ pub fn build(spec: &BalanceSpec, table: &BackendTable) -> Arc<dyn Balancer> {
     }
 }
 
+/// The splitmix64 increment (2^64 / golden ratio): consecutive states are
+/// spread over the whole word, so `mix64` of them is a good random stream.
+pub(crate) const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
 /// The splitmix64 finalizer: a fixed, seedless 64-bit mixer (full avalanche),
 /// so placements computed from it are identical across restarts and hosts.
 pub(crate) const fn mix64(mut z: u64) -> u64 {

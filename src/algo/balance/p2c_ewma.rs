@@ -15,13 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use api_gateway_protocol::BalanceSpec;
 
-use super::{mix64, reduce, Balancer, Offered, PickKey};
+use super::{mix64, reduce, Balancer, Offered, PickKey, GOLDEN};
 use crate::algo::{BackendId, Nanos};
 use crate::backend::{Backend, BackendTable};
-
-/// The splitmix64 increment (2^64 / golden ratio): consecutive states are
-/// spread over the whole word, so `mix64` of them is a good random stream.
-const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Cost of a backend with requests in flight but no latency sample yet
 /// (Finagle's penalty, `Long.MaxValue >> 16` ns, about 39 hours): a new
